@@ -1,0 +1,50 @@
+"""Every exception the package raises on purpose.
+
+    AblationError               base: a message meant for the user, shown as one line by the CLI
+    ├── InputError              a user mistake (bad code, unknown sweep, bad sweep file); the CLI exits 2
+    │   ├── BadCodeError        not an attention code '0000'..'1111'
+    │   ├── UnknownSweepError   no sweep of that name or path
+    │   └── SweepFileError      the sweep file is unreadable or does not match the schema
+    └── EnvironmentProblem      the machine lacks something the command needs (mmdet, a base config); exit 1
+
+Messages name the offending value and the valid values, so that one line is enough to fix the mistake.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AblationError",
+    "BadCodeError",
+    "EnvironmentProblem",
+    "InputError",
+    "SweepFileError",
+    "UnknownSweepError",
+]
+
+
+class AblationError(Exception):
+    """Base of the package's errors; ``str(error)`` is a complete one-line message for the user."""
+
+    exit_code = 1
+
+
+class InputError(AblationError, ValueError):
+    """The user gave something invalid; nothing was changed."""
+
+    exit_code = 2
+
+
+class BadCodeError(InputError):
+    """A string that is not a 4-bit attention code."""
+
+
+class UnknownSweepError(InputError):
+    """A sweep name or path that matches no sweep file."""
+
+
+class SweepFileError(InputError):
+    """A sweep file that cannot be read or does not follow the schema."""
+
+
+class EnvironmentProblem(AblationError):
+    """Something the command needs is missing from this machine."""

@@ -1,0 +1,59 @@
+"""Python source for config values, in the ``dict(key=value)`` style of MMDetection's config files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Ref", "assignments", "literal"]
+
+WIDTH = 79
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference to a variable defined earlier in the same file, written as its bare name."""
+
+    name: str
+
+
+def literal(value: Any, indent: int = 0, column: int | None = None, suffix: int = 0) -> str:
+    """``value`` as Python source that fits in WIDTH columns where it can, breaking containers otherwise.
+
+    ``indent`` is the indentation of the line the value starts on, ``column`` where on it the value starts
+    (default: at the indentation), ``suffix`` how many characters follow it on its line.
+    """
+    flat = _flat(value)
+    start = indent if column is None else column
+    if start + len(flat) + suffix <= WIDTH or not isinstance(value, (dict, list, tuple)) or not value:
+        return flat
+    inner = indent + 4
+    pad, end = " " * inner, " " * indent
+    if isinstance(value, dict):
+        items = [f"{pad}{k}={literal(v, inner, inner + len(k) + 1, suffix=1)}" for k, v in value.items()]
+        return "dict(\n" + ",\n".join(items) + f",\n{end})"
+    items = [f"{pad}{literal(v, inner, suffix=1)}" for v in value]
+    opening, closing = ("[", "]") if isinstance(value, list) else ("(", ")")
+    return f"{opening}\n" + ",\n".join(items) + f",\n{end}{closing}"
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, Ref):
+        return value.name
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) and k.isidentifier() for k in value):
+            raise ValueError(f"config keys must be identifiers: {list(value)}")
+        return "dict(" + ", ".join(f"{k}={_flat(v)}" for k, v in value.items()) + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flat(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        inner = ", ".join(_flat(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    raise TypeError(f"cannot write {type(value).__name__} into a config: {value!r}")
+
+
+def assignments(variables: dict[str, Any]) -> str:
+    """``name = value`` lines, one statement per variable, a blank line between them."""
+    return "\n".join(f"{name} = {literal(value, 0, len(name) + 3)}\n" for name, value in variables.items())

@@ -1,0 +1,288 @@
+"""A sweep: a named set of cells with the base model, schedule, dataset and resources they share.
+
+Sweeps are TOML files in ``experiments/sweeps/``; a sweep's name is its file's stem. Every setting is declared
+once below, with its type, default and documentation; ``schema.build`` validates a file against them.
+The defaults are MMDetection's Faster R-CNN R-50 FPN 1x on COCO 2017 with 8 GPUs x 2 images, the paper's
+setting, so a sweep file states only what it changes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomllib
+
+from . import schema
+from .codes import ALL_CODES, AttentionCode
+from .errors import InputError, SweepFileError, UnknownSweepError
+from .grid import Cell, expand
+from .schema import nested, setting
+
+__all__ = [
+    "AttentionSettings",
+    "DatasetSettings",
+    "DcnSettings",
+    "GridSettings",
+    "ModelSettings",
+    "ResourceSettings",
+    "ScheduleSettings",
+    "Sweep",
+    "available_sweeps",
+    "load_sweep",
+    "sweep_dirs",
+]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
+_STAGES = tuple[bool, bool, bool, bool]
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise InputError(message)
+
+
+def _check_name(key: str, value: str) -> None:
+    _check(
+        bool(_NAME.fullmatch(value)), f"{key} {value!r} must be letters, digits, '.' and '-' (it names files)"
+    )
+
+
+@dataclass(frozen=True)
+class GridSettings:
+    codes: tuple[AttentionCode, ...] = setting(
+        ALL_CODES,
+        'attention codes to run: a list such as ["0000", "0010"], or "all" for the 16',
+        aliases={"all": ALL_CODES},
+    )
+    dcn: tuple[bool, ...] = setting((False, True), "deformable convolution settings to cross with the codes")
+
+    def __post_init__(self) -> None:
+        _check(len(self.codes) > 0, "codes: give at least one code")
+        _check(len(set(self.codes)) == len(self.codes), "codes: a code is listed twice")
+        _check(
+            len(self.dcn) > 0 and len(set(self.dcn)) == len(self.dcn), "dcn: give false, true or both, once"
+        )
+
+
+@dataclass(frozen=True)
+class AttentionSettings:
+    stages: _STAGES = setting(
+        (False, False, True, True), "ResNet stages (c2..c5) that get the attention plugin"
+    )
+    position: str = setting("after_conv2", "where in each block: after_conv1, after_conv2 or after_conv3")
+    num_heads: int | None = setting(8, "attention heads (unset: mmcv's default, 9)")
+    kv_stride: int | None = setting(2, "stride of the key/value feature map (unset: mmcv's default, 1)")
+    spatial_range: int | None = setting(-1, "-1 for global attention, else a local window (unset: mmcv's -1)")
+    q_stride: int | None = setting(None, "stride of the query feature map (unset: mmcv's default, 1)")
+    position_embedding_dim: int | None = setting(None, "relative position embedding size (unset: mmcv's)")
+    position_magnitude: int | None = setting(None, "scale of relative positions (unset: mmcv's default, 1)")
+
+    def __post_init__(self) -> None:
+        positions = ("after_conv1", "after_conv2", "after_conv3")
+        _check(self.position in positions, f"position {self.position!r} is not one of {', '.join(positions)}")
+        _check(any(self.stages), "stages: switch attention on in at least one stage")
+        for key in ("num_heads", "kv_stride", "q_stride", "position_magnitude"):
+            value = getattr(self, key)
+            _check(value is None or value >= 1, f"{key} must be at least 1, got {value}")
+
+    def mmcv_args(self) -> dict[str, int]:
+        """The GeneralizedAttention arguments this sweep sets (unset ones keep mmcv's defaults)."""
+        keys = (
+            "spatial_range",
+            "num_heads",
+            "kv_stride",
+            "q_stride",
+            "position_embedding_dim",
+            "position_magnitude",
+        )
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True)
+class DcnSettings:
+    stages: _STAGES = setting(
+        (False, True, True, True), "ResNet stages (c2..c5) whose 3x3 convs are deformable"
+    )
+    deform_groups: int = setting(1, "offset groups of each deformable convolution")
+    fallback_on_stride: bool = setting(False, "use a plain conv where the 3x3 conv has a stride")
+
+    def __post_init__(self) -> None:
+        _check(any(self.stages), "stages: switch DCN on in at least one stage")
+        _check(self.deform_groups >= 1, f"deform_groups must be at least 1, got {self.deform_groups}")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    base_config: str = setting(
+        "mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py",
+        "MMDetection config every cell starts from ('mmdet::' = the installed mmdet's configs, or a path)",
+    )
+    detector: str = setting("faster-rcnn", "detector part of the cell names")
+    backbone: str = setting("r50", "backbone part of the cell names")
+    neck: str = setting("fpn", "neck part of the cell names")
+    pretrained: bool = setting(True, "start from the base config's ImageNet backbone; false: from scratch")
+    attention: AttentionSettings = nested(
+        AttentionSettings, "the GeneralizedAttention plugin of cells with code != 0000"
+    )
+    dcn: DcnSettings = nested(DcnSettings, "the deformable convolution of cells with dcn = true")
+
+    def __post_init__(self) -> None:
+        for key in ("detector", "backbone", "neck"):
+            _check_name(key, getattr(self, key))
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    name: str = setting("1x", "schedule part of the cell names")
+    epochs: int = setting(12, "training epochs")
+    lr: float = setting(0.02, "SGD learning rate for the whole batch (gpus x images_per_gpu)")
+    milestones: tuple[int, ...] = setting((8, 11), "epochs after which the learning rate drops 10x")
+    warmup_iters: int = setting(500, "iterations of linear warm-up from 0.001 x lr")
+    val_interval: int = setting(1, "validate every this many epochs")
+    log_interval: int | None = setting(None, "log every this many iterations (unset: the base config's, 50)")
+
+    def __post_init__(self) -> None:
+        _check_name("name", self.name)
+        _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
+        _check(self.lr > 0, f"lr must be positive, got {self.lr}")
+        ms = self.milestones
+        _check(
+            list(ms) == sorted(set(ms)) and all(0 < m < self.epochs for m in ms),
+            f"milestones must rise strictly and lie between 0 and epochs ({self.epochs}), got {list(ms)}",
+        )
+        _check(self.warmup_iters >= 0, f"warmup_iters must be at least 0, got {self.warmup_iters}")
+        _check(
+            1 <= self.val_interval <= self.epochs, f"val_interval must be 1..epochs, got {self.val_interval}"
+        )
+        _check(self.log_interval is None or self.log_interval >= 1, "log_interval must be at least 1")
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    name: str = setting("coco", "dataset part of the cell names")
+    data_root: str = setting("data/coco/", "dataset folder, relative to where training runs or absolute")
+    train_ann: str = setting("annotations/instances_train2017.json", "training annotations, under data_root")
+    train_images: str = setting("train2017/", "training images folder, under data_root")
+    val_ann: str = setting("annotations/instances_val2017.json", "validation annotations, under data_root")
+    val_images: str = setting("val2017/", "validation images folder, under data_root")
+    classes: tuple[str, ...] | None = setting(
+        None, "class names, when not COCO's 80 (sets the box head's size)"
+    )
+    scale: tuple[int, int] | None = setting(
+        None, "[long, short] image scale of mmdet's standard train/test pipelines (unset: the base's)"
+    )
+
+    def __post_init__(self) -> None:
+        _check_name("name", self.name)
+        _check(self.classes is None or len(self.classes) > 0, "classes: give at least one class")
+        _check(
+            self.scale is None or min(self.scale) >= 32, f"scale must be at least 32 pixels, got {self.scale}"
+        )
+
+
+@dataclass(frozen=True)
+class ResourceSettings:
+    gpus: int = setting(8, "GPUs per cell (0: one CPU process)")
+    images_per_gpu: int = setting(2, "training images per GPU (per process on CPU)")
+    workers_per_gpu: int = setting(2, "data loading worker processes per GPU")
+
+    def __post_init__(self) -> None:
+        _check(self.gpus >= 0, f"gpus must be at least 0, got {self.gpus}")
+        _check(self.images_per_gpu >= 1, f"images_per_gpu must be at least 1, got {self.images_per_gpu}")
+        _check(self.workers_per_gpu >= 0, f"workers_per_gpu must be at least 0, got {self.workers_per_gpu}")
+
+
+@dataclass(frozen=True)
+class SweepFile:
+    """The keys of a sweep file: its top level and one table per section."""
+
+    description: str = setting("", "one line saying what the sweep is for")
+    grid: GridSettings = nested(GridSettings, "which cells: attention codes x DCN")
+    model: ModelSettings = nested(ModelSettings, "the detector every cell shares")
+    schedule: ScheduleSettings = nested(ScheduleSettings, "the training schedule")
+    dataset: DatasetSettings = nested(DatasetSettings, "the dataset (COCO format)")
+    resources: ResourceSettings = nested(ResourceSettings, "what one cell runs on")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep file read and validated, with the name and path it came from."""
+
+    name: str
+    path: Path
+    settings: SweepFile
+
+    @property
+    def cells(self) -> tuple[Cell, ...]:
+        """Every cell of the grid, in code order, DCN off before on."""
+        return expand(self.settings.grid.codes, self.settings.grid.dcn)
+
+    @property
+    def model(self) -> ModelSettings:
+        return self.settings.model
+
+    @property
+    def schedule(self) -> ScheduleSettings:
+        return self.settings.schedule
+
+    @property
+    def dataset(self) -> DatasetSettings:
+        return self.settings.dataset
+
+    @property
+    def resources(self) -> ResourceSettings:
+        return self.settings.resources
+
+
+def sweep_dirs() -> list[Path]:
+    """Where sweep names are looked up: ./experiments/sweeps, then this checkout's experiments/sweeps."""
+    here = Path.cwd() / "experiments" / "sweeps"
+    checkout = Path(__file__).resolve().parents[1] / "experiments" / "sweeps"
+    return [here] if here.resolve() == checkout else [here, checkout]
+
+
+def available_sweeps() -> dict[str, Path]:
+    """Sweep name -> file, the first found in ``sweep_dirs()`` winning."""
+    found: dict[str, Path] = {}
+    for folder in sweep_dirs():
+        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else ():
+            found.setdefault(path.stem, path)
+    return found
+
+
+def load_sweep(name_or_path: str | Path) -> Sweep:
+    """The sweep named ``name_or_path`` (a name from ``available_sweeps()``, or a path to a .toml file)."""
+    text = str(name_or_path)
+    if text.endswith(".toml") or "/" in text:
+        path = Path(text)
+        if not path.is_file():
+            raise UnknownSweepError(f"no sweep file at {text}")
+    else:
+        sweeps = available_sweeps()
+        if text not in sweeps:
+            names = ", ".join(sweeps) or "none"
+            raise UnknownSweepError(
+                f"unknown sweep {text!r}; valid sweeps: {names} (or a path to a .toml file)"
+            )
+        path = sweeps[text]
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise SweepFileError(f"{path}: cannot read the sweep file: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SweepFileError(f"{path}: not valid TOML: {error}") from None
+    try:
+        settings = schema.build(SweepFile, table)
+    except SweepFileError as error:
+        raise SweepFileError(f"{path}: {error}") from None
+    _check_sweep_name(path)
+    return Sweep(name=path.stem, path=path, settings=settings)
+
+
+def _check_sweep_name(path: Path) -> None:
+    if not _NAME.fullmatch(path.stem):
+        raise SweepFileError(
+            f"{path}: a sweep file's name must be letters, digits, '.' and '-' (it names folders)"
+        )

@@ -1,0 +1,153 @@
+"""The CLI as a user meets it: exact output, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ablation.cli import main
+
+from .conftest import REPO, run_script, write_sweep
+
+GOLDEN_PLAN = REPO / "tests" / "golden" / "plan-coco-1x.txt"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as stop:  # argparse's usage errors and --help
+        code = int(stop.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_plan_prints_the_grid_exactly(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pins the table. After an intended change, in an empty folder:
+
+    ablation plan --sweep coco-1x > tests/golden/plan-coco-1x.txt
+    """
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "plan", "--sweep", str(REPO / "experiments/sweeps/coco-1x.toml"))
+    assert (code, err) == (0, "")
+    assert out == GOLDEN_PLAN.read_text(), "refresh: see this test's docstring (run it in an empty folder)"
+    lines = out.splitlines()
+    assert lines[0].split() == ["cell", "id", "code", "factors", "dcn", "config"]
+    assert len(lines) == 2 + 32 + 3
+    assert lines[-2] == "32 cells of sweep coco-1x; configs in runs/coco-1x/configs"
+    assert len(list((tmp_path / "runs" / "coco-1x" / "configs").glob("*.py"))) == 32
+
+
+def test_plan_selects_codes_and_dcn(capsys: pytest.CaptureFixture[str], awkward_dir: Path) -> None:
+    code, out, _ = run(
+        capsys,
+        "plan",
+        "--sweep",
+        "coco-1x",
+        "--codes",
+        "0010,1111",
+        "--codes",
+        "0100",
+        "--dcn",
+        "on",
+        "--root",
+        str(awkward_dir),
+    )
+    assert code == 0
+    rows = [line.split() for line in out.splitlines()[2:5]]
+    assert [(r[2], r[4]) for r in rows] == [("0010", "on"), ("0100", "on"), ("1111", "on")]
+    assert "3 cells of sweep coco-1x" in out
+    assert sorted(p.name for p in (awkward_dir / "coco-1x" / "configs").iterdir()) == [
+        "faster-rcnn_r50-attn0010-dcn_fpn_1x_coco.py",
+        "faster-rcnn_r50-attn0100-dcn_fpn_1x_coco.py",
+        "faster-rcnn_r50-attn1111-dcn_fpn_1x_coco.py",
+    ]
+
+
+def test_the_root_comes_from_the_environment(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ABLATION_ROOT", str(tmp_path / "elsewhere"))
+    from ablation.cli import build_parser
+
+    args = build_parser().parse_args(["plan", "--sweep", "smoke", "--dcn", "off"])
+    assert args.root == tmp_path / "elsewhere"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["plan", "--sweep", "nope"], "error: unknown sweep 'nope'; valid sweeps: coco-1x, smoke"),
+        (
+            ["plan", "--sweep", "coco-1x", "--codes", "10a1"],
+            "error: argument --codes: bad attention code '10a1': a code is 4 characters, each 0 or 1",
+        ),
+        (
+            ["plan", "--sweep", "coco-1x", "--codes", "11111"],
+            "error: argument --codes: bad attention code '11111'",
+        ),
+        (
+            ["plan", "--sweep", "smoke", "--codes", "0100"],
+            "error: code 0100 not in this sweep's grid; its codes: 0000, 0010, 1111",
+        ),
+        (
+            ["plan", "--sweep", "coco-1x", "--dcn", "maybe"],
+            "error: argument --dcn: invalid choice: 'maybe' (choose from 'on', 'off', 'both')",
+        ),
+        (["plan"], "error: the following arguments are required: --sweep"),
+        (
+            ["frobnicate"],
+            "error: argument COMMAND: invalid choice: 'frobnicate' (choose from 'plan', 'sweeps')",
+        ),
+    ],
+)
+def test_user_mistakes_get_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], message: str
+) -> None:
+    code, out, err = run(
+        capsys, *argv, *(["--root", str(tmp_path)] if argv[0] == "plan" and len(argv) > 1 else [])
+    )
+    assert code == 2
+    assert out == ""
+    assert err.startswith(message)
+    assert err.count("\n") == 1
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_a_bad_sweep_file_gets_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write_sweep(tmp_path, "[schedule]\nepoch = 3\n")
+    code, _, err = run(capsys, "plan", "--sweep", str(path), "--root", str(tmp_path / "runs"))
+    assert code == 2
+    assert (
+        err == f"error: {path}: [schedule] unknown key 'epoch'; valid keys: name, epochs, lr, milestones, "
+        "warmup_iters, val_interval, log_interval\n"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ablation import UnknownSweepError
+
+    monkeypatch.setenv("ABLATION_DEBUG", "1")
+    with pytest.raises(UnknownSweepError):
+        main(["plan", "--sweep", "nope", "--root", str(tmp_path)])
+
+
+def test_sweeps_lists_the_files(capsys: pytest.CaptureFixture[str], in_repo: Path) -> None:
+    code, out, _ = run(capsys, "sweeps")
+    assert code == 0
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:]}
+    assert rows == {"coco-1x": "32", "smoke": "6"}
+
+
+def test_the_console_script_runs_outside_the_checkout(awkward_dir: Path) -> None:
+    done = run_script("ablation", "plan", "--sweep", "smoke", "--codes", "0010", cwd=awkward_dir)
+    assert done.returncode == 0, done.stderr
+    assert "2 cells of sweep smoke; configs in runs/smoke/configs" in done.stdout
+    failed = run_script("ablation", "plan", "--sweep", "smoke", "--codes", "2", cwd=awkward_dir)
+    assert failed.returncode == 2
+    assert failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr

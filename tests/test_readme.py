@@ -1,0 +1,57 @@
+"""The README's promises: its two opening commands, and the settings reference it carries."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from ablation.schema import describe
+from ablation.sweep import SweepFile
+from ablation.table import markdown_table
+
+from .conftest import REPO, run_script
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+SETUP = "bash .ci/setup && "
+
+
+def opening_commands() -> dict[str, str]:
+    block = README.split("```", 2)[1]
+    commands = {}
+    for line in block.splitlines()[1:]:
+        command, _, tag = line.partition("#")
+        commands[tag.strip()] = command.strip()
+    return commands
+
+
+def test_the_readme_opens_with_the_main_job_and_the_tests_both_setting_up_first() -> None:
+    commands = opening_commands()
+    assert set(commands) == {"the main job", "the tests"}
+    assert all(c.startswith(SETUP) for c in commands.values())
+    assert README.index("```") < README.index("## ")  # before any section
+
+
+def test_ci_runs_the_readme_s_test_command() -> None:
+    found = subprocess.run(
+        ["bash", ".ci/run", "--print"], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert found.stdout == opening_commands()["the tests"] + "\n"
+
+
+def test_the_main_job_runs(tmp_path: Path) -> None:
+    command = opening_commands()["the main job"].removeprefix(SETUP)
+    program, *args = command.split()
+    env = {**os.environ, "ABLATION_ROOT": str(tmp_path)}
+    done = run_script(Path(program).name, *args, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "32 cells of sweep coco-1x" in done.stdout
+    assert len(list((tmp_path / "coco-1x" / "configs").glob("*.py"))) == 32
+
+
+def test_the_settings_reference_is_current() -> None:
+    found = re.search(r"<!-- sweep-schema:start -->\n(.*?)\n<!-- sweep-schema:end -->", README, re.S)
+    assert found, "README.md lost its sweep-schema markers"
+    expected = markdown_table(("key", "default", "meaning"), describe(SweepFile))
+    assert found.group(1) == expected, "refresh with: ablation sweeps --schema --markdown"
