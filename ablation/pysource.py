@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import keyword
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,19 +44,27 @@ def _flat(value: Any) -> str:
     if isinstance(value, Ref):
         return value.name
     if isinstance(value, dict):
-        if not all(isinstance(k, str) and k.isidentifier() for k in value):
-            raise ValueError(f"config keys must be identifiers: {list(value)}")
+        _check_names(value)
         return "dict(" + ", ".join(f"{k}={_flat(v)}" for k, v in value.items()) + ")"
     if isinstance(value, list):
         return "[" + ", ".join(_flat(v) for v in value) + "]"
     if isinstance(value, tuple):
         inner = ", ".join(_flat(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"cannot write {value!r} into a config: only finite numbers read back")
     if value is None or isinstance(value, (bool, int, float, str)):
         return repr(value)
     raise TypeError(f"cannot write {type(value).__name__} into a config: {value!r}")
 
 
+def _check_names(names: Iterable[object]) -> None:
+    bad = [n for n in names if not (isinstance(n, str) and n.isidentifier() and not keyword.iskeyword(n))]
+    if bad:
+        raise ValueError(f"config keys and variables must be Python names, not {bad}")
+
+
 def assignments(variables: dict[str, Any]) -> str:
     """``name = value`` lines, one statement per variable, a blank line between them."""
+    _check_names(variables)
     return "\n".join(f"{name} = {literal(value, 0, len(name) + 3)}\n" for name, value in variables.items())

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ablation import ALL_CODES, AttentionCode, SweepFileError, UnknownSweepError, load_sweep
+from ablation import ALL_CODES, AttentionCode, InputError, SweepFileError, UnknownSweepError, load_sweep
+from ablation.grid import select
 from ablation.schema import describe
 from ablation.sweep import SweepFile, available_sweeps
 
@@ -116,3 +120,24 @@ def test_codes_parse_to_attention_codes(tmp_path: Path) -> None:
     sweep = load_sweep(write_sweep(tmp_path, '[grid]\ncodes = ["1111", "0000"]\ndcn = [true]\n'))
     assert [c.code for c in sweep.cells] == [AttentionCode("0000"), AttentionCode("1111")]
     assert all(c.dcn for c in sweep.cells)
+
+
+@given(
+    st.sets(st.sampled_from(ALL_CODES), min_size=1).map(sorted),
+    st.sampled_from([[False], [True], [False, True], [True, False]]),
+)
+def test_the_grid_is_the_product_of_its_axes(codes: list[AttentionCode], dcn: list[bool]) -> None:
+    text = f"[grid]\ncodes = {[str(c) for c in codes]}\ndcn = {str(dcn).lower()}\n".replace("'", '"')
+    with tempfile.TemporaryDirectory() as folder:
+        sweep = load_sweep(write_sweep(Path(folder), text))
+    cells = sweep.cells
+    assert len(cells) == len(codes) * len(dcn) == len(set(cells))
+    assert list(cells) == sorted(cells)
+    assert {(c.code, c.dcn) for c in cells} == {(c, d) for c in codes for d in dcn}
+
+
+def test_selecting_a_dcn_setting_the_grid_lacks_is_an_error(tmp_path: Path) -> None:
+    sweep = load_sweep(write_sweep(tmp_path, "[grid]\ndcn = [false]\n"))
+    with pytest.raises(InputError, match="no cell with dcn=on in this sweep's grid"):
+        select(sweep.cells, dcn=True)
+    assert len(select(sweep.cells, codes=[AttentionCode("0010")])) == 1
