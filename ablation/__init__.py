@@ -11,6 +11,7 @@ from .errors import (
     InputError,
     SweepFileError,
     UnknownSweepError,
+    WriteError,
 )
 from .grid import Cell
 from .plan import Plan, PlannedCell, plan
@@ -35,6 +36,7 @@ __all__ = [
     "Sweep",
     "SweepFileError",
     "UnknownSweepError",
+    "WriteError",
     "__version__",
     "available_sweeps",
     "load_sweep",

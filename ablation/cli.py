@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from . import __version__
 from .codes import AttentionCode, factor_legend
-from .errors import AblationError, BadCodeError
+from .errors import AblationError, BadCodeError, InputError
 
 __all__ = ["main"]
 
@@ -76,9 +76,13 @@ def _cmd_sweeps(args: argparse.Namespace) -> int:
         fmt = markdown_table if args.markdown else text_table
         print(fmt(("key", "default", "meaning"), describe(SweepFile)))
         return 0
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for name, path in available_sweeps().items():
-        sweep = load_sweep(path)
+        try:
+            sweep = load_sweep(path)
+        except InputError as error:  # one broken file does not hide the others
+            rows.append((name, "-", f"INVALID: {str(error).removeprefix(f'{path}: ')}", _shown(path)))
+            continue
         rows.append((name, len(sweep.cells), sweep.settings.description, _shown(path)))
     print(text_table(("sweep", "cells", "description", "file"), rows))
     return 0

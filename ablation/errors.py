@@ -5,7 +5,8 @@
     │   ├── BadCodeError        not an attention code '0000'..'1111'
     │   ├── UnknownSweepError   no sweep of that name or path
     │   └── SweepFileError      the sweep file is unreadable or does not match the schema
-    └── EnvironmentProblem      the machine lacks something the command needs (mmdet, a base config); exit 1
+    ├── EnvironmentProblem      the machine lacks something the command needs (mmdet); exit 1
+    └── WriteError              an output cannot be written (permissions, a file where a folder goes); exit 1
 
 Messages name the offending value and the valid values, so that one line is enough to fix the mistake.
 """
@@ -19,6 +20,7 @@ __all__ = [
     "InputError",
     "SweepFileError",
     "UnknownSweepError",
+    "WriteError",
 ]
 
 
@@ -48,3 +50,7 @@ class SweepFileError(InputError):
 
 class EnvironmentProblem(AblationError):
     """Something the command needs is missing from this machine."""
+
+
+class WriteError(AblationError):
+    """An output file or folder cannot be written; what was written before stays as it was."""

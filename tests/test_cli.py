@@ -151,3 +151,28 @@ def test_the_console_script_runs_outside_the_checkout(awkward_dir: Path) -> None
     failed = run_script("ablation", "plan", "--sweep", "smoke", "--codes", "2", cwd=awkward_dir)
     assert failed.returncode == 2
     assert failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
+
+
+def test_an_unwritable_root_gets_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "runs"
+    blocker.write_text("a file where the sweep folders should go")
+    code, out, err = run(capsys, "plan", "--sweep", "smoke", "--root", str(blocker))
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: cannot write {blocker}/smoke/configs/") and err.count("\n") == 1
+    assert blocker.read_text() == "a file where the sweep folders should go"
+
+
+def test_sweeps_reports_a_broken_file_and_lists_the_rest(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "experiments" / "sweeps"
+    folder.mkdir(parents=True)
+    write_sweep(folder, "[grid]\nmodes = 1\n", name="broken")
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "sweeps")
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert "INVALID: [grid] unknown key 'modes'" in rows["broken"]
+    assert rows["coco-1x"].split()[1] == "32"
