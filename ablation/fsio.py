@@ -18,13 +18,11 @@ def write_atomic(path: Path, text: str) -> bool:
     """
     data = text.encode("utf-8")
     try:
-        if path.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    except OSError as error:
-        raise WriteError(f"cannot write {path}: {error.strerror or error}") from None
-    try:
+        try:
+            if path.read_bytes() == data:
+                return False
+        except FileNotFoundError:
+            pass
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as error:
@@ -35,7 +33,9 @@ def write_atomic(path: Path, text: str) -> bool:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError):  # disk full, ...: the old file is still whole
+            raise WriteError(f"cannot write {path}: {error.strerror or error}") from None
         raise
     return True
