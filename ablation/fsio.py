@@ -26,7 +26,7 @@ def write_atomic(path: Path, text: str) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as error:
-        raise WriteError(f"cannot write {path}: {error.strerror or error}") from None
+        raise _cannot_write(path, error) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -36,6 +36,10 @@ def write_atomic(path: Path, text: str) -> bool:
     except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(error, OSError):  # disk full, ...: the old file is still whole
-            raise WriteError(f"cannot write {path}: {error.strerror or error}") from None
+            raise _cannot_write(path, error) from None
         raise
     return True
+
+
+def _cannot_write(path: Path, error: OSError) -> WriteError:
+    return WriteError(f"cannot write {path}: {error.strerror or error}")
