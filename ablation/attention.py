@@ -203,17 +203,17 @@ class GeneralizedAttention(nn.Module):
         """Rx (heads, w, w_kv, dim) and Ry (heads, h, h_kv, dim): the position features of every offset."""
 
         def features(n_q: int, n_kv: int, fc: nn.Linear) -> Tensor:
-            offsets = self._offsets(n_q, n_kv, like.device)
+            offsets = self._offsets(n_q, n_kv, like.device, torch.promote_types(like.dtype, torch.float32))
             embedding = _sinusoid(offsets, self.position_embedding_dim).to(like.dtype)
             projected: Tensor = fc(embedding) / math.sqrt(2)
             return projected.view(n_q, n_kv, self.num_heads, self.qk_embed_dim).permute(2, 0, 1, 3)
 
         return features(w, w_kv, self.appr_geom_fc_x), features(h, h_kv, self.appr_geom_fc_y)
 
-    def _offsets(self, n_q: int, n_kv: int, device: torch.device) -> Tensor:
-        """Query minus key coordinate on the input, times position_magnitude: (n_q, n_kv)."""
-        q = torch.arange(n_q, device=device, dtype=torch.float32) * self.q_stride
-        kv = torch.arange(n_kv, device=device, dtype=torch.float32) * self.kv_stride
+    def _offsets(self, n_q: int, n_kv: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """Query minus key coordinate on the input, times position_magnitude: (n_q, n_kv), at least fp32."""
+        q = torch.arange(n_q, device=device, dtype=dtype) * self.q_stride
+        kv = torch.arange(n_kv, device=device, dtype=dtype) * self.kv_stride
         return (q[:, None] - kv[None, :]) * self.position_magnitude
 
     def _outside_window(self, h: int, w: int, h_kv: int, w_kv: int, device: torch.device) -> Tensor:
@@ -242,7 +242,7 @@ def _sum(terms: list[Tensor | None]) -> Tensor | None:
 
 def _sinusoid(offsets: Tensor, size: int) -> Tensor:
     """sin and cos of offsets over wavelengths 1000^(4k/size), k < size/4: (..., size/2)."""
-    k = torch.arange(size // 4, device=offsets.device, dtype=torch.float32)
+    k = torch.arange(size // 4, device=offsets.device, dtype=offsets.dtype)
     wavelengths = _WAVE_LENGTH ** ((4.0 / size) * k)
     angles = offsets[..., None] / wavelengths
     return torch.cat((angles.sin(), angles.cos()), dim=-1)
