@@ -44,10 +44,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .codes import AttentionCode
+from .sweep import ATTENTION_MODULES
 
 __all__ = ["REGISTERED_NAME", "GeneralizedAttention"]
 
-REGISTERED_NAME = "AblationGeneralizedAttention"
+REGISTERED_NAME, _ = ATTENTION_MODULES["ablation"]
 _WAVE_LENGTH = 1000.0
 _DERIVED_KEYS = ("local_constraint_map",)
 

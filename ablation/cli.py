@@ -62,6 +62,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     print(text_table(("cell", "id", "code", "factors", "dcn", "config"), rows))
     print(f"\n{len(rows)} cells of sweep {sweep.name}; configs in {_shown(result.directory / 'configs')}")
     print(factor_legend())
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

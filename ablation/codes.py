@@ -90,6 +90,13 @@ class AttentionCode:
         return self.bits == "0000"
 
     @property
+    def breaks_stock_mmcv(self) -> bool:
+        """Whether mmcv 2.1.0's own GeneralizedAttention gets this code wrong: bit 2 on and bit 4 off (0100,
+        0110, 1100, 1110) crash on non-square feature maps and are transposed on square ones
+        (mmdetection issue #8179). ``ablation.attention`` computes them right."""
+        return self.bits[1] == "1" and self.bits[3] == "0"
+
+    @property
     def label(self) -> str:
         """Short factor labels joined by '+', or 'none' for the baseline."""
         return "+".join(f.short for f in self.factors) or "none"

@@ -43,6 +43,18 @@ class Plan:
     directory: Path
     cells: tuple[PlannedCell, ...]
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the user should know before running these cells."""
+        broken = sorted({str(p.cell.code) for p in self.cells if p.cell.code.breaks_stock_mmcv})
+        if self.sweep.model.attention.module == "mmcv" and broken:
+            return (
+                f"mmcv's stock GeneralizedAttention crashes on non-square feature maps for codes "
+                f"{', '.join(broken)} (mmdetection issue #8179); set [model.attention] module = "
+                f'"ablation" to run them',
+            )
+        return ()
+
 
 def sweep_dir(root: Path, sweep: Sweep) -> Path:
     """The folder that holds everything of one sweep."""

@@ -19,7 +19,7 @@ from typing import Any
 from .errors import EnvironmentProblem, SweepFileError
 from .grid import Cell
 from .pysource import Ref, assignments
-from .sweep import Sweep
+from .sweep import ATTENTION_MODULES, Sweep
 
 __all__ = ["RenderedConfig", "cell_name", "render", "resolve_base"]
 
@@ -80,7 +80,7 @@ def resolve_base(sweep: Sweep) -> tuple[str, Path]:
     if base.startswith(MMDET_SCOPE):
         spec = importlib.util.find_spec("mmdet")
         if spec is None or spec.origin is None:
-            raise EnvironmentProblem("mmdet is not installed here: run `make setup` (see README)")
+            raise EnvironmentProblem("mmdet is not installed here: run `bash .ci/setup` (see README)")
         path = Path(spec.origin).parent / ".mim" / "configs" / base[len(MMDET_SCOPE) :]
         shown = base
     else:
@@ -95,18 +95,29 @@ def render(sweep: Sweep, cell: Cell, base: str | None = None) -> RenderedConfig:
     """The config of ``cell`` in ``sweep``; ``base`` as returned by ``resolve_base`` (looked up when None)."""
     if base is None:
         base, _ = resolve_base(sweep)
-    variables: dict[str, Any] = {"model": _model(sweep, cell)}
+    variables: dict[str, Any] = {}
+    imports = _imports(sweep, cell)
+    if imports:  # mmengine imports these when it loads the config, so mmdet's own tools can run it
+        variables["custom_imports"] = dict(imports=imports, allow_failed_imports=False)
+    variables["model"] = _model(sweep, cell)
     variables.update(_data(sweep))
     variables.update(_schedule(sweep))
     return RenderedConfig(cell=cell, name=cell_name(sweep, cell), base=base, variables=variables)
+
+
+def _imports(sweep: Sweep, cell: Cell) -> list[str]:
+    """The Python modules that register what the cell's config names."""
+    _, module = ATTENTION_MODULES[sweep.model.attention.module]
+    return [module] if module is not None and not cell.code.is_baseline else []
 
 
 def _model(sweep: Sweep, cell: Cell) -> dict[str, Any]:
     m = sweep.model
     backbone: dict[str, Any] = {}
     if not cell.code.is_baseline:
+        registered, _ = ATTENTION_MODULES[m.attention.module]
         attention = {
-            "type": "GeneralizedAttention",
+            "type": registered,
             **m.attention.mmcv_args(),
             "attention_type": str(cell.code),
         }

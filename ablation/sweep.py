@@ -21,6 +21,7 @@ from .grid import Cell, expand
 from .schema import nested, setting
 
 __all__ = [
+    "ATTENTION_MODULES",
     "AttentionSettings",
     "DatasetSettings",
     "DcnSettings",
@@ -33,6 +34,13 @@ __all__ = [
     "load_sweep",
     "sweep_dirs",
 ]
+
+# The GeneralizedAttention each value of [model.attention] module selects: its name in mmdet's registry, and
+# the Python module a config imports to register it (None: mmcv's, registered by mmcv itself).
+ATTENTION_MODULES: dict[str, tuple[str, str | None]] = {
+    "ablation": ("AblationGeneralizedAttention", "ablation.attention"),
+    "mmcv": ("GeneralizedAttention", None),
+}
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 _STAGES = tuple[bool, bool, bool, bool]
@@ -68,6 +76,11 @@ class GridSettings:
 
 @dataclass(frozen=True)
 class AttentionSettings:
+    module: str = setting(
+        "ablation",
+        '"ablation": ours, right for all 16 codes on any map; "mmcv": the stock module, as upstream '
+        "(fails codes 0100, 0110, 1100, 1110 on non-square maps)",
+    )
     stages: _STAGES = setting(
         (False, False, True, True), "ResNet stages (c2..c5) that get the attention plugin"
     )
@@ -80,6 +93,8 @@ class AttentionSettings:
     position_magnitude: int | None = setting(None, "scale of relative positions (unset: mmcv's default, 1)")
 
     def __post_init__(self) -> None:
+        modules = ", ".join(map(repr, ATTENTION_MODULES))
+        _check(self.module in ATTENTION_MODULES, f"module {self.module!r} is not one of {modules}")
         positions = ("after_conv1", "after_conv2", "after_conv3")
         _check(self.position in positions, f"position {self.position!r} is not one of {', '.join(positions)}")
         _check(any(self.stages), "stages: switch attention on in at least one stage")

@@ -66,6 +66,20 @@ def test_plan_selects_codes_and_dcn(capsys: pytest.CaptureFixture[str], awkward_
     ]
 
 
+@pytest.mark.parametrize(("codes", "warned"), [("0100,1110,0010", True), ("0010,1111", False)])
+def test_planning_mmcv_s_module_warns_of_the_codes_it_cannot_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, codes: str, warned: bool
+) -> None:
+    sweep = write_sweep(tmp_path, '[model.attention]\nmodule = "mmcv"\n')
+    code, _, err = run(capsys, "plan", "--sweep", str(sweep), "--codes", codes, "--root", str(tmp_path))
+    assert code == 0
+    expected = (
+        "warning: mmcv's stock GeneralizedAttention crashes on non-square feature maps for codes 0100, 1110 "
+        '(mmdetection issue #8179); set [model.attention] module = "ablation" to run them\n'
+    )
+    assert err == (expected if warned else "")
+
+
 def test_the_root_comes_from_the_environment(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

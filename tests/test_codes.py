@@ -57,6 +57,11 @@ def test_0000_is_the_baseline_without_attention() -> None:
     assert not any(c.is_baseline for c in ALL_CODES[1:])
 
 
+def test_the_codes_stock_mmcv_breaks_have_bit_2_without_bit_4() -> None:
+    broken = [str(c) for c in ALL_CODES if c.breaks_stock_mmcv]
+    assert broken == ["0100", "0110", "1100", "1110"]
+
+
 def test_labels_and_descriptions() -> None:
     assert AttentionCode("1111").label == "qk+qpos+k+pos"
     assert AttentionCode("0010").description == "key content only"

@@ -44,9 +44,32 @@ def without_default_scope(value: Any, scope: str = "mmdet") -> Any:
     return value
 
 
+COCO = REPO / "experiments/sweeps/coco-1x.toml"
+STOCK_MODULE = ('position = "after_conv2"', 'position = "after_conv2"\nmodule = "mmcv"')
+BASE_AS_FILE = (
+    'base_config = "mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py"',
+    f'base_config = "{MMDET_CONFIGS / "faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py"}"',
+)
+
+
+def coco_variant(folder: Path, *changes: tuple[str, str]) -> Plan:
+    """The coco-1x sweep with lines of its file replaced, planned into ``folder``."""
+    text = COCO.read_text()
+    for old, new in changes:
+        assert old in text
+        text = text.replace(old, new)
+    return plan(load_sweep(write_sweep(folder, text, "coco-1x")), folder / "runs")
+
+
 @pytest.fixture(scope="module")
 def coco_plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
-    return plan(load_sweep(REPO / "experiments/sweeps/coco-1x.toml"), tmp_path_factory.mktemp("runs"))
+    return plan(load_sweep(COCO), tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def stock_plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
+    """coco-1x with mmcv's own GeneralizedAttention, as mmdetection's configs use."""
+    return coco_variant(tmp_path_factory.mktemp("stock"), STOCK_MODULE)
 
 
 def shipped(result: Plan, code: str, dcn: bool) -> PlannedCell:
@@ -55,8 +78,10 @@ def shipped(result: Plan, code: str, dcn: bool) -> PlannedCell:
 
 
 @pytest.mark.parametrize(("code", "dcn"), list(SHIPPED))
-def test_shipped_cells_equal_mmdetection_s_own_configs(coco_plan: Plan, code: str, dcn: bool) -> None:
-    planned = shipped(coco_plan, code, dcn)
+def test_shipped_cells_with_mmcv_s_module_equal_mmdetection_s_own_configs(
+    stock_plan: Plan, code: str, dcn: bool
+) -> None:
+    planned = shipped(stock_plan, code, dcn)
     ours, theirs = loaded(planned.path), loaded(MMDET_CONFIGS / SHIPPED[code, dcn])
     assert ours["default_scope"] == theirs["default_scope"] == "mmdet"
     assert without_default_scope(ours) == theirs
@@ -66,17 +91,24 @@ def test_shipped_cells_equal_mmdetection_s_own_configs(coco_plan: Plan, code: st
 @pytest.mark.parametrize(("code", "dcn"), list(SHIPPED))
 def test_shipped_cells_equal_exactly_when_the_base_is_a_file(tmp_path: Path, code: str, dcn: bool) -> None:
     """With the base named by its path, mmengine adds no scope marks: the dicts are equal as loaded."""
-    text = (
-        load_sweep("coco-1x")
-        .path.read_text()
-        .replace(
-            'base_config = "mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py"',
-            f'base_config = "{MMDET_CONFIGS / "faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py"}"',
-        )
-    )
-    sweep = load_sweep(write_sweep(tmp_path, text))
-    planned = shipped(plan(sweep, tmp_path / "runs", codes=[AttentionCode(code)], dcn=dcn), code, dcn)
+    planned = shipped(coco_variant(tmp_path, STOCK_MODULE, BASE_AS_FILE), code, dcn)
     assert loaded(planned.path) == loaded(MMDET_CONFIGS / SHIPPED[code, dcn])
+
+
+@pytest.mark.parametrize(("code", "dcn"), list(SHIPPED))
+def test_by_default_shipped_cells_differ_from_mmdetection_s_only_in_the_attention_module(
+    coco_plan: Plan, code: str, dcn: bool
+) -> None:
+    ours = without_default_scope(loaded(shipped(coco_plan, code, dcn).path))
+    theirs = loaded(MMDET_CONFIGS / SHIPPED[code, dcn])
+    if code == "0000":  # no attention, nothing to import
+        assert ours == theirs
+        return
+    assert ours.pop("custom_imports") == dict(imports=["ablation.attention"], allow_failed_imports=False)
+    (plugin,) = ours["model"]["backbone"]["plugins"]
+    assert plugin["cfg"]["type"] == "AblationGeneralizedAttention"
+    plugin["cfg"]["type"] = "GeneralizedAttention"
+    assert ours == theirs
 
 
 def test_every_coco_cell_loads_with_its_own_attention_and_dcn(coco_plan: Plan) -> None:

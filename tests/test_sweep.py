@@ -68,7 +68,7 @@ def test_unknown_sweep_names_the_valid_ones() -> None:
         ),
         (
             "[model.attention]\nheads = 3\n",
-            r"\[model.attention\] unknown key 'heads'; valid keys: stages, position",
+            r"\[model.attention\] unknown key 'heads'; valid keys: module, stages, position",
         ),
         ('[grid]\ncodes = ["10a1"]\n', r"grid.codes\[0\]: bad attention code '10a1'"),
         ('[grid]\ncodes = "some"\n', r"grid.codes: expected a list, got the string 'some'"),
@@ -85,6 +85,10 @@ def test_unknown_sweep_names_the_valid_ones() -> None:
         (
             '[model.attention]\nposition = "before"\n',
             r"position 'before' is not one of after_conv1, after_conv2",
+        ),
+        (
+            '[model.attention]\nmodule = "stock"\n',
+            r"\[model.attention\] module 'stock' is not one of 'ablation', 'mmcv'",
         ),
         ("[resources]\ngpus = -1\n", r"\[resources\] gpus must be at least 0, got -1"),
         ("model = 3\n", r"\[model\] expected a table, got 3"),

@@ -1,14 +1,19 @@
 # Written by `ablation plan` from coco-1x.toml: edit the sweep, not this file.
-# cell faster-rcnn_r50-attn0010-dcn_fpn_1x_coco  id 7028bfb355af
+# cell faster-rcnn_r50-attn0010-dcn_fpn_1x_coco  id a00caad92b13
 # attention 0010: key content only; DCN on
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+
+custom_imports = dict(
+    imports=['ablation.attention'],
+    allow_failed_imports=False,
+)
 
 model = dict(
     backbone=dict(
         plugins=[
             dict(
                 cfg=dict(
-                    type='GeneralizedAttention',
+                    type='AblationGeneralizedAttention',
                     spatial_range=-1,
                     num_heads=8,
                     kv_stride=2,
