@@ -82,8 +82,9 @@ class GeneralizedAttention(nn.Module):
         attention_type: str = "1111",
     ) -> None:
         super().__init__()
-        bits = [b == "1" for b in AttentionCode(attention_type).bits]
-        self.attention_type = bits
+        self.code = AttentionCode(attention_type)
+        bits = [b == "1" for b in self.code.bits]
+        self.attention_type = bits  # as mmcv keeps it
         self.in_channels = in_channels
         self.spatial_range = spatial_range
         self.num_heads = num_heads
@@ -146,9 +147,8 @@ class GeneralizedAttention(nn.Module):
                 nn.init.uniform_(bias, -bound, bound)
 
     def extra_repr(self) -> str:
-        code = "".join(str(int(b)) for b in self.attention_type)
         return (
-            f"attention_type={code!r}, num_heads={self.num_heads}, kv_stride={self.kv_stride}, "
+            f"attention_type={str(self.code)!r}, num_heads={self.num_heads}, kv_stride={self.kv_stride}, "
             f"q_stride={self.q_stride}, spatial_range={self.spatial_range}"
         )
 

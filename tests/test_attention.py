@@ -75,7 +75,7 @@ def output_and_input_grad(module: torch.nn.Module | Any, x: Tensor, seed: int = 
 def formula(m: GeneralizedAttention, x: Tensor) -> Tensor:
     """The block's output from the definition in Zhu et al. (2019) and mmcv's argument conventions."""
     p = dict(m.named_parameters())
-    qk, pos, key_only, pos_only = (b == "1" for b in code_of(m))
+    qk, pos, key_only, pos_only = (b == "1" for b in m.code.bits)
     heads, dim = m.num_heads, m.in_channels // m.num_heads
     qs, kvs, size = m.q_stride, m.kv_stride, m.position_embedding_dim
 
@@ -134,10 +134,6 @@ def formula(m: GeneralizedAttention, x: Tensor) -> Tensor:
     if qs > 1:
         out = F.interpolate(out, size=x.shape[2:], mode="bilinear", align_corners=False)
     return p["gamma"] * out + x
-
-
-def code_of(m: GeneralizedAttention) -> str:
-    return "".join("1" if b else "0" for b in m.attention_type)
 
 
 def assert_close(ours: Tensor, theirs: Tensor, what: str, tolerance: float = 1e-5) -> None:

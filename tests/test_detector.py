@@ -1,0 +1,97 @@
+"""Each cell of the paper's grid as a real mmdet detector built from its planned config: one training step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmengine.structures import InstanceData
+from torch import nn
+
+from ablation import Cell, Plan, load_sweep, plan
+from ablation.attention import GeneralizedAttention
+from ablation.render import cell_name
+
+from .conftest import write_sweep
+
+HEIGHT, WIDTH = 128, 192  # not square: stage 4 is 4 x 6, its keys 2 x 3
+COCO = load_sweep("coco-1x")
+
+
+@pytest.fixture(scope="module")
+def coco_plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
+    return plan(COCO, tmp_path_factory.mktemp("runs"))
+
+
+def build(config: Path) -> nn.Module:
+    cfg = Config.fromfile(str(config))  # imports ablation.attention through custom_imports
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        return MODELS.build(cfg.model)  # type: ignore[no-any-return]
+
+
+def train_step(model: nn.Module) -> torch.Tensor:
+    """One forward and backward pass in training mode on one image; returns the loss."""
+    data = model.data_preprocessor(one_image_batch(), training=True)
+    loss, _ = model.parse_losses(model(**data, mode="loss"))
+    loss.backward()
+    return loss  # type: ignore[no-any-return]
+
+
+def one_image_batch() -> dict[str, object]:
+    shape = (HEIGHT, WIDTH)
+    sample = DetDataSample(
+        metainfo=dict(img_shape=shape, ori_shape=shape, pad_shape=shape, scale_factor=(1.0, 1.0))
+    )
+    sample.gt_instances = InstanceData(
+        bboxes=torch.tensor([[10.0, 20.0, 80.0, 110.0], [100.0, 30.0, 180.0, 90.0]]),
+        labels=torch.tensor([1, 5]),
+    )
+    image = torch.randint(0, 256, (3, *shape), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    return dict(inputs=[image], data_samples=[sample])
+
+
+@pytest.mark.parametrize("cell", COCO.cells, ids=[cell_name(COCO, c) for c in COCO.cells])
+def test_every_coco_cell_trains_a_step_on_a_non_square_image(coco_plan: Plan, cell: Cell) -> None:
+    (planned,) = [p for p in coco_plan.cells if p.cell == cell]
+    torch.manual_seed(0)
+    model = build(planned.path)
+    attention = [m for m in model.modules() if isinstance(m, GeneralizedAttention)]
+    assert len(attention) == (0 if planned.cell.code.is_baseline else 6 + 3)  # every block of c4 and c5
+    assert all(m.code == planned.cell.code for m in attention)
+    for m in attention:
+        nn.init.constant_(m.gamma, 0.5)  # at 0, as initialised, no gradient reaches the attention's weights
+
+    assert torch.isfinite(train_step(model))
+    for m in attention:
+        for name, parameter in m.named_parameters():
+            assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+            assert parameter.grad.abs().sum() > 0, f"{planned.name}: no gradient reached {name}"
+
+
+def plan_both(folder: Path, codes: str) -> tuple[Plan, Plan]:
+    """DCN cells of ``codes`` with our module and with mmcv's."""
+    text = f"[grid]\ncodes = {codes}\ndcn = [true]\n"
+    ours = plan(load_sweep(write_sweep(folder, text, "ours")), folder)
+    stock_text = text + '[model.attention]\nmodule = "mmcv"\n'
+    return ours, plan(load_sweep(write_sweep(folder, stock_text, "stock")), folder)
+
+
+def test_a_stock_mmcv_detector_s_weights_load_strictly_into_ours(tmp_path: Path) -> None:
+    """A model-zoo checkpoint of mmdetection's attention configs loads into the planner's detectors."""
+    ours, stock = plan_both(tmp_path, '["1111", "0100"]')
+    for mine, theirs in zip(ours.cells, stock.cells, strict=True):
+        state = build(theirs.path).state_dict()
+        assert any(".gen_attention_block." in key for key in state)
+        build(mine.path).load_state_dict(state, strict=True)
+
+
+def test_the_stock_module_still_fails_the_issue_s_detector(tmp_path: Path) -> None:
+    """mmdetection issue #8179 as reported; when this fails, mmcv has fixed it."""
+    _, stock = plan_both(tmp_path, '["0100"]')
+    with pytest.raises(RuntimeError, match="must match the size of tensor b"):
+        train_step(build(stock.cells[0].path))
