@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from ablation.cli import main
 
-from .conftest import REPO, run_script, write_sweep
+from .conftest import REPO, run_script, venv_bin, write_sweep
 
 GOLDEN_PLAN = REPO / "tests" / "golden" / "plan-coco-1x.txt"
 
@@ -165,6 +166,19 @@ def test_the_console_script_runs_outside_the_checkout(awkward_dir: Path) -> None
     failed = run_script("ablation", "plan", "--sweep", "smoke", "--codes", "2", cwd=awkward_dir)
     assert failed.returncode == 2
     assert failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`true` exits before ablation prints, so every write meets a closed pipe (as `| head` can)."""
+    done = subprocess.run(
+        f"'{venv_bin('ablation')}' plan --sweep coco-1x --root '{tmp_path}' | true",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.stderr == ""
+    assert len(list(tmp_path.glob("coco-1x/configs/*.py"))) == 32
 
 
 def test_an_unwritable_root_gets_one_line_and_exit_1(
