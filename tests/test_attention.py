@@ -32,8 +32,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "the study's": dict(num_heads=4, kv_stride=2),
     "no strides": dict(num_heads=4, kv_stride=1),
     "query stride": dict(num_heads=2, kv_stride=1, q_stride=2),
-    "strides, embedding size, magnitude": dict(
-        num_heads=4, kv_stride=3, q_stride=2, position_embedding_dim=16, position_magnitude=3
+    "uneven heads, strides, embedding size, magnitude": dict(
+        num_heads=3, kv_stride=3, q_stride=2, position_embedding_dim=16, position_magnitude=3
     ),
     "window": dict(num_heads=4, kv_stride=2, spatial_range=2),
     "window and query stride": dict(num_heads=8, kv_stride=2, q_stride=2, spatial_range=3),
