@@ -4,9 +4,11 @@
     ├── InputError              a user mistake (bad code, unknown sweep, bad sweep file); the CLI exits 2
     │   ├── BadCodeError        not an attention code '0000'..'1111'
     │   ├── UnknownSweepError   no sweep of that name or path
-    │   └── SweepFileError      the sweep file is unreadable or does not match the schema
+    │   ├── SweepFileError      the sweep file is unreadable or does not match the schema
+    │   └── DatasetError        the dataset a sweep names is missing or malformed
     ├── EnvironmentProblem      the machine lacks something the command needs (mmdet); exit 1
-    └── WriteError              an output cannot be written (permissions, a file where a folder goes); exit 1
+    ├── WriteError              an output cannot be written (permissions, a file where a folder goes); exit 1
+    └── CellFailed              a cell's job failed; its result file holds the error and the log's tail
 
 Messages name the offending value and the valid values, so that one line is enough to fix the mistake.
 """
@@ -16,6 +18,8 @@ from __future__ import annotations
 __all__ = [
     "AblationError",
     "BadCodeError",
+    "CellFailed",
+    "DatasetError",
     "EnvironmentProblem",
     "InputError",
     "SweepFileError",
@@ -48,9 +52,17 @@ class SweepFileError(InputError):
     """A sweep file that cannot be read or does not follow the schema."""
 
 
+class DatasetError(InputError):
+    """The dataset a sweep names is missing or malformed (no file, bad JSON, a missing key)."""
+
+
 class EnvironmentProblem(AblationError):
     """Something the command needs is missing from this machine."""
 
 
 class WriteError(AblationError):
     """An output file or folder cannot be written; what was written before stays as it was."""
+
+
+class CellFailed(AblationError):
+    """A cell's job failed, after writing status=failed, the error and the log's tail to its result file."""

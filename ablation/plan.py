@@ -62,9 +62,14 @@ def sweep_dir(root: Path, sweep: Sweep) -> Path:
 
 
 def plan(
-    sweep: Sweep, root: Path, codes: Iterable[AttentionCode] | None = None, dcn: bool | None = None
+    sweep: Sweep,
+    root: Path,
+    codes: Iterable[AttentionCode] | None = None,
+    dcn: bool | None = None,
+    write: bool = True,
 ) -> Plan:
-    """Render and write the configs of the sweep's cells (those with ``codes`` and ``dcn`` when given)."""
+    """Render and write the configs of the sweep's cells (those with ``codes`` and ``dcn`` when given);
+    ``write=False`` only tells where they go."""
     cells = select(sweep.cells, codes, dcn)
     base, _ = resolve_base(sweep)
     directory = sweep_dir(root, sweep)
@@ -72,6 +77,7 @@ def plan(
     for cell in cells:
         config = render(sweep, cell, base)
         path = directory / "configs" / f"{config.name}.py"
-        write_atomic(path, config.text(sweep))
+        if write:
+            write_atomic(path, config.text(sweep))
         planned.append(PlannedCell(config, path))
     return Plan(sweep=sweep, directory=directory, cells=tuple(planned))

@@ -102,7 +102,17 @@ def render(sweep: Sweep, cell: Cell, base: str | None = None) -> RenderedConfig:
     variables["model"] = _model(sweep, cell)
     variables.update(_data(sweep))
     variables.update(_schedule(sweep))
+    _merge(variables, sweep.overrides)
     return RenderedConfig(cell=cell, name=cell_name(sweep, cell), base=base, variables=variables)
+
+
+def _merge(into: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Merge nested ``overrides`` into ``into``, tables key by key, other values replacing."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def _imports(sweep: Sweep, cell: Cell) -> list[str]:

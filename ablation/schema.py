@@ -16,7 +16,7 @@ from typing import Any, TypeVar, Union
 
 from .errors import InputError, SweepFileError
 
-__all__ = ["build", "describe", "is_table", "nested", "setting"]
+__all__ = ["build", "describe", "free_table", "is_table", "nested", "setting"]
 
 T = TypeVar("T")
 
@@ -24,6 +24,11 @@ T = TypeVar("T")
 def setting(default: Any, doc: str, **metadata: Any) -> Any:
     """A dataclass field with a default and its one-line documentation."""
     return dataclasses.field(default=default, metadata={"doc": doc, **metadata})
+
+
+def free_table(doc: str) -> Any:
+    """A sub-table of any keys and values, defaulting to empty (``[overrides]``)."""
+    return dataclasses.field(default_factory=dict, metadata={"doc": doc})
 
 
 def nested(cls: type[Any], doc: str) -> Any:
@@ -72,6 +77,10 @@ def _convert(raw: Any, hint: Any, path: str) -> Any:
         return _convert(raw, hint, path)
     if is_table(hint):
         return build(hint, raw, path)
+    if origin is dict:  # free-form: any TOML table, kept as it is
+        if not isinstance(raw, dict):
+            raise SweepFileError(f"{path}: expected a table, got {_kind(raw)}")
+        return raw
     if origin is tuple:
         if not isinstance(raw, list):
             raise SweepFileError(f"{path}: expected a list, got {_kind(raw)}")
@@ -130,6 +139,8 @@ def describe(cls: type[Any], prefix: str = "") -> list[tuple[str, str, str]]:
 def _toml(value: Any) -> str:
     if value is None or value is dataclasses.MISSING:
         return "(unset)"
+    if isinstance(value, dict):
+        return "{}"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (tuple, list)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import tomllib
 
@@ -18,11 +19,12 @@ from . import schema
 from .codes import ALL_CODES, AttentionCode
 from .errors import InputError, SweepFileError, UnknownSweepError
 from .grid import Cell, expand
-from .schema import nested, setting
+from .schema import free_table, nested, setting
 
 __all__ = [
     "ATTENTION_MODULES",
     "AttentionSettings",
+    "BenchmarkSettings",
     "DatasetSettings",
     "DcnSettings",
     "GridSettings",
@@ -188,12 +190,29 @@ class DatasetSettings:
     scale: tuple[int, int] | None = setting(
         None, "[long, short] image scale of mmdet's standard train/test pipelines (unset: the base's)"
     )
+    synthetic: tuple[int, int] | None = setting(
+        None, "[train, val] image counts: generate the synthetic shapes dataset into data_root when missing"
+    )
+
+    @property
+    def test_size(self) -> tuple[int, int]:
+        """(height, width) of a landscape image at the test scale: the FLOPs input (mmdet's 1333 x 800)."""
+        long, short = self.scale if self.scale is not None else (1333, 800)
+        return min(long, short), max(long, short)
 
     def __post_init__(self) -> None:
         _check_name("name", self.name)
         _check(self.classes is None or len(self.classes) > 0, "classes: give at least one class")
         _check(
+            self.synthetic is None or self.classes is not None,
+            'synthetic: also set classes (the synthetic shapes are ["rectangle", "ellipse", "triangle"])',
+        )
+        _check(
             self.scale is None or min(self.scale) >= 32, f"scale must be at least 32 pixels, got {self.scale}"
+        )
+        _check(
+            self.synthetic is None or min(self.synthetic) >= 1,
+            f"synthetic must be at least 1 image per split, got {self.synthetic}",
         )
 
 
@@ -202,11 +221,23 @@ class ResourceSettings:
     gpus: int = setting(8, "GPUs per cell (0: one CPU process)")
     images_per_gpu: int = setting(2, "training images per GPU (per process on CPU)")
     workers_per_gpu: int = setting(2, "data loading worker processes per GPU")
+    time_limit_min: int = setting(24 * 60, "wall-clock limit of one cell's job, in minutes")
 
     def __post_init__(self) -> None:
         _check(self.gpus >= 0, f"gpus must be at least 0, got {self.gpus}")
+        _check(self.time_limit_min >= 1, f"time_limit_min must be at least 1, got {self.time_limit_min}")
         _check(self.images_per_gpu >= 1, f"images_per_gpu must be at least 1, got {self.images_per_gpu}")
         _check(self.workers_per_gpu >= 0, f"workers_per_gpu must be at least 0, got {self.workers_per_gpu}")
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    warmup_images: int = setting(5, "images run before the timed ones (mmdet's benchmark: 5)")
+    timed_images: int = setting(200, "images timed, one at a time, for the inference speed")
+
+    def __post_init__(self) -> None:
+        _check(self.warmup_images >= 0, f"warmup_images must be at least 0, got {self.warmup_images}")
+        _check(self.timed_images >= 1, f"timed_images must be at least 1, got {self.timed_images}")
 
 
 @dataclass(frozen=True)
@@ -219,6 +250,11 @@ class SweepFile:
     schedule: ScheduleSettings = nested(ScheduleSettings, "the training schedule")
     dataset: DatasetSettings = nested(DatasetSettings, "the dataset (COCO format)")
     resources: ResourceSettings = nested(ResourceSettings, "what one cell runs on")
+    benchmark: BenchmarkSettings = nested(BenchmarkSettings, "how inference speed is measured")
+    overrides: dict[str, Any] = free_table(
+        "config values merged over every cell's config, as mmdet's --cfg-options "
+        "(e.g. model.train_cfg.rcnn.sampler.num = 64)"
+    )
 
 
 @dataclass(frozen=True)
@@ -249,6 +285,14 @@ class Sweep:
     @property
     def resources(self) -> ResourceSettings:
         return self.settings.resources
+
+    @property
+    def benchmark(self) -> BenchmarkSettings:
+        return self.settings.benchmark
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        return self.settings.overrides
 
 
 def sweep_dirs() -> list[Path]:

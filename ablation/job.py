@@ -1,0 +1,180 @@
+"""The job of one cell, the same function for every executor: train, test, measure, write the result file.
+
+``run_cell`` trains with mmengine's Runner from the cell's planned config, resuming from the last checkpoint
+in its work_dir when there is one (so a requeued or re-run cell never starts over), tests with the config's
+CocoMetric on the val split, measures inference speed, training memory, FLOPs and parameters, and writes
+``result.json`` (see ``results``). While it runs it holds the cell's lock, so a second job for the same cell
+returns at once without touching anything; with local slots it first waits for one of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import CellFailed
+from .locks import one_slot_of, try_exclusive
+from .results import METRICS, CellResult, write_result
+
+__all__ = ["CellJob", "run_cell"]
+
+LOCK_FILE = ".job.lock"
+_TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """Everything a job needs, in plain values (it is pickled to the executor)."""
+
+    sweep: str
+    cell: str
+    cell_id: str
+    code: str
+    dcn: bool
+    config: str  # absolute path of the planned config
+    config_hash: str
+    work_dir: str  # absolute
+    cwd: str  # relative paths in the config (data_root) are taken from here
+    attempt: int
+    test_size: tuple[int, int]  # (height, width) of the FLOPs input
+    warmup_images: int = 5
+    timed_images: int = 50
+    threads: int | None = None  # torch CPU threads; None: torch's default
+    slots: str | None = None  # folder of local slot locks; None: no cap (a scheduler caps)
+    parallel: int = 1  # how many slots
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_cell(job: CellJob) -> CellResult | None:
+    """Run one attempt of a cell; None when another live job already runs it. Raises ``CellFailed`` after
+    recording a failure, so that the executor sees the job fail too."""
+    work_dir = Path(job.work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with try_exclusive(work_dir / LOCK_FILE) as mine:
+        if not mine:
+            return None
+        slot = one_slot_of(Path(job.slots), job.parallel) if job.slots else contextlib.nullcontext()
+        with slot:
+            return _attempt(job, work_dir)
+
+
+def _attempt(job: CellJob, work_dir: Path) -> CellResult:
+    os.chdir(job.cwd)
+    result = CellResult(
+        status="running",
+        sweep=job.sweep,
+        cell=job.cell,
+        cell_id=job.cell_id,
+        code=job.code,
+        dcn=job.dcn,
+        config=job.config,
+        config_hash=job.config_hash,
+        attempt=job.attempt,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        started=now(),
+    )
+    write_result(work_dir, result)
+    began = time.perf_counter()
+    try:
+        _train_test_measure(job, result)
+    except Exception as error:
+        result.status = "failed"
+        result.error = f"{type(error).__name__}: {error}".strip()
+        result.log_tail = _log_tail(work_dir, traceback.format_exc())
+        result.finished = now()
+        result.timings["total_s"] = time.perf_counter() - began
+        write_result(work_dir, result)
+        raise CellFailed(f"cell {job.cell} failed: {result.error.splitlines()[0]}") from error
+    result.status = "done"
+    result.finished = now()
+    result.timings["total_s"] = time.perf_counter() - began
+    write_result(work_dir, result)
+    return result
+
+
+def _train_test_measure(job: CellJob, result: CellResult) -> None:
+    """Fills ``result`` step by step, so that a failure keeps the figures measured before it."""
+    import mmcv
+    import mmdet
+    import mmengine
+    import torch
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from . import __version__
+    from .checkpoints import allow_mmengine_checkpoints
+    from .measure import PeakCudaMemory, complexity, device_name, inference_fps, peak_rss_mb
+
+    result.versions = {
+        "torch": torch.__version__,
+        "mmcv": mmcv.__version__,
+        "mmdet": mmdet.__version__,
+        "mmengine": mmengine.__version__,
+        "ablation": __version__,
+    }
+    allow_mmengine_checkpoints()
+    if job.threads:
+        torch.set_num_threads(job.threads)
+
+    cfg = Config.fromfile(job.config)
+    cfg.work_dir = job.work_dir
+    cfg.resume = True  # from the work_dir's last checkpoint, when there is one
+    runner = Runner.from_cfg(cfg)
+    peak = PeakCudaMemory()
+    runner.register_hook(peak, priority="ABOVE_NORMAL")  # before the logger resets the CUDA peak
+
+    with _timed(result, "train_s"):
+        runner.train()
+    result.epochs, result.iterations = runner.epoch, runner.iter
+    model = getattr(runner.model, "module", runner.model)
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        result.memory_mb, result.memory_kind = peak.peak_mb, "cuda_peak_allocated"
+    else:
+        result.memory_mb, result.memory_kind = peak_rss_mb(), "cpu_peak_rss"
+
+    with _timed(result, "test_s"):
+        metrics = runner.test()
+    result.metrics = {name: _metric(metrics.get(f"coco/{name}")) for name in METRICS}
+
+    loader_cfg = dict(cfg.test_dataloader, batch_size=1, num_workers=0, persistent_workers=False)
+    with _timed(result, "fps_s"):
+        batches = list(Runner.build_dataloader(loader_cfg))
+        result.fps = inference_fps(model, batches, job.warmup_images, job.timed_images, device)
+    result.fps_device, result.fps_images = device_name(device), job.timed_images
+
+    with _timed(result, "flops_s"):
+        result.flops, result.params = complexity(model, *job.test_size, device)
+    result.flops_input = list(job.test_size)
+
+
+def _metric(value: Any) -> float | None:
+    """CocoMetric's figure; pycocotools' -1 (no ground truth of that size) is no figure."""
+    return None if value is None or float(value) < 0 else float(value)
+
+
+@contextlib.contextmanager
+def _timed(result: CellResult, key: str) -> Any:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        result.timings[key] = round(time.perf_counter() - start, 3)
+
+
+def _log_tail(work_dir: Path, trace: str) -> str:
+    """The end of the newest mmengine log in the work_dir, then the end of the traceback."""
+    logs = sorted(work_dir.glob("*/*.log"), key=lambda p: p.stat().st_mtime)
+    lines = logs[-1].read_text(errors="replace").splitlines()[-_TAIL_LINES:] if logs else []
+    return "\n".join([*lines, *trace.splitlines()[-_TAIL_LINES:]])

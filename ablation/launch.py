@@ -1,0 +1,216 @@
+"""Launching a sweep's cells as jobs, and telling the state of each cell from any process.
+
+A cell's state comes from three places: the manifest (its latest job), the executor (is that job alive) and
+the result file its job writes (see ``results``)::
+
+    planned   no job for this config yet
+    pending   its job is alive and has not started computing (waiting for a slot or in a queue)
+    running   its job is computing
+    done      finished, with figures
+    failed    its job recorded a failure
+    lost      its job is gone without a final result (killed, timed out, cancelled)
+
+``launch`` submits only planned cells (and failed or lost ones with ``retry_failed``), so launching again
+never starts a second job for a cell that has a live or finished one; the launch lock keeps two launchers
+from racing, and a job's own cell lock keeps two jobs of one cell from both computing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import dataset
+from .codes import AttentionCode
+from .executors import backend
+from .job import CellJob, now, run_cell
+from .locks import exclusive
+from .manifest import Manifest, Submission, load_manifest, save_manifest
+from .plan import Plan, PlannedCell, plan
+from .results import CellResult, read_result
+from .sweep import Sweep
+
+__all__ = ["STATES", "CellStatus", "LaunchReport", "launch", "status", "wait", "work_dir"]
+
+STATES = ("planned", "pending", "running", "done", "failed", "lost")
+UNFINISHED = ("pending", "running")
+RETRYABLE = ("failed", "lost")
+LAUNCH_LOCK = ".launch.lock"
+
+
+@dataclass(frozen=True)
+class CellStatus:
+    planned: PlannedCell
+    state: str
+    submission: Submission | None
+    result: CellResult | None
+
+    @property
+    def name(self) -> str:
+        return self.planned.name
+
+
+@dataclass(frozen=True)
+class LaunchReport:
+    plan: Plan
+    submitted: tuple[Submission, ...]
+    before: tuple[CellStatus, ...]  # the cells' states before this launch
+
+    @property
+    def skipped(self) -> Counter[str]:
+        """States of the cells left alone, with their counts."""
+        sent = {s.cell for s in self.submitted}
+        return Counter(s.state for s in self.before if s.name not in sent)
+
+
+def work_dir(sweep_dir: Path, planned: PlannedCell) -> Path:
+    """The cell's mmengine work_dir: one per config, so a changed config never resumes another's weights."""
+    return sweep_dir / "work" / planned.name / planned.cell_id
+
+
+def status(
+    sweep: Sweep,
+    root: Path,
+    executor: str = "local",
+    codes: Iterable[AttentionCode] | None = None,
+    dcn: bool | None = None,
+) -> list[CellStatus]:
+    """Every selected cell of the sweep with its state (plans without writing configs)."""
+    planned = plan(sweep, root, codes, dcn, write=False)
+    return _states(planned, load_manifest(planned.directory, sweep.name), executor)
+
+
+def _states(planned: Plan, manifest: Manifest, executor: str) -> list[CellStatus]:
+    current = {
+        p.name: s
+        for p in planned.cells
+        if (s := manifest.latest.get(p.name)) is not None and s.cell_id == p.cell_id
+    }
+    alive = backend(executor).alive(list(current.values()))
+    states = []
+    for p in planned.cells:
+        submission = current.get(p.name)
+        result = read_result(work_dir(planned.directory, p))
+        if result is not None and result.cell_id != p.cell_id:
+            result = None
+        states.append(CellStatus(p, _state(submission, result, alive), submission, result))
+    return states
+
+
+def _state(submission: Submission | None, result: CellResult | None, alive: set[str]) -> str:
+    if submission is None:
+        return "done" if result is not None and result.status == "done" else "planned"
+    this_attempt = result is not None and result.attempt == submission.attempt
+    if this_attempt and result is not None and result.status in ("done", "failed"):
+        return result.status
+    if submission.job_id in alive:
+        return "running" if this_attempt else "pending"
+    return "lost"
+
+
+def launch(
+    sweep: Sweep,
+    root: Path,
+    *,
+    executor: str = "local",
+    codes: Iterable[AttentionCode] | None = None,
+    dcn: bool | None = None,
+    retry_failed: bool = False,
+    parallel: int | None = None,
+    cwd: Path | None = None,
+) -> LaunchReport:
+    """Plan the sweep, check its dataset, and submit every cell that needs a job; returns at once."""
+    cwd = (cwd or Path.cwd()).resolve()
+    planned = plan(sweep, root, codes, dcn)
+    dataset.prepare(sweep.dataset, cwd, sweep.dataset.synthetic)
+    folder = planned.directory.resolve()
+    chosen = backend(executor)
+    with exclusive(folder / LAUNCH_LOCK):
+        manifest = load_manifest(folder, sweep.name)
+        before = _states(planned, manifest, executor)
+        wanted = ("planned", *RETRYABLE) if retry_failed else ("planned",)
+        todo = [s for s in before if s.state in wanted]
+        submitted = []
+        if todo:
+            jobs = chosen.executor(folder / "jobs", sweep)
+            parallel, threads = _local_slots(sweep, parallel) if executor == "local" else (None, None)
+            for cell in todo:
+                spec = _job(sweep, folder, cell, manifest, cwd, parallel, threads)
+                job = jobs.submit(run_cell, spec)
+                submission = Submission(
+                    cell=cell.name,
+                    cell_id=spec.cell_id,
+                    executor=executor,
+                    job_id=str(job.job_id),
+                    folder=str(job.paths.folder),
+                    work_dir=spec.work_dir,
+                    attempt=spec.attempt,
+                    submitted=now(),
+                )
+                manifest.record(submission)
+                save_manifest(folder, manifest)
+                submitted.append(submission)
+    return LaunchReport(plan=planned, submitted=tuple(submitted), before=tuple(before))
+
+
+def _local_slots(sweep: Sweep, parallel: int | None) -> tuple[int, int]:
+    """How many local cells compute at once, and torch threads for each: on CPU, one core per cell by
+    default; with GPUs, one cell at a time unless told."""
+    cores = os.cpu_count() or 1
+    if parallel is None:
+        parallel = 1 if sweep.resources.gpus else cores
+    return parallel, max(1, cores // parallel)
+
+
+def _job(
+    sweep: Sweep,
+    folder: Path,
+    cell: CellStatus,
+    manifest: Manifest,
+    cwd: Path,
+    parallel: int | None,
+    threads: int | None,
+) -> CellJob:
+    """The job of one cell; ``parallel``: how many local cells compute at once (None: a scheduler decides)."""
+    p = cell.planned
+    return CellJob(
+        sweep=sweep.name,
+        cell=p.name,
+        cell_id=p.cell_id,
+        code=str(p.cell.code),
+        dcn=p.cell.dcn,
+        config=str(p.path.resolve()),
+        config_hash=p.config.config_hash,
+        work_dir=str(work_dir(folder, p)),
+        cwd=str(cwd),
+        attempt=manifest.attempts(p.name, p.cell_id) + 1,
+        test_size=sweep.dataset.test_size,
+        warmup_images=sweep.benchmark.warmup_images,
+        timed_images=sweep.benchmark.timed_images,
+        threads=threads,
+        slots=str(folder / "slots") if parallel is not None else None,
+        parallel=parallel or 1,
+    )
+
+
+def wait(
+    sweep: Sweep,
+    root: Path,
+    names: Sequence[str],
+    *,
+    executor: str = "local",
+    poll_s: float = 2.0,
+    on_poll: Callable[[list[CellStatus]], None] | None = None,
+) -> list[CellStatus]:
+    """Poll until none of the cells ``names`` is pending or running; returns their final states."""
+    while True:
+        states = [s for s in status(sweep, root, executor) if s.name in names]
+        if on_poll is not None:
+            on_poll(states)
+        if not any(s.state in UNFINISHED for s in states):
+            return states
+        time.sleep(poll_s)
