@@ -11,11 +11,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
 from .codes import AttentionCode, factor_legend
 from .errors import AblationError, BadCodeError, InputError
+
+if TYPE_CHECKING:
+    from .launch import CellStatus
+    from .sweep import Sweep
 
 __all__ = ["main"]
 
@@ -32,6 +36,16 @@ def _codes(text: str) -> list[AttentionCode]:
         return [AttentionCode.parse(part.strip()) for part in text.split(",")]
     except BadCodeError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def _default_root() -> Path:
@@ -52,9 +66,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from .table import text_table
 
     sweep = load_sweep(args.sweep)
-    codes = [c for group in args.codes for c in group] if args.codes else None
-    dcn = None if args.dcn == "both" else args.dcn == "on"
-    result = plan(sweep, args.root, codes=codes, dcn=dcn)
+    result = plan(sweep, args.root, **_selection(args))  # type: ignore[arg-type]
     rows = [
         (p.name, p.cell_id, p.cell.code, p.cell.code.label, "on" if p.cell.dcn else "off", _shown(p.path))
         for p in result.cells
@@ -65,6 +77,75 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _selection(args: argparse.Namespace) -> dict[str, object]:
+    codes = [c for group in args.codes for c in group] if args.codes else None
+    return {"codes": codes, "dcn": None if args.dcn == "both" else args.dcn == "on"}
+
+
+def _print_states(states: Sequence[CellStatus]) -> None:
+    from .report import HEADER, rows, summary
+    from .table import text_table
+
+    print(text_table(HEADER, rows(states)))
+    print(f"\n{summary(states)}")
+
+
+def _cmd_launch(args: argparse.Namespace) -> int:
+    from .launch import launch
+    from .sweep import load_sweep
+
+    sweep = load_sweep(args.sweep)
+    report = launch(
+        sweep,
+        args.root,
+        executor=args.executor,
+        retry_failed=args.retry_failed,
+        parallel=args.parallel,
+        **_selection(args),  # type: ignore[arg-type]
+    )
+    skipped = ", ".join(f"{n} {state}" for state, n in sorted(report.skipped.items()))
+    print(
+        f"submitted {len(report.submitted)} of {len(report.before)} cells of sweep {sweep.name} "
+        f"({args.executor})" + (f"; left alone: {skipped}" if skipped else "")
+    )
+    if not args.wait:
+        print(f"follow with: ablation status --sweep {args.sweep}" + _root_flag(args))
+        return 0
+    return _wait_and_report(sweep, args, [s.name for s in report.before])
+
+
+def _root_flag(args: argparse.Namespace) -> str:
+    return "" if args.root == _default_root() else f" --root {_shown(args.root)}"
+
+
+def _wait_and_report(sweep: Sweep, args: argparse.Namespace, names: list[str]) -> int:
+    from .launch import wait
+    from .progress import Watcher
+
+    with Watcher(len(names)) as watcher:
+        states = wait(sweep, args.root, names, executor=args.executor, on_poll=watcher.update)
+    print()
+    _print_states(states)
+    bad = [s.name for s in states if s.state != "done"]
+    if bad:
+        print(f"not done: {', '.join(bad)} (their result.json has the error; relaunch with --retry-failed)")
+    return 1 if bad else 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .launch import status
+    from .sweep import load_sweep
+
+    sweep = load_sweep(args.sweep)
+    _print_states(status(sweep, args.root, args.executor, **_selection(args)))  # type: ignore[arg-type]
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    args.executor, args.wait = "local", True
+    return _cmd_launch(args)
 
 
 def _cmd_sweeps(args: argparse.Namespace) -> int:
@@ -98,29 +179,71 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks (also ABLATION_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, required=True)
 
+    def cells_of_a_sweep(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--sweep", required=True, help="a sweep name (see `ablation sweeps`) or a .toml file")
+        p.add_argument(
+            "--codes",
+            type=_codes,
+            action="append",
+            metavar="CODE[,CODE...]",
+            help="only these attention codes, e.g. 0010,1111 (repeatable)",
+        )
+        p.add_argument(
+            "--dcn", choices=("on", "off", "both"), default="both", help="only cells with DCN on or off"
+        )
+        p.add_argument(
+            "--root",
+            type=Path,
+            default=_default_root(),
+            help="folder of sweep folders (default: $ABLATION_ROOT or ./runs)",
+        )
+
+    def executing(p: argparse.ArgumentParser, executor: bool = True) -> None:
+        if executor:
+            p.add_argument("--executor", choices=("local",), default="local", help="where jobs run")
+        p.add_argument("--retry-failed", action="store_true", help="also resubmit failed and lost cells")
+        p.add_argument(
+            "--parallel",
+            type=_positive,
+            metavar="N",
+            help="local cells computing at once (default: CPU cores)",
+        )
+
     p = commands.add_parser(
         "plan",
         help="write one MMDetection config per cell and list the cells",
         description="Write one MMDetection config per cell of a sweep and list the cells.",
     )
-    p.add_argument("--sweep", required=True, help="a sweep name (see `ablation sweeps`) or a .toml file")
-    p.add_argument(
-        "--codes",
-        type=_codes,
-        action="append",
-        metavar="CODE[,CODE...]",
-        help="only these attention codes, e.g. 0010,1111 (repeatable)",
-    )
-    p.add_argument(
-        "--dcn", choices=("on", "off", "both"), default="both", help="only cells with DCN on or off"
-    )
-    p.add_argument(
-        "--root",
-        type=Path,
-        default=_default_root(),
-        help="folder of sweep folders (default: $ABLATION_ROOT or ./runs)",
-    )
+    cells_of_a_sweep(p)
     p.set_defaults(run=_cmd_plan)
+
+    p = commands.add_parser(
+        "launch",
+        help="submit the cells that need a job, and return",
+        description="Plan a sweep, check its dataset and submit every cell that has no live or finished job.",
+    )
+    cells_of_a_sweep(p)
+    executing(p)
+    p.add_argument("--wait", action="store_true", help="wait for the cells, with progress, and print results")
+    p.set_defaults(run=_cmd_launch)
+
+    p = commands.add_parser(
+        "status",
+        help="a table of the cells, their states and figures",
+        description="Show each cell's state (planned, pending, running, done, failed, lost) and figures.",
+    )
+    cells_of_a_sweep(p)
+    p.add_argument("--executor", choices=("local",), default="local", help="where the jobs run")
+    p.set_defaults(run=_cmd_status)
+
+    p = commands.add_parser(
+        "run",
+        help="plan, launch locally, wait and print the results (the smoke sweep end to end)",
+        description="Plan a sweep, run its cells as local jobs, wait with a progress bar, print the results.",
+    )
+    cells_of_a_sweep(p)
+    executing(p, executor=False)
+    p.set_defaults(run=_cmd_run)
 
     p = commands.add_parser("sweeps", help="list the sweep files", description="List the sweep files.")
     p.add_argument("--schema", action="store_true", help="print every sweep setting with its default instead")

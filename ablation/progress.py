@@ -1,0 +1,62 @@
+"""Progress of waiting cells: a live bar on a terminal, one line per finished cell elsewhere (CI logs)."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .launch import CellStatus
+
+__all__ = ["Watcher"]
+
+_FINISHED = ("done", "failed", "lost")
+
+
+class Watcher:
+    """Shows how many of ``total`` cells have finished; feed it each poll's states with ``update``."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.reported: set[str] = set()
+        self.live = sys.stderr.isatty()
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Watcher:
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("cells", total=self.total)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, states: Sequence[CellStatus]) -> None:
+        counts = Counter(s.state for s in states)
+        finished = sum(counts[state] for state in _FINISHED)
+        if self._progress is not None:
+            running = f"{counts['running']} running, {counts['pending']} pending"
+            self._progress.update(self._task, completed=finished, description=f"cells ({running})")
+            return
+        for s in states:
+            if s.state in _FINISHED and s.name not in self.reported:
+                self.reported.add(s.name)
+                ap = s.result.ap if s.result is not None else None
+                figure = f" AP {ap:.3f}" if ap is not None else ""
+                print(
+                    f"[{len(self.reported)}/{self.total}] {s.state} {s.name}{figure}",
+                    file=sys.stderr,
+                    flush=True,
+                )
