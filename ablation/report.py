@@ -50,4 +50,4 @@ def summary(states: Sequence[CellStatus]) -> str:
     """'32 cells: 30 done, 2 failed', states in their natural order."""
     counts = Counter(s.state for s in states)
     parts = ", ".join(f"{counts[state]} {state}" for state in STATES if counts[state])
-    return f"{len(states)} cells: {parts}" if states else "no cells"
+    return f"{len(states)} cell{'s' if len(states) != 1 else ''}: {parts}" if states else "no cells"

@@ -181,6 +181,21 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
     assert len(list(tmp_path.glob("coco-1x/configs/*.py"))) == 32
 
 
+def test_launching_without_the_dataset_gets_one_line_and_submits_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "launch", "--sweep", "coco-1x", "--root", "runs")
+    assert (code, out) == (2, "")
+    missing = tmp_path / "data" / "coco"
+    assert err == (
+        f"error: dataset 'coco': {missing}: no such folder (data_root 'data/coco/' is taken relative to "
+        f"{tmp_path}; point [dataset] data_root at a COCO 2017 with annotations/, train2017/, val2017/)\n"
+    )
+    assert not (tmp_path / "runs" / "coco-1x" / "manifest.json").exists()
+    assert not (tmp_path / "runs" / "coco-1x" / "jobs").exists()
+
+
 def test_an_unwritable_root_gets_one_line_and_exit_1(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -1,0 +1,41 @@
+"""How a cell's state follows from its latest job, whether that job is alive, and its result file."""
+
+from __future__ import annotations
+
+import pytest
+
+from ablation.launch import _state
+from ablation.manifest import Submission
+from ablation.results import CellResult
+
+JOB = Submission(
+    cell="c", cell_id="i", executor="local", job_id="42", folder="f", work_dir="w", attempt=2, submitted="t"
+)
+
+
+def result(status: str, attempt: int) -> CellResult:
+    return CellResult(
+        status=status, sweep="s", cell="c", cell_id="i", code="0010", dcn=False, config="c.py",
+        config_hash="h", attempt=attempt, host="h", pid=1, started="t",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("submission", "found", "alive", "state"),
+    [
+        (None, None, False, "planned"),
+        (None, result("done", 1), False, "done"),  # finished by other means (a copied work_dir)
+        (None, result("failed", 1), False, "planned"),
+        (JOB, None, True, "pending"),  # waiting for a slot or in a queue
+        (JOB, result("failed", 1), True, "pending"),  # a retry that has not started yet
+        (JOB, result("running", 2), True, "running"),
+        (JOB, result("done", 2), True, "done"),  # finished, the process is exiting
+        (JOB, result("done", 2), False, "done"),
+        (JOB, result("failed", 2), False, "failed"),
+        (JOB, result("running", 2), False, "lost"),  # killed while computing
+        (JOB, None, False, "lost"),  # gone before it started
+        (JOB, result("done", 1), False, "lost"),  # an older attempt's result does not count
+    ],
+)
+def test_state(submission: Submission | None, found: CellResult | None, alive: bool, state: str) -> None:
+    assert _state(submission, found, {"42"} if alive else set()) == state
