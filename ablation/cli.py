@@ -124,8 +124,12 @@ def _wait_and_report(sweep: Sweep, args: argparse.Namespace, names: list[str]) -
     from .launch import wait
     from .progress import Watcher
 
-    with Watcher(len(names)) as watcher:
-        states = wait(sweep, args.root, names, executor=args.executor, on_poll=watcher.update)
+    try:
+        with Watcher(len(names)) as watcher:
+            states = wait(sweep, args.root, names, executor=args.executor, on_poll=watcher.update)
+    except KeyboardInterrupt:  # the jobs are not ours to stop: they go on
+        print(f"\nstopped waiting; the jobs go on (ablation status --sweep {args.sweep}{_root_flag(args)})")
+        return 130
     print()
     _print_states(states)
     bad = [s.name for s in states if s.state != "done"]
