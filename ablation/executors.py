@@ -27,11 +27,25 @@ class Backend(Protocol):
     def alive(self, submissions: Sequence[Submission]) -> set[str]:
         """The job ids, among ``submissions``, of jobs still queued or running."""
 
+    def track(self, job: Any) -> None:
+        """Keep what this process needs of a job it just submitted."""
+
 
 class LocalBackend:
-    """Jobs as processes on this machine (submitit's LocalExecutor): they outlive the launching command."""
+    """Jobs as processes on this machine (submitit's LocalExecutor): they outlive the launching command.
+
+    The process that submits them keeps their handles: polling those reaps finished ones, and keeps Python
+    from warning that a child still runs when a handle is collected."""
 
     name = "local"
+
+    def __init__(self) -> None:
+        self._processes: dict[str, Any] = {}
+
+    def track(self, job: Any) -> None:
+        process = getattr(job, "_process", None)
+        if process is not None:
+            self._processes[str(job.job_id)] = process
 
     def executor(self, folder: Path, sweep: Sweep) -> Any:
         import submitit
@@ -44,7 +58,13 @@ class LocalBackend:
         return executor
 
     def alive(self, submissions: Sequence[Submission]) -> set[str]:
-        return {s.job_id for s in submissions if _controller_runs(s.job_id)}
+        return {s.job_id for s in submissions if self._runs(s.job_id)}
+
+    def _runs(self, job_id: str) -> bool:
+        process = self._processes.get(job_id)
+        if process is not None:
+            return process.poll() is None
+        return _controller_runs(job_id)
 
 
 def _controller_runs(job_id: str) -> bool:

@@ -141,6 +141,7 @@ def launch(
             for cell in todo:
                 spec = _job(sweep, folder, cell, manifest, cwd, parallel, threads)
                 job = jobs.submit(run_cell, spec)
+                chosen.track(job)
                 submission = Submission(
                     cell=cell.name,
                     cell_id=spec.cell_id,

@@ -104,8 +104,8 @@ def test_the_root_comes_from_the_environment(
             "error: argument --codes: bad attention code '11111'",
         ),
         (
-            ["plan", "--sweep", "smoke", "--codes", "0100"],
-            "error: code 0100 not in this sweep's grid; its codes: 0000, 0010, 1111",
+            ["launch", "--sweep", "smoke", "--parallel", "0"],
+            "error: argument --parallel: expected a whole number of at least 1, got '0'",
         ),
         (
             ["plan", "--sweep", "coco-1x", "--dcn", "maybe"],
@@ -114,7 +114,8 @@ def test_the_root_comes_from_the_environment(
         (["plan"], "error: the following arguments are required: --sweep"),
         (
             ["frobnicate"],
-            "error: argument COMMAND: invalid choice: 'frobnicate' (choose from 'plan', 'sweeps')",
+            "error: argument COMMAND: invalid choice: 'frobnicate' (choose from 'plan', 'launch', 'status', "
+            "'run', 'sweeps')",
         ),
     ],
 )
@@ -129,6 +130,18 @@ def test_user_mistakes_get_one_line_and_exit_2(
     assert err.startswith(message)
     assert err.count("\n") == 1
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_a_code_outside_the_grid_gets_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    sweep = write_sweep(tmp_path, '[grid]\ncodes = ["0000", "0010", "1111"]\n')
+    code, out, err = run(
+        capsys, "plan", "--sweep", str(sweep), "--codes", "0100", "--root", str(tmp_path / "r")
+    )
+    assert (code, out) == (2, "")
+    assert err == "error: code 0100 not in this sweep's grid; its codes: 0000, 0010, 1111\n"
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_bad_sweep_file_gets_one_line_and_exit_2(
@@ -156,7 +169,7 @@ def test_sweeps_lists_the_files(capsys: pytest.CaptureFixture[str], in_repo: Pat
     code, out, _ = run(capsys, "sweeps")
     assert code == 0
     rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:]}
-    assert rows == {"coco-1x": "32", "smoke": "6"}
+    assert rows == {"coco-1x": "32", "smoke": "32"}
 
 
 def test_the_console_script_runs_outside_the_checkout(awkward_dir: Path) -> None:

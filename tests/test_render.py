@@ -130,7 +130,7 @@ def test_every_coco_cell_loads_with_its_own_attention_and_dcn(coco_plan: Plan) -
 
 def test_smoke_configs_set_the_dataset_schedule_and_scratch_training(tmp_path: Path) -> None:
     result = plan(load_sweep("smoke"), tmp_path)
-    assert len(result.cells) == 6
+    assert len(result.cells) == 32
     cfg = Config.fromfile(str(result.cells[-1].path))
     assert cfg.model.backbone.init_cfg is None
     assert cfg.model.roi_head.bbox_head.num_classes == 3
@@ -138,15 +138,19 @@ def test_smoke_configs_set_the_dataset_schedule_and_scratch_training(tmp_path: P
     assert [s["type"] for s in cfg.param_scheduler] == ["LinearLR", "MultiStepLR"]
     assert cfg.param_scheduler[1]["milestones"] == []
     assert cfg.optim_wrapper.optimizer.lr == 0.01
-    assert cfg.default_hooks.logger.interval == 5
+    assert cfg.default_hooks.logger.interval == 2
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
         assert loader.dataset.data_root == "data/smoke/"
         assert loader.dataset.metainfo.classes == ("rectangle", "ellipse", "triangle")
         assert loader.num_workers == 0 and loader.persistent_workers is False
         resize = [step for step in loader.dataset.pipeline if step["type"] == "Resize"]
-        assert resize[0]["scale"] == (320, 256)
+        assert resize[0]["scale"] == (192, 128)
     assert cfg.train_dataloader.dataset.ann_file == "annotations/train.json"
     assert cfg.test_evaluator.ann_file == "data/smoke/annotations/val.json"
+    # [overrides], merged over the base's values key by key
+    assert cfg.model.train_cfg.rcnn.sampler.num == 64
+    assert cfg.model.train_cfg.rcnn.sampler.pos_fraction == 0.25  # the base's, kept
+    assert cfg.model.test_cfg.rcnn.score_thr == 0.0
 
 
 def test_explicit_mmdet_scale_reproduces_mmdet_s_pipelines(tmp_path: Path) -> None:

@@ -28,7 +28,6 @@ from ablation.results import RESULT_FILE, read_result
 from .conftest import REPO, run_script, write_sweep
 
 
-
 def replaced(text: str, *changes: tuple[str, str]) -> str:
     for old, new in changes:
         assert old in text, f"the smoke sweep no longer has {old!r}"

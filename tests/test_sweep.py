@@ -25,7 +25,8 @@ def test_the_shipped_sweeps() -> None:
     assert (paper.schedule.name, paper.schedule.epochs, paper.dataset.name) == ("1x", 12, "coco")
     smoke = load_sweep("smoke")
     assert smoke.resources.gpus == 0 and not smoke.model.pretrained
-    assert {str(c.code) for c in smoke.cells} == {"0000", "0010", "1111"}
+    assert [(c.code, c.dcn) for c in smoke.cells] == [(c.code, c.dcn) for c in paper.cells]
+    assert smoke.dataset.synthetic is not None and smoke.dataset.classes is not None
 
 
 def test_an_empty_file_is_the_paper_s_setting(tmp_path: Path) -> None:
@@ -92,6 +93,9 @@ def test_unknown_sweep_names_the_valid_ones() -> None:
         ),
         ("[resources]\ngpus = -1\n", r"\[resources\] gpus must be at least 0, got -1"),
         ("model = 3\n", r"\[model\] expected a table, got 3"),
+        ("overrides = 3\n", r"overrides: expected a table, got 3"),
+        ("[dataset]\nsynthetic = [4, 2]\n", r"\[dataset\] synthetic: also set classes"),
+        ("[benchmark]\ntimed_images = 0\n", r"\[benchmark\] timed_images must be at least 1, got 0"),
         ("[grid\n", r"not valid TOML"),
     ],
 )
