@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -97,14 +97,23 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     from .sweep import load_sweep
 
     sweep = load_sweep(args.sweep)
+    options = {
+        key: getattr(args, key, None)
+        for key in ("partition", "gpus", "cpus", "mem_gb", "time_min", "array_parallelism", "account", "qos")
+    }
     report = launch(
         sweep,
         args.root,
         executor=args.executor,
         retry_failed=args.retry_failed,
         parallel=args.parallel,
+        options={k: v for k, v in options.items() if v is not None},
+        dry_run=getattr(args, "dry_run", False),
         **_selection(args),  # type: ignore[arg-type]
     )
+    if report.script is not None:
+        print(report.script, end="")
+        return 0
     skipped = ", ".join(f"{n} {state}" for state, n in sorted(report.skipped.items()))
     print(
         f"submitted {len(report.submitted)} of {len(report.before)} cells of sweep {sweep.name} "
@@ -139,11 +148,36 @@ def _wait_and_report(sweep: Sweep, args: argparse.Namespace, names: list[str]) -
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from .launch import status
+    import time
+
+    from .launch import UNFINISHED, status
     from .sweep import load_sweep
 
     sweep = load_sweep(args.sweep)
-    _print_states(status(sweep, args.root, args.executor, **_selection(args)))  # type: ignore[arg-type]
+    while True:
+        states = status(sweep, args.root, args.executor, **_selection(args))  # type: ignore[arg-type]
+        if args.watch and sys.stdout.isatty():
+            print("\033[2J\033[H", end="")  # a live view: redraw in place
+        _print_states(states)
+        if not args.watch or not any(s.state in UNFINISHED for s in states):
+            return 0
+        try:
+            time.sleep(args.interval)
+        except KeyboardInterrupt:
+            return 0
+        print()
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from .launch import cancel, status
+    from .sweep import load_sweep
+
+    sweep = load_sweep(args.sweep)
+    states = status(sweep, args.root, args.executor, **_selection(args))  # type: ignore[arg-type]
+    cancelled = cancel(states, args.executor)
+    for s in cancelled:
+        print(f"cancelled {s.name} (job {s.submission.job_id if s.submission else '?'})")
+    print(f"{len(cancelled)} job{'s' if len(cancelled) != 1 else ''} cancelled")
     return 0
 
 
@@ -202,10 +236,29 @@ def build_parser() -> argparse.ArgumentParser:
             help="folder of sweep folders (default: $ABLATION_ROOT or ./runs)",
         )
 
+    def executor_choice(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--executor", choices=("local", "slurm"), default="local", help="where the jobs run")
+
     def executing(p: argparse.ArgumentParser, executor: bool = True) -> None:
         if executor:
-            p.add_argument("--executor", choices=("local",), default="local", help="where jobs run")
-        p.add_argument("--retry-failed", action="store_true", help="also resubmit failed and lost cells")
+            executor_choice(p)
+            slurm = p.add_argument_group("Slurm (override the sweep's [slurm] and [resources])")
+            slurm.add_argument("--partition")
+            slurm.add_argument("--gpus", type=_positive, metavar="N", help="GPUs per job (one task per GPU)")
+            slurm.add_argument("--cpus", type=_positive, metavar="N", help="CPUs per task")
+            slurm.add_argument("--mem-gb", type=_positive, metavar="GB", help="memory per job")
+            slurm.add_argument("--time-min", type=_positive, metavar="MIN", help="time limit per job")
+            slurm.add_argument("--array-parallelism", type=_positive, metavar="N", help="array tasks at once")
+            slurm.add_argument("--account")
+            slurm.add_argument("--qos")
+            slurm.add_argument(
+                "--dry-run", action="store_true", help="print the sbatch script, submit nothing"
+            )
+        p.add_argument(
+            "--retry-failed",
+            action="store_true",
+            help="also resubmit failed, lost (timed out, cancelled) cells",
+        )
         p.add_argument(
             "--parallel",
             type=_positive,
@@ -213,46 +266,68 @@ def build_parser() -> argparse.ArgumentParser:
             help="local cells computing at once (default: CPU cores)",
         )
 
-    p = commands.add_parser(
+    def command(
+        name: str, summary: str, description: str, *parts: Callable[[argparse.ArgumentParser], None]
+    ) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, help=summary, description=description)
+        for part in parts:
+            part(p)
+        return p
+
+    def watching(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--watch", action="store_true", help="redraw until no cell is pending or running")
+        p.add_argument("--interval", type=_positive, default=10, metavar="S", help="seconds between redraws")
+
+    def waiting(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--wait", action="store_true", help="wait for the cells, with progress, and print results"
+        )
+
+    command(
         "plan",
-        help="write one MMDetection config per cell and list the cells",
-        description="Write one MMDetection config per cell of a sweep and list the cells.",
-    )
-    cells_of_a_sweep(p)
-    p.set_defaults(run=_cmd_plan)
-
-    p = commands.add_parser(
+        "write one MMDetection config per cell and list the cells",
+        "Write one MMDetection config per cell of a sweep and list the cells.",
+        cells_of_a_sweep,
+    ).set_defaults(run=_cmd_plan)
+    command(
         "launch",
-        help="submit the cells that need a job, and return",
-        description="Plan a sweep, check its dataset and submit every cell that has no live or finished job.",
-    )
-    cells_of_a_sweep(p)
-    executing(p)
-    p.add_argument("--wait", action="store_true", help="wait for the cells, with progress, and print results")
-    p.set_defaults(run=_cmd_launch)
-
-    p = commands.add_parser(
+        "submit the cells that need a job, and return",
+        "Plan a sweep, check its dataset and submit every cell that has no live or finished job.",
+        cells_of_a_sweep,
+        executing,
+        waiting,
+    ).set_defaults(run=_cmd_launch)
+    command(
         "status",
-        help="a table of the cells, their states and figures",
-        description="Show each cell's state (planned, pending, running, done, failed, lost) and figures.",
-    )
-    cells_of_a_sweep(p)
-    p.add_argument("--executor", choices=("local",), default="local", help="where the jobs run")
-    p.set_defaults(run=_cmd_status)
+        "a table of the cells, their states and figures",
+        "Show each cell's state (planned, pending, running, done, failed, lost) and figures.",
+        cells_of_a_sweep,
+        executor_choice,
+        watching,
+    ).set_defaults(run=_cmd_status)
+    command(
+        "cancel",
+        "cancel the jobs of pending and running cells",
+        "Cancel the jobs of a sweep's pending and running cells (they become lost).",
+        cells_of_a_sweep,
+        executor_choice,
+    ).set_defaults(run=_cmd_cancel)
 
-    p = commands.add_parser(
+    command(
         "run",
-        help="plan, launch locally, wait and print the results (the smoke sweep end to end)",
-        description="Plan a sweep, run its cells as local jobs, wait with a progress bar, print the results.",
-    )
-    cells_of_a_sweep(p)
-    executing(p, executor=False)
-    p.set_defaults(run=_cmd_run)
+        "plan, launch locally, wait and print the results (the smoke sweep end to end)",
+        "Plan a sweep, run its cells as local jobs, wait with a progress bar, print the results.",
+        cells_of_a_sweep,
+        lambda p: executing(p, executor=False),
+    ).set_defaults(run=_cmd_run)
 
-    p = commands.add_parser("sweeps", help="list the sweep files", description="List the sweep files.")
-    p.add_argument("--schema", action="store_true", help="print every sweep setting with its default instead")
-    p.add_argument("--markdown", action="store_true", help="with --schema: as a markdown table")
-    p.set_defaults(run=_cmd_sweeps)
+    def listing(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--schema", action="store_true", help="print every sweep setting with its default instead"
+        )
+        p.add_argument("--markdown", action="store_true", help="with --schema: as a markdown table")
+
+    command("sweeps", "list the sweep files", "List the sweep files.", listing).set_defaults(run=_cmd_sweeps)
     return parser
 
 

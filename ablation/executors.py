@@ -2,12 +2,16 @@
 
 Every backend submits ``job.run_cell`` through a submitit executor, so local and cluster runs take the same
 code path. A backend also answers, for a batch of submissions at once, which jobs are still queued or
-running: for local jobs by looking at their controller processes, for Slurm (next) with one sacct call.
+running (for local jobs by looking at their controller processes, for Slurm with one sacct call), finds
+the jobs of a launch that died while submitting, and cancels jobs.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,20 +19,26 @@ from .errors import InputError
 from .manifest import Submission
 from .sweep import Sweep
 
-__all__ = ["BACKENDS", "Backend", "LocalBackend", "backend"]
+__all__ = ["BACKENDS", "Backend", "LocalBackend", "SlurmBackend", "backend"]
 
 
 class Backend(Protocol):
     name: str
 
-    def executor(self, folder: Path, sweep: Sweep) -> Any:
-        """A submitit executor for the sweep's cells, its files under ``folder``."""
+    def executor(self, folder: Path, sweep: Sweep, name: str, options: dict[str, Any]) -> Any:
+        """A submitit executor for the sweep's cells, its files under ``folder``, its jobs named ``name``."""
 
     def alive(self, submissions: Sequence[Submission]) -> set[str]:
         """The job ids, among ``submissions``, of jobs still queued or running."""
 
     def track(self, job: Any) -> None:
         """Keep what this process needs of a job it just submitted."""
+
+    def find(self, name: str) -> list[str]:
+        """Ids of the jobs submitted under ``name`` (array tasks one by one), for a launch that died."""
+
+    def cancel(self, submissions: Sequence[Submission]) -> None:
+        """Stop these jobs."""
 
 
 class LocalBackend:
@@ -47,7 +57,7 @@ class LocalBackend:
         if process is not None:
             self._processes[str(job.job_id)] = process
 
-    def executor(self, folder: Path, sweep: Sweep) -> Any:
+    def executor(self, folder: Path, sweep: Sweep, name: str, options: dict[str, Any]) -> Any:
         import submitit
 
         executor = submitit.LocalExecutor(folder=folder / "%j")
@@ -59,6 +69,15 @@ class LocalBackend:
 
     def alive(self, submissions: Sequence[Submission]) -> set[str]:
         return {s.job_id for s in submissions if self._runs(s.job_id)}
+
+    def find(self, name: str) -> list[str]:
+        return []  # a local job's id is its process id, known only once started: nothing to find
+
+    def cancel(self, submissions: Sequence[Submission]) -> None:
+        """SIGINT to each controller, as submitit cancels: it interrupts, then kills, its task."""
+        for s in submissions:
+            if self._runs(s.job_id):
+                os.kill(int(s.job_id), signal.SIGINT)
 
     def _runs(self, job_id: str) -> bool:
         process = self._processes.get(job_id)
@@ -77,7 +96,48 @@ def _controller_runs(job_id: str) -> bool:
     return b"submitit.local._local" in command
 
 
-BACKENDS: dict[str, Backend] = {"local": LocalBackend()}
+class SlurmBackend:
+    """Jobs on a Slurm cluster: one job array per launch, states from one sacct call per poll."""
+
+    name = "slurm"
+    GRACE = timedelta(minutes=2)  # a job sbatch just accepted may not be in the accounting database yet
+
+    def executor(self, folder: Path, sweep: Sweep, name: str, options: dict[str, Any]) -> Any:
+        import submitit
+
+        from .slurm import parameters
+
+        executor = submitit.SlurmExecutor(folder=folder / "%j")
+        executor.update_parameters(job_name=name, **parameters(sweep, options))
+        return executor
+
+    def alive(self, submissions: Sequence[Submission]) -> set[str]:
+        from .slurm import LIVE_STATES, sacct_states
+
+        states = sacct_states(s.job_id for s in submissions)
+        now = datetime.now(timezone.utc)
+        return {
+            s.job_id
+            for s in submissions
+            if states.get(s.job_id) in LIVE_STATES
+            or (s.job_id not in states and now - datetime.fromisoformat(s.submitted) < self.GRACE)
+        }
+
+    def track(self, job: Any) -> None:
+        pass
+
+    def find(self, name: str) -> list[str]:
+        from .slurm import sacct_ids, squeue_ids
+
+        return sorted(set(squeue_ids(name)) | set(sacct_ids(name)))
+
+    def cancel(self, submissions: Sequence[Submission]) -> None:
+        from .slurm import scancel
+
+        scancel(s.job_id for s in submissions)
+
+
+BACKENDS: dict[str, Backend] = {"local": LocalBackend(), "slurm": SlurmBackend()}
 
 
 def backend(name: str) -> Backend:

@@ -19,11 +19,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import submitit
+
 from .errors import CellFailed
 from .locks import one_slot_of, try_exclusive
 from .results import METRICS, CellResult, write_result
 
-__all__ = ["CellJob", "run_cell"]
+__all__ = ["CellJob", "CellRunner", "run_cell"]
 
 LOCK_FILE = ".job.lock"
 _TAIL_LINES = 40
@@ -53,6 +55,17 @@ class CellJob:
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class CellRunner(submitit.helpers.Checkpointable):
+    """``run_cell`` as a checkpointable submitit callable: at a time limit or a preemption submitit requeues
+    the same job (Slurm keeps its id) and the run resumes from the work_dir's last mmengine checkpoint."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def __call__(self, job: CellJob) -> CellResult | None:
+        return run_cell(job)
 
 
 def run_cell(job: CellJob) -> CellResult | None:

@@ -17,24 +17,27 @@ from racing, and a job's own cell lock keeps two jobs of one cell from both comp
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import dataset
 from .codes import AttentionCode
-from .executors import backend
-from .job import CellJob, now, run_cell
+from .executors import Backend, backend
+from .job import CellJob, CellRunner, now
 from .locks import exclusive
 from .manifest import Manifest, Submission, load_manifest, save_manifest
 from .plan import Plan, PlannedCell, plan
 from .results import CellResult, read_result
 from .sweep import Sweep
 
-__all__ = ["STATES", "CellStatus", "LaunchReport", "launch", "status", "wait", "work_dir"]
+__all__ = ["STATES", "CellStatus", "LaunchReport", "cancel", "launch", "status", "wait", "work_dir"]
 
 STATES = ("planned", "pending", "running", "done", "failed", "lost")
 UNFINISHED = ("pending", "running")
@@ -59,6 +62,7 @@ class LaunchReport:
     plan: Plan
     submitted: tuple[Submission, ...]
     before: tuple[CellStatus, ...]  # the cells' states before this launch
+    script: str | None = None  # with dry_run: the sbatch script it would submit
 
     @property
     def skipped(self) -> Counter[str]:
@@ -121,9 +125,16 @@ def launch(
     dcn: bool | None = None,
     retry_failed: bool = False,
     parallel: int | None = None,
+    options: dict[str, Any] | None = None,
     cwd: Path | None = None,
+    dry_run: bool = False,
 ) -> LaunchReport:
-    """Plan the sweep, check its dataset, and submit every cell that needs a job; returns at once."""
+    """Plan the sweep, check its dataset, and submit every cell that needs a job as one job array; returns
+    at once. ``options`` override the sweep's Slurm settings (partition, gpus, cpus, mem_gb, time_min, ...).
+
+    Before submitting, the launch writes its intent (cells, array positions, job name) to the manifest; after,
+    the job ids. A launch killed in between is completed by the next one, which finds the jobs by name, so
+    no cell is ever submitted twice."""
     cwd = (cwd or Path.cwd()).resolve()
     planned = plan(sweep, root, codes, dcn)
     dataset.prepare(sweep.dataset, cwd, sweep.dataset.synthetic)
@@ -131,31 +142,73 @@ def launch(
     chosen = backend(executor)
     with exclusive(folder / LAUNCH_LOCK):
         manifest = load_manifest(folder, sweep.name)
+        _complete_intents(manifest, folder, chosen)
         before = _states(planned, manifest, executor)
         wanted = ("planned", *RETRYABLE) if retry_failed else ("planned",)
         todo = [s for s in before if s.state in wanted]
-        submitted = []
+        submitted: list[Submission] = []
+        if todo and dry_run:
+            from .slurm import parameters, sbatch_script
+
+            name = f"ablation-{sweep.name}-DRYRUN"
+            script = sbatch_script(folder / "jobs", name, parameters(sweep, options or {}), len(todo))
+            return LaunchReport(plan=planned, submitted=(), before=tuple(before), script=script)
         if todo:
-            jobs = chosen.executor(folder / "jobs", sweep)
-            parallel, threads = _local_slots(sweep, parallel) if executor == "local" else (None, None)
-            for cell in todo:
-                spec = _job(sweep, folder, cell, manifest, cwd, parallel, threads)
-                job = jobs.submit(run_cell, spec)
-                chosen.track(job)
-                submission = Submission(
-                    cell=cell.name,
+            name = f"ablation-{sweep.name}-{uuid.uuid4().hex[:8]}"
+            local_parallel, threads = _local_slots(sweep, parallel) if executor == "local" else (None, None)
+            specs = [_job(sweep, folder, cell, manifest, cwd, local_parallel, threads) for cell in todo]
+            intents = [
+                Submission(
+                    cell=spec.cell,
                     cell_id=spec.cell_id,
                     executor=executor,
-                    job_id=str(job.job_id),
-                    folder=str(job.paths.folder),
+                    job_id="",
+                    folder="",
                     work_dir=spec.work_dir,
                     attempt=spec.attempt,
                     submitted=now(),
+                    job_name=name,
+                    index=index,
                 )
-                manifest.record(submission)
-                save_manifest(folder, manifest)
-                submitted.append(submission)
+                for index, spec in enumerate(specs)
+            ]
+            for intent in intents:
+                manifest.record(intent)
+            save_manifest(folder, manifest)
+            jobs = chosen.executor(folder / "jobs", sweep, name, options or {}).map_array(CellRunner(), specs)
+            for intent, job in zip(intents, jobs, strict=True):
+                chosen.track(job)
+                done = dataclasses.replace(intent, job_id=str(job.job_id), folder=str(job.paths.folder))
+                manifest.record(done)
+                submitted.append(done)
+            save_manifest(folder, manifest)
     return LaunchReport(plan=planned, submitted=tuple(submitted), before=tuple(before))
+
+
+def _complete_intents(manifest: Manifest, folder: Path, chosen: Backend) -> None:
+    """Give the intents of a launch that died while submitting their job ids, or drop them if nothing was
+    submitted."""
+    intents = [s for s in manifest.history if not s.recorded]
+    for name in sorted({s.job_name for s in intents}):
+        found = chosen.find(name)
+        by_index = {int(i.rsplit("_", 1)[1]) if "_" in i else 0: i for i in found}
+        for intent in (s for s in intents if s.job_name == name):
+            job_id = by_index.get(intent.index)
+            if job_id is None:
+                manifest.forget(intent)
+            else:
+                manifest.record(
+                    dataclasses.replace(intent, job_id=job_id, folder=str(folder / "jobs" / job_id))
+                )
+    if intents:
+        save_manifest(folder, manifest)
+
+
+def cancel(states: Sequence[CellStatus], executor: str = "local") -> list[CellStatus]:
+    """Cancel the jobs of the cells among ``states`` that are pending or running; returns those cells."""
+    live = [s for s in states if s.state in UNFINISHED]
+    backend(executor).cancel([s.submission for s in live if s.submission is not None])
+    return live
 
 
 def _local_slots(sweep: Sweep, parallel: int | None) -> tuple[int, int]:

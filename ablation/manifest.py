@@ -34,6 +34,17 @@ class Submission:
     work_dir: str
     attempt: int
     submitted: str
+    job_name: str = ""  # the launch's job name: finds its jobs if the launcher died while submitting
+    index: int = 0  # position in the launch's job array
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.cell, self.job_name, self.index)
+
+    @property
+    def recorded(self) -> bool:
+        """False for the intent written just before submitting, until the job id is known."""
+        return self.job_id != ""
 
 
 @dataclass
@@ -43,8 +54,23 @@ class Manifest:
     history: list[Submission] = field(default_factory=list)
 
     def record(self, submission: Submission) -> None:
-        self.latest[submission.cell] = submission
-        self.history.append(submission)
+        """Add a submission, or complete the intent recorded for it (same cell, launch and index)."""
+        same = [i for i, s in enumerate(self.history) if s.job_name and s.key == submission.key]
+        if same:
+            self.history[same[0]] = submission
+        else:
+            self.history.append(submission)
+        self._relatest()
+
+    def forget(self, submission: Submission) -> None:
+        """Drop an intent whose job was never submitted."""
+        self.history = [s for s in self.history if s.key != submission.key or not s.job_name]
+        self._relatest()
+
+    def _relatest(self) -> None:
+        self.latest = {}
+        for s in self.history:
+            self.latest[s.cell] = s
 
     def attempts(self, cell: str, cell_id: str) -> int:
         """How many jobs were submitted for this cell with this config."""
@@ -63,9 +89,8 @@ def load_manifest(sweep_dir: Path, sweep: str) -> Manifest:
         history = [Submission(**entry) for entry in data["history"]]
     except (KeyError, TypeError) as error:
         raise InputError(f"{path}: not a manifest of this version ({error})") from None
-    manifest = Manifest(sweep=data.get("sweep", sweep))
-    for submission in history:
-        manifest.record(submission)
+    manifest = Manifest(sweep=data.get("sweep", sweep), history=history)
+    manifest._relatest()
     return manifest
 
 

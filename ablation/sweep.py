@@ -31,6 +31,7 @@ __all__ = [
     "ModelSettings",
     "ResourceSettings",
     "ScheduleSettings",
+    "SlurmSettings",
     "Sweep",
     "available_sweeps",
     "load_sweep",
@@ -241,6 +242,42 @@ class BenchmarkSettings:
 
 
 @dataclass(frozen=True)
+class SlurmSettings:
+    partition: str | None = setting(None, "partition of the cells' jobs (unset: the cluster's default)")
+    cpus_per_task: int | None = setting(
+        None, "CPUs per task (unset: workers_per_gpu + 1 per GPU, at least 1)"
+    )
+    mem_gb: int | None = setting(None, "memory per job in GB (unset: the partition's default)")
+    array_parallelism: int = setting(64, "cells of one job array running at once")
+    account: str | None = setting(None, "account to charge (sbatch --account)")
+    qos: str | None = setting(None, "quality of service (sbatch --qos)")
+    signal_delay_s: int = setting(
+        120, "seconds before the time limit at which a job checkpoints and requeues"
+    )
+    sbatch: tuple[str, ...] = setting((), 'extra sbatch options, e.g. ["--constraint=volta32gb"]')
+    setup: tuple[str, ...] = setting((), 'shell lines run before the job, e.g. ["module load cuda/12.1"]')
+
+    def __post_init__(self) -> None:
+        _check(
+            self.array_parallelism >= 1, f"array_parallelism must be at least 1, got {self.array_parallelism}"
+        )
+        _check(self.signal_delay_s >= 0, f"signal_delay_s must be at least 0, got {self.signal_delay_s}")
+        for option in self.sbatch:
+            _check(
+                option.startswith("--") and len(option) > 2,
+                f"sbatch: {option!r} is not a long sbatch option such as '--constraint=volta32gb'",
+            )
+
+    def sbatch_options(self) -> dict[str, str | bool]:
+        """The extra options as submitit's additional_parameters: '--key=value' -> {key: value}."""
+        options: dict[str, str | bool] = {}
+        for option in self.sbatch:
+            key, has_value, value = option[2:].partition("=")
+            options[key] = value if has_value else True
+        return options
+
+
+@dataclass(frozen=True)
 class SweepFile:
     """The keys of a sweep file: its top level and one table per section."""
 
@@ -251,6 +288,7 @@ class SweepFile:
     dataset: DatasetSettings = nested(DatasetSettings, "the dataset (COCO format)")
     resources: ResourceSettings = nested(ResourceSettings, "what one cell runs on")
     benchmark: BenchmarkSettings = nested(BenchmarkSettings, "how inference speed is measured")
+    slurm: SlurmSettings = nested(SlurmSettings, "the cells' Slurm jobs (ablation launch --executor slurm)")
     overrides: dict[str, Any] = free_table(
         "config values merged over every cell's config, as mmdet's --cfg-options "
         "(e.g. model.train_cfg.rcnn.sampler.num = 64)"
@@ -289,6 +327,10 @@ class Sweep:
     @property
     def benchmark(self) -> BenchmarkSettings:
         return self.settings.benchmark
+
+    @property
+    def slurm(self) -> SlurmSettings:
+        return self.settings.slurm
 
     @property
     def overrides(self) -> dict[str, Any]:

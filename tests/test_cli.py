@@ -115,7 +115,7 @@ def test_the_root_comes_from_the_environment(
         (
             ["frobnicate"],
             "error: argument COMMAND: invalid choice: 'frobnicate' (choose from 'plan', 'launch', 'status', "
-            "'run', 'sweeps')",
+            "'cancel', 'run', 'sweeps')",
         ),
     ],
 )

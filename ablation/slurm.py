@@ -1,0 +1,139 @@
+"""Slurm through submitit: the executor's parameters from a sweep, and job states from batched sacct calls.
+
+One sacct call answers for any number of jobs (``-j`` takes a comma-separated list; array jobs are asked for
+by their array id and come back one line per task, or one line per range while still pending), so a poll
+costs one call whatever the size of the grid. A job sbatch accepted a moment ago may not be in the
+accounting database yet; ``squeue``, which asks the controller, finds it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .errors import EnvironmentProblem
+from .sweep import Sweep
+
+__all__ = ["LIVE_STATES", "parameters", "sacct_ids", "sacct_states", "sbatch_script", "scancel", "squeue_ids"]
+
+# Slurm job states in which a job may still compute (sacct's long names).
+LIVE_STATES = frozenset(
+    {
+        "PENDING",
+        "RUNNING",
+        "REQUEUED",
+        "REQUEUE_FED",
+        "REQUEUE_HOLD",
+        "RESIZING",
+        "SUSPENDED",
+        "CONFIGURING",
+        "COMPLETING",
+        "SIGNALING",
+        "STAGE_OUT",
+    }
+)
+_ARRAY = re.compile(r"^(?P<base>\d+)_\[(?P<ranges>[^\]]+)\]$")
+
+
+def parameters(sweep: Sweep, options: dict[str, Any]) -> dict[str, Any]:
+    """submitit SlurmExecutor parameters from the sweep's [slurm] and [resources], ``options`` overriding."""
+    s, r = sweep.slurm, sweep.resources
+    gpus = options.get("gpus", r.gpus)
+    cpus = options.get("cpus") or s.cpus_per_task or max(1, r.workers_per_gpu + 1)
+    params: dict[str, Any] = {
+        "time": options.get("time_min") or r.time_limit_min,
+        "signal_delay_s": s.signal_delay_s,
+        "array_parallelism": options.get("array_parallelism") or s.array_parallelism,
+        "cpus_per_task": cpus,
+        "nodes": 1,
+        # one task per GPU, as mmengine's launcher='slurm' expects; submitit does not pin GPUs per task
+        "ntasks_per_node": max(1, gpus),
+        "additional_parameters": {"requeue": True, **s.sbatch_options()},
+        "setup": list(s.setup),
+        "stderr_to_stdout": True,
+    }
+    if gpus:
+        params["gpus_per_node"] = gpus
+    for key, value in (
+        ("partition", options.get("partition") or s.partition),
+        ("account", options.get("account") or s.account),
+        ("qos", options.get("qos") or s.qos),
+        ("mem", f"{options.get('mem_gb') or s.mem_gb}GB" if (options.get("mem_gb") or s.mem_gb) else None),
+    ):
+        if value is not None:
+            params[key] = value
+    return params
+
+
+def sbatch_script(folder: Path, name: str, params: dict[str, Any], count: int) -> str:
+    """The sbatch script submitit writes for a job array of ``count`` cells (``count`` 1: a plain job)."""
+    import submitit
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    executor = submitit.SlurmExecutor(folder=folder / "%j")
+    executor.update_parameters(job_name=name, **params)
+    arguments: dict[str, Any] = dict(executor.parameters)
+    if count > 1:
+        arguments["map_count"] = count
+    script: str = _make_sbatch_string(
+        command=executor._submitit_command_str, folder=executor.folder, **arguments
+    )
+    return script
+
+
+def _run(command: list[str]) -> str:
+    if shutil.which(command[0]) is None:
+        raise EnvironmentProblem(f"{command[0]} not found: is this a Slurm machine? (see slurm/README.md)")
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise EnvironmentProblem(
+            f"{' '.join(command[:2])} failed: {done.stderr.strip() or done.stdout.strip()}"
+        )
+    return done.stdout
+
+
+def _expand(job_id: str) -> list[str]:
+    """'12_[0-2,5%2]' -> ['12_0', '12_1', '12_2', '12_5']; any other id as it is."""
+    found = _ARRAY.match(job_id)
+    if found is None:
+        return [job_id]
+    ids: list[str] = []
+    for part in found["ranges"].split("%")[0].split(","):
+        first, _, last = part.partition("-")
+        ids.extend(f"{found['base']}_{i}" for i in range(int(first), int(last or first) + 1))
+    return ids
+
+
+def sacct_states(job_ids: Iterable[str]) -> dict[str, str]:
+    """Job id -> state (e.g. 'RUNNING', 'CANCELLED') for the jobs sacct knows, in one call."""
+    bases = sorted({job_id.split("_")[0] for job_id in job_ids})
+    if not bases:
+        return {}
+    out = _run(["sacct", "-n", "-X", "-P", "--format=JobID,State", "-j", ",".join(bases)])
+    states = {}
+    for line in out.splitlines():
+        job_id, _, state = line.partition("|")
+        for one in _expand(job_id.strip()):
+            states[one] = state.split()[0] if state.split() else "UNKNOWN"
+    return states
+
+
+def squeue_ids(name: str) -> list[str]:
+    """Ids of the queued or running jobs named ``name``, array tasks one by one (pending ranges expanded)."""
+    out = _run(["squeue", "-h", "-r", "-n", name, "-o", "%i"])
+    return [one for line in out.split() for one in _expand(line.strip())]
+
+
+def sacct_ids(name: str) -> list[str]:
+    out = _run(["sacct", "-n", "-X", "-P", "--format=JobID", "--name", name])
+    return [one for line in out.split() for one in _expand(line.strip())]
+
+
+def scancel(job_ids: Iterable[str]) -> None:
+    ids = sorted(set(job_ids))
+    if ids:
+        _run(["scancel", *ids])
