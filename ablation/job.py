@@ -51,6 +51,7 @@ class CellJob:
     threads: int | None = None  # torch CPU threads; None: torch's default
     slots: str | None = None  # folder of local slot locks; None: no cap (a scheduler caps)
     parallel: int = 1  # how many slots
+    tasks: int = 1  # processes of one cell, one per GPU (Slurm tasks, mmengine's launcher='slurm')
 
 
 def now() -> str:
@@ -73,6 +74,10 @@ def run_cell(job: CellJob) -> CellResult | None:
     recording a failure, so that the executor sees the job fail too."""
     work_dir = Path(job.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    if job.tasks > 1 and int(os.environ.get("SLURM_PROCID", "0")) > 0:  # rank 0 records; the others compute
+        os.chdir(job.cwd)
+        _train_test_measure(job, _blank(job), measure=False)
+        return None
     with try_exclusive(work_dir / LOCK_FILE) as mine:
         if not mine:
             return None
@@ -81,9 +86,8 @@ def run_cell(job: CellJob) -> CellResult | None:
             return _attempt(job, work_dir)
 
 
-def _attempt(job: CellJob, work_dir: Path) -> CellResult:
-    os.chdir(job.cwd)
-    result = CellResult(
+def _blank(job: CellJob) -> CellResult:
+    return CellResult(
         status="running",
         sweep=job.sweep,
         cell=job.cell,
@@ -97,6 +101,11 @@ def _attempt(job: CellJob, work_dir: Path) -> CellResult:
         pid=os.getpid(),
         started=now(),
     )
+
+
+def _attempt(job: CellJob, work_dir: Path) -> CellResult:
+    os.chdir(job.cwd)
+    result = _blank(job)
     write_result(work_dir, result)
     began = time.perf_counter()
     try:
@@ -116,8 +125,9 @@ def _attempt(job: CellJob, work_dir: Path) -> CellResult:
     return result
 
 
-def _train_test_measure(job: CellJob, result: CellResult) -> None:
-    """Fills ``result`` step by step, so that a failure keeps the figures measured before it."""
+def _train_test_measure(job: CellJob, result: CellResult, measure: bool = True) -> None:
+    """Fills ``result`` step by step, so that a failure keeps the figures measured before it; ``measure``
+    False (ranks other than 0) trains and tests only."""
     import mmcv
     import mmdet
     import mmengine
@@ -143,6 +153,9 @@ def _train_test_measure(job: CellJob, result: CellResult) -> None:
     cfg = Config.fromfile(job.config)
     cfg.work_dir = job.work_dir
     cfg.resume = True  # from the work_dir's last checkpoint, when there is one
+    if job.tasks > 1:  # one process per GPU; a port per job, so two jobs on one node never collide
+        cfg.launcher = "slurm"
+        os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000))
     runner = Runner.from_cfg(cfg)
     peak = PeakCudaMemory()
     runner.register_hook(peak, priority="ABOVE_NORMAL")  # before the logger resets the CUDA peak
@@ -160,6 +173,8 @@ def _train_test_measure(job: CellJob, result: CellResult) -> None:
     with _timed(result, "test_s"):
         metrics = runner.test()
     result.metrics = {name: _metric(metrics.get(f"coco/{name}")) for name in METRICS}
+    if not measure:
+        return
 
     loader_cfg = dict(cfg.test_dataloader, batch_size=1, num_workers=0, persistent_workers=False)
     with _timed(result, "fps_s"):
