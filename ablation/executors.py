@@ -9,6 +9,7 @@ the jobs of a launch that died while submitting, and cancels jobs.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -36,6 +37,13 @@ class Backend(Protocol):
 
     def find(self, name: str) -> list[str]:
         """Ids of the jobs submitted under ``name`` (array tasks one by one), for a launch that died."""
+
+    def before_submit(self, folder: Path, name: str, specs: Sequence[Any], time_min: int) -> None:
+        """Keep, before submitting, what a later launch needs to complete this one."""
+
+    def complete(self, folder: Path, name: str, index: int, job_id: str) -> None:
+        """Finish the submission of the job ``job_id`` (position ``index`` of launch ``name``) that a launcher
+        killed before it could."""
 
     def cancel(self, submissions: Sequence[Submission]) -> None:
         """Stop these jobs."""
@@ -73,6 +81,12 @@ class LocalBackend:
     def find(self, name: str) -> list[str]:
         return []  # a local job's id is its process id, known only once started: nothing to find
 
+    def before_submit(self, folder: Path, name: str, specs: Sequence[Any], time_min: int) -> None:
+        pass
+
+    def complete(self, folder: Path, name: str, index: int, job_id: str) -> None:
+        pass
+
     def cancel(self, submissions: Sequence[Submission]) -> None:
         """SIGINT to each controller, as submitit cancels: it interrupts, then kills, its task."""
         for s in submissions:
@@ -105,11 +119,33 @@ class SlurmBackend:
     def executor(self, folder: Path, sweep: Sweep, name: str, options: dict[str, Any]) -> Any:
         import submitit
 
-        from .slurm import parameters
+        from .slurm import parameters, wait_for_pickle
 
         executor = submitit.SlurmExecutor(folder=folder / "%j")
-        executor.update_parameters(job_name=name, **parameters(sweep, options))
+        params = parameters(sweep, options)
+        params["setup"] = [wait_for_pickle(folder), *params["setup"]]
+        executor.update_parameters(job_name=name, **params)
         return executor
+
+    def before_submit(self, folder: Path, name: str, specs: Sequence[Any], time_min: int) -> None:
+        """Each job's pickle, written before sbatch under the launch's name: submitit moves its own pickles
+        to the jobs' folders only after sbatch answers, and a job without one cannot start."""
+        import submitit
+
+        from .job import CellRunner
+
+        for index, spec in enumerate(specs):
+            delayed = submitit.helpers.DelayedSubmission(CellRunner(), spec)
+            delayed.set_timeout(time_min, 3)
+            path = _intent_pickle(folder, name, index)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            delayed.dump(path)
+
+    def complete(self, folder: Path, name: str, index: int, job_id: str) -> None:
+        target = folder / job_id / f"{job_id}_submitted.pkl"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(_intent_pickle(folder, name, index), target)
 
     def alive(self, submissions: Sequence[Submission]) -> set[str]:
         from .slurm import LIVE_STATES, sacct_states
@@ -135,6 +171,10 @@ class SlurmBackend:
         from .slurm import scancel
 
         scancel(s.job_id for s in submissions)
+
+
+def _intent_pickle(folder: Path, name: str, index: int) -> Path:
+    return folder / "intents" / f"{name}_{index}.pkl"
 
 
 BACKENDS: dict[str, Backend] = {"local": LocalBackend(), "slurm": SlurmBackend()}

@@ -175,7 +175,10 @@ def launch(
             for intent in intents:
                 manifest.record(intent)
             save_manifest(folder, manifest)
-            jobs = chosen.executor(folder / "jobs", sweep, name, options or {}).map_array(CellRunner(), specs)
+            jobs_folder = folder / "jobs"
+            executor_ = chosen.executor(jobs_folder, sweep, name, options or {})
+            chosen.before_submit(jobs_folder, name, specs, int(executor_.parameters.get("time", 0) or 0))
+            jobs = executor_.map_array(CellRunner(), specs)
             for intent, job in zip(intents, jobs, strict=True):
                 chosen.track(job)
                 done = dataclasses.replace(intent, job_id=str(job.job_id), folder=str(job.paths.folder))
@@ -197,6 +200,7 @@ def _complete_intents(manifest: Manifest, folder: Path, chosen: Backend) -> None
             if job_id is None:
                 manifest.forget(intent)
             else:
+                chosen.complete(folder / "jobs", name, intent.index, job_id)
                 manifest.record(
                     dataclasses.replace(intent, job_id=job_id, folder=str(folder / "jobs" / job_id))
                 )

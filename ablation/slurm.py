@@ -69,13 +69,26 @@ def parameters(sweep: Sweep, options: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def wait_for_pickle(folder: Path, wait_s: int = 600) -> str:
+    """A setup line that waits for the job's pickle: if the launcher died between sbatch and moving the
+    pickles in place, the next launch puts them there."""
+    job = "${SLURM_ARRAY_JOB_ID:+${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}}"
+    pickle = f'"{folder}/$id/${{id}}_submitted.pkl"'
+    return (
+        f"id={job}; id=${{id:-$SLURM_JOB_ID}}; "
+        f"for _ in $(seq {wait_s}); do [ -e {pickle} ] && break; sleep 1; done"
+    )
+
+
 def sbatch_script(folder: Path, name: str, params: dict[str, Any], count: int) -> str:
     """The sbatch script submitit writes for a job array of ``count`` cells (``count`` 1: a plain job)."""
     import submitit
     from submitit.slurm.slurm import _make_sbatch_string
 
     executor = submitit.SlurmExecutor(folder=folder / "%j")
-    executor.update_parameters(job_name=name, **params)
+    executor.update_parameters(
+        job_name=name, **{**params, "setup": [wait_for_pickle(folder), *params["setup"]]}
+    )
     arguments: dict[str, Any] = dict(executor.parameters)
     if count > 1:
         arguments["map_count"] = count

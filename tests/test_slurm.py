@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -20,10 +21,12 @@ import pytest
 from ablation import load_sweep, plan
 from ablation.launch import work_dir
 from ablation.results import RESULT_FILE, CellResult
+from ablation.slurm import LIVE_STATES
 
 from .conftest import REPO, venv_bin, write_sweep
 
 CELLS = 4  # 0000 and 1111, DCN off and on
+MINI = f"mini-{uuid.uuid4().hex[:6]}"  # this run's sweep: its job names are this run's alone
 BROKEN = "faster-rcnn_r50-dconv-c3-c5_fpn_2e_shapes"
 
 
@@ -97,7 +100,7 @@ def slow_sbatch(folder: Path) -> dict[str, str]:
 def grid(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, str]]:
     """The grid launched, its launcher SIGKILLed mid-submission, relaunched and waited for."""
     folder = tmp_path_factory.mktemp("slurm")
-    sweep = write_sweep(folder, sweep_text(), "mini")
+    sweep = write_sweep(folder, sweep_text(), MINI)
     root = folder / "runs"
     args = ("--sweep", str(sweep), "--root", str(root), "--executor", "slurm")
     planned = plan(load_sweep(sweep), root)
@@ -117,7 +120,7 @@ def grid(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
     wait_for(lambda: (folder / "submitted").exists(), 120, "sbatch")
     launcher.send_signal(signal.SIGKILL)
     launcher.wait()
-    history = manifest(root, "mini")
+    history = manifest(root, MINI)
     assert len(history) == CELLS and all(entry["job_id"] == "" for entry in history)  # intents only
     yield folder, root, str(history[0]["job_name"])
 
@@ -126,24 +129,31 @@ def test_a_relaunch_after_a_killed_launcher_submits_nothing_and_every_cell_runs_
     grid: tuple[Path, Path, str],
 ) -> None:
     folder, root, name = grid
-    sweep = str(folder / "mini.toml")
+    sweep = str(folder / f"{MINI}.toml")
     again = ablation(folder, "launch", "--sweep", sweep, "--root", str(root), "--executor", "slurm", "--wait")
-    assert again.stdout.startswith("submitted 0 of 4 cells of sweep mini (slurm)"), (
+    assert again.stdout.startswith(f"submitted 0 of 4 cells of sweep {MINI} (slurm)"), (
         again.stdout + again.stderr
     )
     assert again.returncode == 1  # one cell failed
     assert again.stdout.splitlines()[-2] == "4 cells: 3 done, 1 failed"
+
+    def final() -> bool:
+        return all(
+            state not in LIVE_STATES for _, _, state in sacct("--format=JobID,JobName,State", "--name", name)
+        )
+
+    wait_for(final, 120, "the jobs to end in Slurm")
     tasks = sacct("--format=JobID,JobName,State", "--name", name)
     assert sorted(state for _, _, state in tasks) == ["COMPLETED", "COMPLETED", "COMPLETED", "FAILED"]
     everything = sacct("--format=JobName", "-S", "now-1hour")
-    assert sum(1 for (job,) in everything if job.startswith("ablation-mini-")) == CELLS  # no second array
-    ids = {str(entry["job_id"]) for entry in manifest(root, "mini")}
+    assert sum(1 for (job,) in everything if job.startswith(f"ablation-{MINI}-")) == CELLS  # no second array
+    ids = {str(entry["job_id"]) for entry in manifest(root, MINI)}
     assert ids == {job_id for job_id, _, _ in tasks}
 
 
 def test_slurm_results_have_the_local_executor_s_fields(grid: tuple[Path, Path, str]) -> None:
     _, root, _ = grid
-    found = results(root, "mini")
+    found = results(root, MINI)
     assert len(found) == CELLS
     assert found[BROKEN]["status"] == "failed" and "epoch_1.pth" in str(found[BROKEN]["log_tail"])
     for name, r in found.items():
@@ -158,7 +168,7 @@ def test_slurm_results_have_the_local_executor_s_fields(grid: tuple[Path, Path, 
 def test_status_from_a_fresh_process(grid: tuple[Path, Path, str]) -> None:
     folder, root, _ = grid
     done = ablation(
-        folder, "status", "--sweep", str(folder / "mini.toml"), "--root", str(root), "--executor", "slurm"
+        folder, "status", "--sweep", str(folder / f"{MINI}.toml"), "--root", str(root), "--executor", "slurm"
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "4 cells: 3 done, 1 failed"
@@ -168,15 +178,15 @@ def test_status_from_a_fresh_process(grid: tuple[Path, Path, str]) -> None:
 
 def test_retry_failed_reruns_the_failed_cell(grid: tuple[Path, Path, str]) -> None:
     folder, root, _ = grid
-    (entry,) = [e for e in manifest(root, "mini") if e["cell"] == BROKEN]
+    (entry,) = [e for e in manifest(root, MINI) if e["cell"] == BROKEN]
     for leftover in ("epoch_1.pth", "last_checkpoint"):
         (Path(str(entry["work_dir"])) / leftover).unlink()
-    args = ("--sweep", str(folder / "mini.toml"), "--root", str(root), "--executor", "slurm")
+    args = ("--sweep", str(folder / f"{MINI}.toml"), "--root", str(root), "--executor", "slurm")
     done = ablation(folder, "launch", *args, "--retry-failed", "--wait")
     assert done.stdout.startswith("submitted 1 of 4 cells"), done.stdout + done.stderr
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1] == "4 cells: 4 done"
-    assert results(root, "mini")[BROKEN]["attempt"] == 2
+    assert results(root, MINI)[BROKEN]["attempt"] == 2
 
 
 def single_cell(folder: Path, name: str, **changes: str) -> tuple[Path, Path]:
