@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,34 @@ def test_sweeps_reports_a_broken_file_and_lists_the_rest(
     rows = {line.split()[0]: line for line in out.splitlines()[2:]}
     assert "INVALID: [grid] unknown key 'modes'" in rows["broken"]
     assert rows["coco-1x"].split()[1] == "32"
+
+
+GOLDEN_SBATCH = REPO / "tests" / "golden" / "sbatch-smoke.txt"
+
+
+def test_a_slurm_dry_run_prints_the_sbatch_script_exactly(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pins the job array's sbatch script. After an intended change, in an empty folder:
+
+    ablation launch --sweep smoke --executor slurm --codes 0000,1111 --dry-run --root R \\
+      | sed "s|$PWD/R|<root>|g; s|$(which python)|<python>|g" > tests/golden/sbatch-smoke.txt
+    """
+    monkeypatch.chdir(tmp_path)
+    argv = (
+        "launch",
+        "--sweep",
+        "smoke",
+        "--executor",
+        "slurm",
+        "--codes",
+        "0000,1111",
+        "--dry-run",
+        "--root",
+        "R",
+    )
+    code, out, err = run(capsys, *argv)
+    assert (code, err) == (0, "")
+    shown = out.replace(str(tmp_path / "R"), "<root>").replace(sys.executable, "<python>")
+    assert shown == GOLDEN_SBATCH.read_text(), "refresh: see this test's docstring"
+    assert not (tmp_path / "R" / "smoke" / "manifest.json").exists()  # nothing submitted
