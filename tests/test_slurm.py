@@ -199,7 +199,9 @@ def single_cell(folder: Path, name: str, **changes: str) -> tuple[Path, Path]:
 
 
 def test_a_requeued_cell_resumes_from_its_checkpoint(cluster: None, tmp_path: Path) -> None:
-    sweep, root = single_cell(tmp_path, "requeue", **{"epochs = 2": "epochs = 4"})
+    """Slurm gives a requeued job KillWait (30 s) to end before killing it: the cell is long enough to be
+    killed mid-training."""
+    sweep, root = single_cell(tmp_path, "requeue", **{"epochs = 2": "epochs = 16"})
     args = ("--sweep", str(sweep), "--root", str(root), "--executor", "slurm")
     assert ablation(tmp_path, "launch", *args).returncode == 0
     (entry,) = manifest(root, "requeue")
@@ -210,7 +212,7 @@ def test_a_requeued_cell_resumes_from_its_checkpoint(cluster: None, tmp_path: Pa
     assert done.returncode == 0, done.stdout + done.stderr
     r = results(root, "requeue")
     (one,) = r.values()
-    assert (one["status"], one["epochs"], one["iterations"]) == ("done", 4, 8)
+    assert (one["status"], one["epochs"], one["iterations"]) == ("done", 16, 32)
     logs = sorted(work.glob("*/*.log"))
     assert len(logs) == 2 and "resumed epoch" in logs[-1].read_text()
 
