@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 from .launch import STATES, CellStatus
 from .results import CellResult
 
-__all__ = ["HEADER", "memory", "rows", "summary"]
+__all__ = ["HEADER", "memory", "progress", "rows", "summary"]
 
-HEADER = ("cell", "code", "dcn", "state", "AP", "AP50", "fps", "memory", "GFLOPs", "params")
+HEADER = ("cell", "code", "dcn", "state", "progress", "AP", "AP50", "fps", "memory", "GFLOPs", "params")
+_TRAIN_LINE = re.compile(rb"Epoch\(train\)\s+\[(\d+)\]\[\s*(\d+)/(\d+)\]")
+_TAIL_BYTES = 65536
 _MEMORY_KIND = {"cuda_peak_allocated": "CUDA peak", "cpu_peak_rss": "CPU RSS"}
 
 
@@ -23,6 +27,20 @@ def memory(result: CellResult) -> str:
     if result.memory_mb is None or result.memory_kind is None:
         return "-"
     return f"{result.memory_mb / 1024:.2f} GB {_MEMORY_KIND[result.memory_kind]}"
+
+
+def progress(work_dir: Path) -> str:
+    """'epoch 2 iter 5/8' from the last training line of the newest mmengine log, or '-'."""
+    logs = sorted(work_dir.glob("*/*.log"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return "-"
+    with logs[-1].open("rb") as log:
+        log.seek(max(0, logs[-1].stat().st_size - _TAIL_BYTES))
+        found = _TRAIN_LINE.findall(log.read())
+    if not found:
+        return "starting"
+    epoch, done, total = (int(x) for x in found[-1])
+    return f"epoch {epoch} iter {done}/{total}"
 
 
 def rows(states: Sequence[CellStatus]) -> list[tuple[str, ...]]:
@@ -42,7 +60,8 @@ def rows(states: Sequence[CellStatus]) -> list[tuple[str, ...]]:
             else ("-",) * 6
         )
         cell = s.planned.cell
-        table.append((s.name, str(cell.code), "on" if cell.dcn else "off", s.state, *figures))
+        where = progress(Path(s.submission.work_dir)) if s.state == "running" and s.submission else "-"
+        table.append((s.name, str(cell.code), "on" if cell.dcn else "off", s.state, where, *figures))
     return table
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from ablation.launch import _state
 from ablation.manifest import Submission
+from ablation.report import progress
 from ablation.results import CellResult
 
 JOB = Submission(
@@ -39,3 +43,19 @@ def result(status: str, attempt: int) -> CellResult:
 )
 def test_state(submission: Submission | None, found: CellResult | None, alive: bool, state: str) -> None:
     assert _state(submission, found, {"42"} if alive else set()) == state
+
+
+def test_progress_comes_from_the_newest_log_s_last_training_line(tmp_path: Path) -> None:
+    assert progress(tmp_path) == "-"
+    old, new = tmp_path / "20260101_000000", tmp_path / "20260101_000100"
+    old.mkdir()
+    (old / "20260101_000000.log").write_text("- Epoch(train) [1][3/8]  lr: 0.01\n")
+    new.mkdir()
+    log = new / "20260101_000100.log"
+    log.write_text("resumed epoch: 1, iter: 8\n")
+    os.utime(old / "20260101_000000.log", (1, 1))
+    assert progress(tmp_path) == "starting"
+    log.write_text(
+        log.read_text() + "- Epoch(train) [2][ 4/8]  lr: 0.01\n- Epoch(train) [2][5/8]  lr: 0.01\n"
+    )
+    assert progress(tmp_path) == "epoch 2 iter 5/8"
