@@ -235,3 +235,23 @@ def test_a_cell_at_its_time_limit_is_requeued_and_finishes(cluster: None, tmp_pa
     (entry,) = manifest(root, "timeout")
     work = Path(str(entry["work_dir"]))
     assert len(list(work.glob("*/*.log"))) >= 2  # more than one attempt: it was requeued
+
+
+def test_cancel_from_a_new_process_then_retry(cluster: None, tmp_path: Path) -> None:
+    sweep, root = single_cell(tmp_path, "cancel", **{"epochs = 2": "epochs = 16"})
+    args = ("--sweep", str(sweep), "--root", str(root), "--executor", "slurm")
+    assert ablation(tmp_path, "launch", *args).returncode == 0
+    (entry,) = manifest(root, "cancel")
+    job_id = str(entry["job_id"])
+    wait_for(lambda: (Path(str(entry["work_dir"])) / RESULT_FILE).exists(), 240, "the cell to start")
+    done = ablation(tmp_path, "cancel", *args)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "1 job cancelled"
+    wait_for(lambda: sacct("--format=State", "-j", job_id)[0][0].startswith("CANCELLED"), 120, "scancel")
+    shown = ablation(tmp_path, "status", *args)
+    assert shown.stdout.splitlines()[-1] == "1 cell: 1 lost"
+    again = ablation(tmp_path, "launch", *args)
+    assert again.stdout.startswith("submitted 0 of 1 cells"), again.stdout  # lost needs --retry-failed
+    retried = ablation(tmp_path, "launch", *args, "--retry-failed")
+    assert retried.stdout.startswith("submitted 1 of 1 cells"), retried.stdout
+    assert ablation(tmp_path, "cancel", *args).returncode == 0  # leave the cluster idle
