@@ -11,6 +11,8 @@ from ablation.launch import _state
 from ablation.manifest import Submission
 from ablation.report import progress
 from ablation.results import CellResult
+from ablation.slurm import _expand, parameters
+from ablation.sweep import load_sweep
 
 JOB = Submission(
     cell="c", cell_id="i", executor="local", job_id="42", folder="f", work_dir="w", attempt=2, submitted="t"
@@ -59,3 +61,26 @@ def test_progress_comes_from_the_newest_log_s_last_training_line(tmp_path: Path)
         log.read_text() + "- Epoch(train) [2][ 4/8]  lr: 0.01\n- Epoch(train) [2][5/8]  lr: 0.01\n"
     )
     assert progress(tmp_path) == "epoch 2 iter 5/8"
+
+
+def test_slurm_parameters_give_one_task_per_gpu_and_flags_win() -> None:
+    params = parameters(load_sweep("coco-1x"), {})
+    assert (params["ntasks_per_node"], params["gpus_per_node"], params["nodes"]) == (8, 8, 1)
+    assert "gpus_per_task" not in params  # every task sees the node's GPUs; mmengine picks one by local rank
+    assert (params["cpus_per_task"], params["time"]) == (3, 24 * 60)
+    assert params["additional_parameters"] == {"requeue": True}
+    flagged = parameters(load_sweep("coco-1x"), {"partition": "gpu", "time_min": 90, "gpus": 4, "mem_gb": 64})
+    assert (flagged["partition"], flagged["time"], flagged["ntasks_per_node"], flagged["mem"]) == (
+        "gpu",
+        90,
+        4,
+        "64GB",
+    )
+
+
+@pytest.mark.parametrize(
+    ("shown", "ids"),
+    [("12", ["12"]), ("12_3", ["12_3"]), ("12_[0-2,5%2]", ["12_0", "12_1", "12_2", "12_5"])],
+)
+def test_sacct_job_ids_expand_pending_array_ranges(shown: str, ids: list[str]) -> None:
+    assert _expand(shown) == ids
