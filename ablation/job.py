@@ -52,6 +52,7 @@ class CellJob:
     slots: str | None = None  # folder of local slot locks; None: no cap (a scheduler caps)
     parallel: int = 1  # how many slots
     tasks: int = 1  # processes of one cell, one per GPU (Slurm tasks, mmengine's launcher='slurm')
+    keep_checkpoints: str = "all"  # "all", "last", or "none" (removed once the cell is done)
 
 
 def now() -> str:
@@ -118,6 +119,10 @@ def _attempt(job: CellJob, work_dir: Path) -> CellResult:
         result.timings["total_s"] = time.perf_counter() - began
         write_result(work_dir, result)
         raise CellFailed(f"cell {job.cell} failed: {result.error.splitlines()[0]}") from error
+    if job.keep_checkpoints == "none":
+        for checkpoint in [*work_dir.glob("epoch_*.pth"), *work_dir.glob("iter_*.pth")]:
+            checkpoint.unlink()
+        (work_dir / "last_checkpoint").unlink(missing_ok=True)
     result.status = "done"
     result.finished = now()
     result.timings["total_s"] = time.perf_counter() - began
@@ -153,6 +158,8 @@ def _train_test_measure(job: CellJob, result: CellResult, measure: bool = True) 
     cfg = Config.fromfile(job.config)
     cfg.work_dir = job.work_dir
     cfg.resume = True  # from the work_dir's last checkpoint, when there is one
+    if job.keep_checkpoints != "all":
+        cfg.default_hooks.checkpoint.max_keep_ckpts = 1
     if job.tasks > 1:  # one process per GPU; a port per job, so two jobs on one node never collide
         cfg.launcher = "slurm"
         os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000))

@@ -253,6 +253,7 @@ def _job(
         slots=str(folder / "slots") if parallel is not None else None,
         parallel=parallel or 1,
         tasks=1 if parallel is not None else max(1, sweep.resources.gpus),  # local: one process
+        keep_checkpoints=sweep.resources.keep_checkpoints,
     )
 
 

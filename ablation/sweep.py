@@ -223,10 +223,19 @@ class ResourceSettings:
     images_per_gpu: int = setting(2, "training images per GPU (per process on CPU)")
     workers_per_gpu: int = setting(2, "data loading worker processes per GPU")
     time_limit_min: int = setting(24 * 60, "wall-clock limit of one cell's job, in minutes")
+    keep_checkpoints: str = setting(
+        "all",
+        '"all": every epoch\'s (mmdet\'s default); "last": only the newest; "none": the newest while the '
+        "cell runs (to resume from), none once it is done",
+    )
 
     def __post_init__(self) -> None:
         _check(self.gpus >= 0, f"gpus must be at least 0, got {self.gpus}")
         _check(self.time_limit_min >= 1, f"time_limit_min must be at least 1, got {self.time_limit_min}")
+        _check(
+            self.keep_checkpoints in ("all", "last", "none"),
+            f"keep_checkpoints {self.keep_checkpoints!r} is not one of 'all', 'last', 'none'",
+        )
         _check(self.images_per_gpu >= 1, f"images_per_gpu must be at least 1, got {self.images_per_gpu}")
         _check(self.workers_per_gpu >= 0, f"workers_per_gpu must be at least 0, got {self.workers_per_gpu}")
 

@@ -52,6 +52,9 @@ def test_the_main_job_runs(tmp_path: Path) -> None:
     assert done.stdout.splitlines()[0] == "submitted 1 of 1 cells of sweep smoke (local)"
     assert done.stdout.splitlines()[-1] == "1 cell: 1 done"
     assert (tmp_path / "data" / "smoke" / "annotations" / "train.json").is_file()
+    work = tmp_path / "runs" / "smoke" / "work"
+    assert len(list(work.glob("*/*/result.json"))) == 1
+    assert not list(work.glob("*/*/*.pth"))  # keep_checkpoints = "none": removed once the cell is done
 
 
 def test_the_settings_reference_is_current() -> None:

@@ -39,6 +39,7 @@ SWEEP = replaced(
     (REPO / "experiments/sweeps/smoke.toml").read_text(),
     ('codes = "all"', 'codes = ["0000", "0010", "1111"]'),
     ("synthetic = [6, 3]", "synthetic = [4, 2]"),
+    ('keep_checkpoints = "none"', 'keep_checkpoints = "last"'),  # a done cell keeps one, to resume from
 )
 BROKEN = "faster-rcnn_r50-dconv-c3-c5_fpn_2e_shapes"  # 0000 with DCN: the cell made to fail
 
@@ -113,6 +114,8 @@ def test_the_cells_finish_with_their_figures(ran: Run) -> None:
         assert r["flops_input"] == [128, 192]
         assert set(r["versions"]) == {"torch", "mmcv", "mmdet", "mmengine", "ablation"}  # type: ignore[arg-type]
         assert r["attempt"] == 1
+        work = Path(str(r["config"])).parents[1] / "work" / name / str(r["cell_id"])
+        assert [p.name for p in work.glob("*.pth")] == ["epoch_2.pth"]  # keep_checkpoints = "last"
 
 
 def test_more_attention_means_more_parameters(ran: Run) -> None:
