@@ -45,6 +45,9 @@ class Backend(Protocol):
         """Finish the submission of the job ``job_id`` (position ``index`` of launch ``name``) that a launcher
         killed before it could."""
 
+    def submitted(self, jobs: Sequence[Any]) -> None:
+        """Called once the jobs of a launch are submitted and recorded."""
+
     def cancel(self, submissions: Sequence[Submission]) -> None:
         """Stop these jobs."""
 
@@ -87,6 +90,9 @@ class LocalBackend:
     def complete(self, folder: Path, name: str, index: int, job_id: str) -> None:
         pass
 
+    def submitted(self, jobs: Sequence[Any]) -> None:
+        pass
+
     def cancel(self, submissions: Sequence[Submission]) -> None:
         """SIGINT to each controller, as submitit cancels: it interrupts, then kills, its task."""
         for s in submissions:
@@ -119,17 +125,16 @@ class SlurmBackend:
     def executor(self, folder: Path, sweep: Sweep, name: str, options: dict[str, Any]) -> Any:
         import submitit
 
-        from .slurm import parameters, wait_for_pickle
+        from .slurm import parameters
 
         executor = submitit.SlurmExecutor(folder=folder / "%j")
-        params = parameters(sweep, options)
-        params["setup"] = [wait_for_pickle(folder), *params["setup"]]
-        executor.update_parameters(job_name=name, **params)
+        executor.update_parameters(job_name=name, **parameters(sweep, options))
         return executor
 
     def before_submit(self, folder: Path, name: str, specs: Sequence[Any], time_min: int) -> None:
         """Each job's pickle, written before sbatch under the launch's name: submitit moves its own pickles
-        to the jobs' folders only after sbatch answers, and a job without one cannot start."""
+        to the jobs' folders only after sbatch answers, and a job without its folder and pickle cannot start
+        (the jobs are submitted held, and released once both are there)."""
         import submitit
 
         from .job import CellRunner
@@ -142,10 +147,18 @@ class SlurmBackend:
             delayed.dump(path)
 
     def complete(self, folder: Path, name: str, index: int, job_id: str) -> None:
+        from .slurm import release
+
         target = folder / job_id / f"{job_id}_submitted.pkl"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(_intent_pickle(folder, name, index), target)
+        release([job_id])
+
+    def submitted(self, jobs: Sequence[Any]) -> None:
+        from .slurm import release
+
+        release({str(job.job_id).split("_")[0] for job in jobs})
 
     def alive(self, submissions: Sequence[Submission]) -> set[str]:
         from .slurm import LIVE_STATES, sacct_states

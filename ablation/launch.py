@@ -185,6 +185,7 @@ def launch(
                 manifest.record(done)
                 submitted.append(done)
             save_manifest(folder, manifest)
+            chosen.submitted(jobs)
     return LaunchReport(plan=planned, submitted=tuple(submitted), before=tuple(before))
 
 

@@ -18,7 +18,16 @@ from typing import Any
 from .errors import EnvironmentProblem
 from .sweep import Sweep
 
-__all__ = ["LIVE_STATES", "parameters", "sacct_ids", "sacct_states", "sbatch_script", "scancel", "squeue_ids"]
+__all__ = [
+    "LIVE_STATES",
+    "parameters",
+    "release",
+    "sacct_ids",
+    "sacct_states",
+    "sbatch_script",
+    "scancel",
+    "squeue_ids",
+]
 
 # Slurm job states in which a job may still compute (sacct's long names).
 LIVE_STATES = frozenset(
@@ -52,7 +61,9 @@ def parameters(sweep: Sweep, options: dict[str, Any]) -> dict[str, Any]:
         "nodes": 1,
         # one task per GPU, as mmengine's launcher='slurm' expects; submitit does not pin GPUs per task
         "ntasks_per_node": max(1, gpus),
-        "additional_parameters": {"requeue": True, **s.sbatch_options()},
+        # held until the launcher has put each job's pickle and folder in place, then released: a launcher
+        # killed in between leaves held jobs, which the next launch completes and releases
+        "additional_parameters": {"requeue": True, "hold": True, **s.sbatch_options()},
         "setup": list(s.setup),
         "stderr_to_stdout": True,
     }
@@ -69,26 +80,13 @@ def parameters(sweep: Sweep, options: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def wait_for_pickle(folder: Path, wait_s: int = 600) -> str:
-    """A setup line that waits for the job's pickle: if the launcher died between sbatch and moving the
-    pickles in place, the next launch puts them there."""
-    job = "${SLURM_ARRAY_JOB_ID:+${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}}"
-    pickle = f'"{folder}/$id/${{id}}_submitted.pkl"'
-    return (
-        f"id={job}; id=${{id:-$SLURM_JOB_ID}}; "
-        f"for _ in $(seq {wait_s}); do [ -e {pickle} ] && break; sleep 1; done"
-    )
-
-
 def sbatch_script(folder: Path, name: str, params: dict[str, Any], count: int) -> str:
     """The sbatch script submitit writes for a job array of ``count`` cells (``count`` 1: a plain job)."""
     import submitit
     from submitit.slurm.slurm import _make_sbatch_string
 
     executor = submitit.SlurmExecutor(folder=folder / "%j")
-    executor.update_parameters(
-        job_name=name, **{**params, "setup": [wait_for_pickle(folder), *params["setup"]]}
-    )
+    executor.update_parameters(job_name=name, **params)
     arguments: dict[str, Any] = dict(executor.parameters)
     if count > 1:
         arguments["map_count"] = count
@@ -144,6 +142,13 @@ def squeue_ids(name: str) -> list[str]:
 def sacct_ids(name: str) -> list[str]:
     out = _run(["sacct", "-n", "-X", "-P", "--format=JobID", "--name", name])
     return [one for line in out.split() for one in _expand(line.strip())]
+
+
+def release(job_ids: Iterable[str]) -> None:
+    """Let held jobs start (one call)."""
+    ids = sorted(set(job_ids))
+    if ids:
+        _run(["scontrol", "release", ",".join(ids)])
 
 
 def scancel(job_ids: Iterable[str]) -> None:

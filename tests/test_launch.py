@@ -68,7 +68,7 @@ def test_slurm_parameters_give_one_task_per_gpu_and_flags_win() -> None:
     assert (params["ntasks_per_node"], params["gpus_per_node"], params["nodes"]) == (8, 8, 1)
     assert "gpus_per_task" not in params  # every task sees the node's GPUs; mmengine picks one by local rank
     assert (params["cpus_per_task"], params["time"]) == (3, 24 * 60)
-    assert params["additional_parameters"] == {"requeue": True}
+    assert params["additional_parameters"] == {"requeue": True, "hold": True}
     flagged = parameters(load_sweep("coco-1x"), {"partition": "gpu", "time_min": 90, "gpus": 4, "mem_gb": 64})
     assert (flagged["partition"], flagged["time"], flagged["ntasks_per_node"], flagged["mem"]) == (
         "gpu",
