@@ -11,12 +11,12 @@ from .errors import WriteError
 __all__ = ["write_atomic"]
 
 
-def write_atomic(path: Path, text: str) -> bool:
-    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``.
+def write_atomic(path: Path, text: str | bytes) -> bool:
+    """Write ``text`` (UTF-8) or bytes to ``path`` through a temp file in the same folder and ``os.replace``.
 
-    Returns False, and leaves the file (and its mtime) alone, when it already holds exactly ``text``.
+    Returns False, and leaves the file (and its mtime) alone, when it already holds exactly that.
     """
-    data = text.encode("utf-8")
+    data = text.encode("utf-8") if isinstance(text, str) else text
     try:
         try:
             if path.read_bytes() == data:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import colorsys
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -22,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import DatasetError, WriteError
+from .errors import DatasetError
 from .fsio import write_atomic
 
 __all__ = ["SHAPES", "STAMP", "SyntheticDataset", "ensure", "generate"]
@@ -196,7 +194,7 @@ def _split(
         name = f"{image_id:06d}.png"
         ok, png = cv2.imencode(".png", pixels)
         assert ok, "cv2 failed to encode a PNG"
-        _write_bytes_atomic(folder / name, png.tobytes())
+        write_atomic(folder / name, png.tobytes())
         height, width = pixels.shape[:2]
         images.append({"id": image_id, "file_name": name, "width": width, "height": height})
         for label, bbox, area in shapes:
@@ -292,30 +290,3 @@ def _mask(kind: int, w: int, h: int, rng: np.random.Generator) -> np.ndarray[Any
         [e <= 0 for e in edges], axis=0
     )
     return inside
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    """``fsio.write_atomic`` for bytes: a temp file in the same folder, then ``os.replace``."""
-    try:
-        try:
-            if path.read_bytes() == data:
-                return
-        except FileNotFoundError:
-            pass
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:
-        raise _cannot_write(path, error) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException as error:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise _cannot_write(path, error) from None
-        raise
-
-
-def _cannot_write(path: Path, error: OSError) -> WriteError:
-    return WriteError(f"cannot write {path}: {error.strerror or error}")
