@@ -73,7 +73,7 @@ def parameters(sweep: Sweep, options: dict[str, Any]) -> dict[str, Any]:
         ("partition", options.get("partition") or s.partition),
         ("account", options.get("account") or s.account),
         ("qos", options.get("qos") or s.qos),
-        ("mem", f"{options.get('mem_gb') or s.mem_gb}GB" if (options.get("mem_gb") or s.mem_gb) else None),
+        ("mem", f"{mem_gb}GB" if (mem_gb := options.get("mem_gb") or s.mem_gb) else None),
     ):
         if value is not None:
             params[key] = value
