@@ -19,6 +19,7 @@ from .errors import AblationError, BadCodeError, InputError
 
 if TYPE_CHECKING:
     from .launch import CellStatus
+    from .store import Store
     from .sweep import Sweep
 
 __all__ = ["main"]
@@ -140,7 +141,10 @@ def _wait_and_report(sweep: Sweep, args: argparse.Namespace, names: list[str]) -
         print(f"\nstopped waiting; the jobs go on (ablation status --sweep {args.sweep}{_root_flag(args)})")
         return 130
     print()
-    _print_states(states)
+    if args.command == "run":  # the study's table, from the store
+        _harvest_and_export(sweep, args)
+    else:
+        _print_states(states)
     bad = [s.name for s in states if s.state != "done"]
     if bad:
         print(f"not done: {', '.join(bad)} (their result.json has the error; relaunch with --retry-failed)")
@@ -184,6 +188,121 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     args.executor, args.wait = "local", True
     return _cmd_launch(args)
+
+
+def _store(args: argparse.Namespace) -> Store:
+    from .store import Store
+
+    if args.store is not None:
+        return Store(args.store)
+    return Store(Path(os.environ.get("ABLATION_STORE") or args.root / "store"))
+
+
+def _warn(problems: Sequence[str]) -> None:
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+
+
+def _harvest_and_export(sweep: Sweep, args: argparse.Namespace) -> None:
+    """``ablation run``'s ending: the sweep's runs into the store, then its results table."""
+    from .export import TableOptions, render, results_table, select
+    from .harvest import HarvestReport, find_runs, harvest
+    from .plan import sweep_dir
+
+    store = _store(args)
+    report = harvest(store, find_runs(sweep_dir(args.root, sweep)), sweep.name, HarvestReport())
+    read = store.read()
+    _warn([*report.problems, *read.problems])
+    frame = read.frame()
+    table = results_table(select(frame[frame["sweep"] == sweep.name], sources=["run"]), TableOptions())
+    print(render(table, "markdown"), end="")
+    print(
+        f"\n{report.summary()} into {_shown(store.path)}; export with: ablation export --sweep {sweep.name}"
+    )
+
+
+def _harvest_targets(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """(folder, sweep name) of each --sweep (a folder, or a sweep's name or file), or every sweep folder."""
+    from .plan import sweep_dir
+    from .sweep import load_sweep
+
+    if not args.sweep:
+        store = _store(args).path.resolve()
+        folders = sorted(p for p in args.root.glob("*") if p.is_dir() and p.resolve() != store)
+        return [(p, p.name) for p in folders]
+    targets = []
+    for given in args.sweep:
+        if Path(given).is_dir():
+            targets.append((Path(given), args.as_name or Path(given).resolve().name))
+            continue
+        sweep = load_sweep(given)
+        folder = sweep_dir(args.root, sweep)
+        if not folder.is_dir():
+            raise InputError(
+                f"no runs of sweep {sweep.name} under {_shown(args.root)} (no folder {_shown(folder)}); "
+                f"give a folder, or run the sweep first"
+            )
+        targets.append((folder, args.as_name or sweep.name))
+    return targets
+
+
+def _cmd_harvest(args: argparse.Namespace) -> int:
+    from .harvest import HarvestReport, find_runs, harvest
+    from .modelzoo import load_reference
+    from .progress import counted
+
+    store, report = _store(args), HarvestReport()
+    for folder, name in _harvest_targets(args):
+        harvest(store, counted(list(find_runs(folder)), f"harvesting {name}"), name, report)
+    if not args.no_reference:
+        for record in load_reference():
+            report.put(store, record)
+    read = store.read()  # also brings the store's cache up to date for the dashboard
+    print(f"{report.summary()} into {_shown(store.path)} ({read.table.num_rows} runs in the store)")
+    _warn([*report.problems, *read.problems])
+    return 1 if report.problems else 0
+
+
+def _cmd_import_log(args: argparse.Namespace) -> int:
+    from .harvest import HarvestReport
+    from .modelzoo import LOG_SWEEP, import_log
+
+    store, report = _store(args), HarvestReport()
+    dcn = None if args.dcn is None else args.dcn == "on"
+    code = str(args.code[0][0]) if args.code else None
+    for path in args.files:
+        try:
+            report.put(store, import_log(path, args.as_name or LOG_SWEEP, code=code, dcn=dcn))
+        except AblationError as error:
+            report.problems.append(str(error))
+    store.read()
+    print(f"{report.summary().replace('harvested', 'imported')} into {_shown(store.path)}")
+    _warn(report.problems)
+    return 1 if report.problems else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import TableOptions, render, results_table, select
+    from .fsio import write_atomic
+
+    store = _store(args)
+    read = store.read()
+    _warn(read.problems)
+    options = TableOptions(breakdown=args.breakdown, complexity=args.complexity, baseline=args.baseline)
+    table = results_table(select(read.frame(), sweeps=args.sweep, sources=args.source), options)
+    if not table.rows:
+        print(
+            f"note: no finished run to show in {_shown(store.path)}; fill the store with `ablation harvest` "
+            "(or `ablation run --sweep smoke`)",
+            file=sys.stderr,
+        )
+    text = render(table, args.format)
+    if args.output is None:
+        print(text, end="")
+    else:
+        write_atomic(args.output, text)
+        print(f"wrote {len(table.rows)} rows to {_shown(args.output)}", file=sys.stderr)
+    return 0
 
 
 def _cmd_sweeps(args: argparse.Namespace) -> int:
@@ -283,6 +402,15 @@ def build_parser() -> argparse.ArgumentParser:
             "--wait", action="store_true", help="wait for the cells, with progress, and print results"
         )
 
+    def store_option(p: argparse.ArgumentParser, root: bool = True) -> None:
+        p.add_argument(
+            "--store", type=Path, metavar="DIR", help="results store (default: $ABLATION_STORE or ROOT/store)"
+        )
+        if root:
+            p.add_argument(
+                "--root", type=Path, default=_default_root(), help="folder of sweep folders (default: ./runs)"
+            )
+
     command(
         "plan",
         "write one MMDetection config per cell and list the cells",
@@ -319,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Plan a sweep, run its cells as local jobs, wait with a progress bar, print the results.",
         cells_of_a_sweep,
         lambda p: executing(p, executor=False),
+        lambda p: store_option(p, root=False),
     ).set_defaults(run=_cmd_run)
 
     def listing(p: argparse.ArgumentParser) -> None:
@@ -328,6 +457,68 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--markdown", action="store_true", help="with --schema: as a markdown table")
 
     command("sweeps", "list the sweep files", "List the sweep files.", listing).set_defaults(run=_cmd_sweeps)
+
+    def harvesting(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--sweep",
+            action="append",
+            metavar="NAME|DIR",
+            help="a sweep (name or .toml) or any folder of work_dirs, e.g. mmdet's work_dirs/ (repeatable; "
+            "default: every sweep under ROOT)",
+        )
+        p.add_argument("--as", dest="as_name", metavar="NAME", help="sweep name for runs mmengine wrote")
+        p.add_argument("--no-reference", action="store_true", help="leave out the model-zoo reference rows")
+
+    command(
+        "harvest",
+        "read the runs' results into the store",
+        "Read every run's figures into the parquet store: cells' result.json files, and work_dirs that "
+        "mmdet's tools/train.py, tools/test.py and benchmark.py wrote. Also loads the model-zoo reference "
+        "rows. A run that cannot be read is named and skipped; the exit status is then 1.",
+        harvesting,
+        store_option,
+    ).set_defaults(run=_cmd_harvest)
+
+    def importing(p: argparse.ArgumentParser) -> None:
+        p.add_argument("files", nargs="+", type=Path, metavar="FILE.log.json", help="mmdet 2.x training logs")
+        p.add_argument("--as", dest="as_name", metavar="NAME", help="sweep name (default: mmdet-logs)")
+        p.add_argument(
+            "--code", type=_codes, action="append", metavar="CODE", help="the logs' attention code"
+        )
+        p.add_argument("--dcn", choices=("on", "off"), help="whether the logs' model has DCN")
+
+    command(
+        "import-log",
+        "import mmdet 2.x .log.json files (the model zoo's logs) into the store",
+        "Import mmdet 2.x training logs: memory from the last training line, box AP from the last epoch's "
+        "validation. The cell comes from the log's config header or its file name; --code/--dcn override.",
+        importing,
+        store_option,
+    ).set_defaults(run=_cmd_import_log)
+
+    def exporting(p: argparse.ArgumentParser) -> None:
+        from .records import SOURCES
+
+        p.add_argument("--format", choices=("markdown", "csv", "latex"), default="markdown")
+        p.add_argument("--sweep", action="append", metavar="NAME", help="only this sweep (repeatable)")
+        p.add_argument("--source", action="append", choices=SOURCES, help="only this source (repeatable)")
+        p.add_argument("--breakdown", action="store_true", help="add AP50, AP75, APs, APm, APl")
+        p.add_argument("--complexity", action="store_true", help="add GFLOPs and parameters")
+        p.add_argument(
+            "--baseline",
+            type=lambda text: str(_codes(text)[0]),
+            metavar="CODE",
+            help="add the box AP difference to the row with this code and the same DCN setting, e.g. 0000",
+        )
+        p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write here instead of stdout")
+
+    command(
+        "export",
+        "print the results table (markdown, CSV, LaTeX)",
+        "Print the results table in mmdetection's README layout, rows ordered by attention code then DCN.",
+        exporting,
+        store_option,
+    ).set_defaults(run=_cmd_export)
     return parser
 
 

@@ -7,6 +7,8 @@
     │   ├── SweepFileError      the sweep file is unreadable or does not match the schema
     │   └── DatasetError        the dataset a sweep names is missing or malformed
     ├── EnvironmentProblem      the machine lacks something the command needs (mmdet); exit 1
+    ├── StoreError              a results-store file that cannot be read (corrupt, a newer schema); exit 1
+    ├── LogFormatError          a log or metrics file that is not what its name says (harvest, import-log)
     ├── WriteError              an output cannot be written (permissions, a file where a folder goes); exit 1
     └── CellFailed              a cell's job failed; its result file holds the error and the log's tail
 
@@ -22,6 +24,8 @@ __all__ = [
     "DatasetError",
     "EnvironmentProblem",
     "InputError",
+    "LogFormatError",
+    "StoreError",
     "SweepFileError",
     "UnknownSweepError",
     "WriteError",
@@ -58,6 +62,15 @@ class DatasetError(InputError):
 
 class EnvironmentProblem(AblationError):
     """Something the command needs is missing from this machine."""
+
+
+class StoreError(AblationError):
+    """A file of the results store that cannot be read; the store's other runs are still read."""
+
+
+class LogFormatError(AblationError):
+    """A log, metrics or result file that is truncated, corrupt or of another format; the message names the
+    file and, where there is one, the line."""
 
 
 class WriteError(AblationError):

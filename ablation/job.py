@@ -53,6 +53,29 @@ class CellJob:
     parallel: int = 1  # how many slots
     tasks: int = 1  # processes of one cell, one per GPU (Slurm tasks, mmengine's launcher='slurm')
     keep_checkpoints: str = "all"  # "all", "last", or "none" (removed once the cell is done)
+    backbone: str | None = None  # what the results table shows: "R-50", "1x", "coco", "ablation"
+    schedule: str | None = None
+    dataset: str | None = None
+    attention_module: str | None = None
+
+
+def git_commit() -> str | None:
+    """The commit of the ablation checkout that runs the job ('-dirty' with uncommitted changes), when it is
+    a git checkout."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 def now() -> str:
@@ -101,6 +124,11 @@ def _blank(job: CellJob) -> CellResult:
         host=socket.gethostname(),
         pid=os.getpid(),
         started=now(),
+        backbone=job.backbone,
+        schedule=job.schedule,
+        dataset=job.dataset,
+        attention_module=job.attention_module,
+        git_commit=git_commit(),
     )
 
 

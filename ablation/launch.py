@@ -34,6 +34,7 @@ from .job import CellJob, CellRunner, now
 from .locks import exclusive
 from .manifest import Manifest, Submission, load_manifest, save_manifest
 from .plan import Plan, PlannedCell, plan
+from .records import backbone_label
 from .results import CellResult, read_result
 from .sweep import Sweep
 
@@ -255,6 +256,10 @@ def _job(
         parallel=parallel or 1,
         tasks=1 if parallel is not None else max(1, sweep.resources.gpus),  # local: one process
         keep_checkpoints=sweep.resources.keep_checkpoints,
+        backbone=backbone_label(sweep.model.backbone),
+        schedule=sweep.schedule.name,
+        dataset=sweep.dataset.name,
+        attention_module=None if p.cell.code.is_baseline else sweep.model.attention.module,
     )
 
 

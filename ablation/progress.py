@@ -1,19 +1,37 @@
-"""Progress of waiting cells: a live bar on a terminal, one line per finished cell elsewhere (CI logs)."""
+"""Progress of long work: a live bar on a terminal; elsewhere (CI logs) one line per finished cell, and
+nothing per item for quick loops (their summary line says what happened)."""
 
 from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from .launch import CellStatus
 
-__all__ = ["Watcher"]
+__all__ = ["Watcher", "counted"]
 
 _FINISHED = ("done", "failed", "lost")
+T = TypeVar("T")
+
+
+def counted(items: Sequence[T], label: str) -> Iterator[T]:
+    """``items``, with a progress bar on a terminal."""
+    if not sys.stderr.isatty() or len(items) < 2:
+        yield from items
+        return
+    from rich.progress import track
+
+    yield from track(items, description=label, console=_stderr_console(), transient=True)
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 class Watcher:

@@ -13,18 +13,23 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from .errors import LogFormatError
 from .fsio import write_atomic
+from .records import MEMORY_KINDS, METRICS, STATUSES
 
-__all__ = ["METRICS", "RESULT_FILE", "SCHEMA_VERSION", "CellResult", "read_result", "write_result"]
+__all__ = [
+    "METRICS",
+    "RESULT_FILE",
+    "SCHEMA_VERSION",
+    "CellResult",
+    "load_result",
+    "read_result",
+    "write_result",
+]
 
 RESULT_FILE = "result.json"
 SCHEMA_VERSION = 1
-# CocoMetric's box metrics, as mmdet names them after the "coco/" prefix.
-METRICS = ("bbox_mAP", "bbox_mAP_50", "bbox_mAP_75", "bbox_mAP_s", "bbox_mAP_m", "bbox_mAP_l")
-STATUSES = ("running", "done", "failed")
-MEMORY_KINDS = ("cuda_peak_allocated", "cpu_peak_rss")
 
 
 @dataclass
@@ -59,6 +64,11 @@ class CellResult:
     versions: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     log_tail: str | None = None
+    backbone: str | None = None
+    schedule: str | None = None
+    dataset: str | None = None
+    attention_module: str | None = None
+    git_commit: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -76,12 +86,28 @@ def write_result(work_dir: Path, result: CellResult) -> Path:
     return path
 
 
+def load_result(work_dir: Path) -> CellResult:
+    """The cell's result; ``LogFormatError`` naming the file when it is missing, not JSON or not a result."""
+    path = work_dir / RESULT_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LogFormatError(f"{path}: no such file") from None
+    except (OSError, ValueError) as error:
+        raise LogFormatError(f"{path}: not readable JSON ({str(error).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise LogFormatError(f"{path}: not a result (a JSON object is expected)")
+    known = {f.name for f in dataclasses.fields(CellResult)}
+    try:
+        return CellResult(**{k: v for k, v in data.items() if k in known})
+    except (TypeError, ValueError) as error:
+        raise LogFormatError(f"{path}: not a result ({str(error).splitlines()[0]})") from None
+
+
 def read_result(work_dir: Path) -> CellResult | None:
     """The cell's result, or None when there is none yet or it cannot be read (a job killed mid-write
     cannot leave half a file, but a user can)."""
     try:
-        data: dict[str, Any] = json.loads((work_dir / RESULT_FILE).read_text(encoding="utf-8"))
-        known = {f.name for f in dataclasses.fields(CellResult)}
-        return CellResult(**{k: v for k, v in data.items() if k in known})
-    except (OSError, ValueError, TypeError):
+        return load_result(work_dir)
+    except LogFormatError:
         return None

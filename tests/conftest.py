@@ -16,6 +16,7 @@ def _no_debug(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests see the CLI as a user does: one-line errors, not tracebacks."""
     monkeypatch.delenv("ABLATION_DEBUG", raising=False)
     monkeypatch.delenv("ABLATION_ROOT", raising=False)
+    monkeypatch.delenv("ABLATION_STORE", raising=False)
 
 
 @pytest.fixture

@@ -116,8 +116,19 @@ def test_the_root_comes_from_the_environment(
         (
             ["frobnicate"],
             "error: argument COMMAND: invalid choice: 'frobnicate' (choose from 'plan', 'launch', 'status', "
-            "'cancel', 'run', 'sweeps')",
+            "'cancel', 'run', 'sweeps', 'harvest', 'import-log', 'export')",
         ),
+        (
+            ["export", "--format", "html"],
+            "error: argument --format: invalid choice: 'html' (choose from 'markdown', 'csv', 'latex')",
+        ),
+        (
+            ["export", "--source", "mine"],
+            "error: argument --source: invalid choice: 'mine' (choose from 'run', 'log', 'reference')",
+        ),
+        (["export", "--baseline", "12"], "error: argument --baseline: bad attention code '12'"),
+        (["import-log"], "error: the following arguments are required: FILE.log.json"),
+        (["import-log", "x.log.json", "--dcn", "yes"], "error: argument --dcn: invalid choice: 'yes'"),
     ],
 )
 def test_user_mistakes_get_one_line_and_exit_2(

@@ -1,0 +1,274 @@
+"""The results store: real parquet files, real processes writing at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import multiprocessing
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ablation import store as store_module
+from ablation.errors import BadCodeError
+from ablation.records import MEMORY_KINDS, SOURCES, STATUSES, RunRecord
+from ablation.store import CACHE_FILE, SCHEMA, SCHEMA_VERSION, Store
+
+
+def run(cell: str = "c", run_id: str = "r", sweep: str = "s", **values: object) -> RunRecord:
+    return RunRecord(sweep=sweep, cell=cell, run_id=run_id, source="run", **values)  # type: ignore[arg-type]
+
+
+def rows(store: Store) -> list[dict[str, object]]:
+    result = store.read()
+    assert result.problems == ()
+    return sorted(result.table.to_pylist(), key=lambda r: (r["sweep"], r["cell"], r["run_id"]))
+
+
+# --- round trip ------------------------------------------------------------------------------------------
+
+texts = st.text(min_size=1, max_size=20)
+maybe_text = st.none() | st.text(max_size=30)
+maybe_float = st.none() | st.floats(allow_nan=False, allow_infinity=False, width=64)
+maybe_int = st.none() | st.integers(min_value=-(2**62), max_value=2**62)
+moments = st.none() | st.datetimes(
+    min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(timezone.utc)
+)
+records = st.builds(
+    RunRecord,
+    sweep=texts,
+    cell=texts,
+    run_id=texts,
+    source=st.sampled_from(SOURCES),
+    status=st.sampled_from(STATUSES),
+    code=st.none() | st.sampled_from([f"{i:04b}" for i in range(16)]),
+    dcn=st.none() | st.booleans(),
+    backbone=maybe_text,
+    bbox_mAP=maybe_float,
+    bbox_mAP_l=maybe_float,
+    fps=maybe_float,
+    memory_gb=maybe_float,
+    memory_kind=st.none() | st.sampled_from(MEMORY_KINDS),
+    params=maybe_int,
+    epochs=maybe_int,
+    error=maybe_text,
+    log_tail=maybe_text,
+    started=moments,
+    finished=moments,
+    url=maybe_text,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(records, min_size=1, max_size=6))
+def test_round_trip_keeps_every_run_exactly(
+    tmp_path_factory: pytest.TempPathFactory, batch: list[RunRecord]
+) -> None:
+    store = Store(tmp_path_factory.mktemp("store"))
+    latest = {}
+    for record in batch:  # a later record with the same key replaces the earlier one
+        store.put(record)
+        latest[(record.sweep, record.cell, record.run_id)] = record
+    for key, record in latest.items():
+        assert store.get(*key) == record
+    read = {
+        (r["sweep"], r["cell"], r["run_id"]): RunRecord.from_dict(r) for r in store.read().table.to_pylist()
+    }
+    assert read == latest
+    frame = store.read().frame()  # and through pandas, with nullable columns
+    assert len(frame) == len(latest)
+    assert sorted(frame["cell"]) == sorted(k[1] for k in latest)
+
+
+def test_factor_columns_follow_the_code(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.put(run(code="0110", dcn=True))
+    (row,) = rows(store)
+    assert (row["query_key_content"], row["query_content_position"], row["key_content"]) == (
+        False,
+        True,
+        True,
+    )
+    assert (
+        row["relative_position"] is False and row["dcn"] is True and row["schema_version"] == SCHEMA_VERSION
+    )
+    with pytest.raises(BadCodeError):
+        run(code="2")
+    with pytest.raises(ValueError, match="valid: run, log, reference"):
+        RunRecord(sweep="s", cell="c", run_id="r", source="mine")
+
+
+# --- upsert ----------------------------------------------------------------------------------------------
+
+
+def test_upsert_replaces_by_key_and_an_identical_write_changes_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    assert store.put(run(bbox_mAP=0.1))
+    assert store.put(run(bbox_mAP=0.2))  # same key: replaced
+    assert store.put(run(run_id="other", bbox_mAP=0.3))  # another run of the cell: kept beside it
+    assert [(r["run_id"], r["bbox_mAP"]) for r in rows(store)] == [("other", 0.3), ("r", 0.2)]
+    path = store.file_for("s", "c", "r")
+    before = path.stat().st_mtime_ns
+    assert store.put(run(bbox_mAP=0.2)) is False
+    assert path.stat().st_mtime_ns == before
+
+
+def test_keys_that_read_alike_get_their_own_files(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    for cell in ("a/b", "a_b", "a b", "a~b"):
+        store.put(run(cell=cell))
+    assert sorted(r["cell"] for r in rows(store)) == ["a b", "a/b", "a_b", "a~b"]
+
+
+# --- many writers ----------------------------------------------------------------------------------------
+
+
+def _writer(path: str, worker: int, count: int) -> None:
+    store = Store(Path(path))
+    for i in range(count):
+        store.put(run(sweep="many", cell=f"w{worker:02d}", run_id=f"{i:03d}", bbox_mAP=worker + i / 100))
+        store.put(run(sweep="many", cell="shared", run_id="same", fps=float(worker)))  # all race on one key
+
+
+def test_sixteen_processes_writing_at_once_lose_no_row(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    barrier_free = [context.Process(target=_writer, args=(str(tmp_path), w, 25)) for w in range(16)]
+    for process in barrier_free:
+        process.start()
+    for process in barrier_free:
+        process.join(120)
+        assert process.exitcode == 0
+    found = rows(Store(tmp_path))
+    assert len(found) == 16 * 25 + 1
+    mine = {(r["cell"], r["run_id"]): r["bbox_mAP"] for r in found if r["cell"] != "shared"}
+    assert mine == {(f"w{w:02d}", f"{i:03d}"): w + i / 100 for w in range(16) for i in range(25)}
+    (shared,) = [r for r in found if r["cell"] == "shared"]
+    assert shared["fps"] in {float(w) for w in range(16)}  # one whole write won
+    assert not [p for p in (tmp_path / "runs").iterdir() if p.suffix == ".tmp"], "temp files left"
+
+
+# --- schemas ---------------------------------------------------------------------------------------------
+
+
+def _write_raw(store: Store, name: str, table: pa.Table) -> Path:
+    store.runs_dir.mkdir(parents=True, exist_ok=True)
+    path = store.runs_dir / name
+    pq.write_table(table, path)
+    return path
+
+
+def test_files_with_different_columns_read_back_with_every_column(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.put(run(cell="plain", bbox_mAP=0.4))
+    extra = pa.Table.from_pylist(
+        [dict(dataclasses.asdict(run(cell="extra")), schema_version=1, seed=7, note="lr 0.01")]
+    )
+    _write_raw(store, "zz-extra.parquet", extra)
+    narrow = pa.table(
+        {"sweep": ["s"], "cell": ["narrow"], "run_id": ["r"], "source": ["log"], "schema_version": [1]}
+    )
+    _write_raw(store, "aa-narrow.parquet", narrow)
+
+    # pyarrow's own directory read takes one file's columns and drops the rest:
+    assert "seed" not in pq.read_table(store.runs_dir).column_names
+    table = store.read().table
+    assert set(SCHEMA.names) <= set(table.column_names)
+    assert {"seed", "note"} <= set(table.column_names)
+    by_cell = {r["cell"]: r for r in table.to_pylist()}
+    assert by_cell["extra"]["seed"] == 7 and by_cell["plain"]["seed"] is None
+    assert by_cell["narrow"]["source"] == "log" and by_cell["narrow"]["bbox_mAP"] is None
+    assert by_cell["plain"]["bbox_mAP"] == 0.4
+    assert table.schema.field("bbox_mAP").type == pa.float64()
+
+
+def test_old_schema_versions_are_upgraded_on_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version-0 file kept memory in MB under another name; the registered upgrade converts it."""
+
+    def zero_to_one(table: pa.Table) -> pa.Table:
+        gb = pa.compute.divide(table["memory_mb"], 1024.0)
+        return table.drop_columns(["memory_mb"]).append_column("memory_gb", gb)
+
+    monkeypatch.setitem(store_module.UPGRADES, 0, zero_to_one)
+    store = Store(tmp_path)
+    old = pa.table(
+        {
+            "sweep": ["s"],
+            "cell": ["old"],
+            "run_id": ["r"],
+            "source": ["run"],
+            "status": ["done"],
+            "memory_mb": [8192.0],
+            "schema_version": [0],
+        }
+    )
+    _write_raw(store, "old.parquet", old)
+    (row,) = rows(store)
+    assert row["memory_gb"] == 8.0 and "memory_mb" not in row and row["schema_version"] == SCHEMA_VERSION
+
+
+def test_unreadable_files_are_named_and_the_rest_is_read(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.put(run(cell="good"))
+    good = store.file_for("s", "good", "r").read_bytes()
+    (store.runs_dir / "garbage.parquet").write_bytes(b"not parquet at all")
+    (store.runs_dir / "truncated.parquet").write_bytes(good[: len(good) // 2])
+    newer = pa.table(
+        {"sweep": ["s"], "cell": ["future"], "run_id": ["r"], "source": ["run"], "schema_version": [99]}
+    )
+    _write_raw(store, "future.parquet", newer)
+    _write_raw(store, "foreign.parquet", pa.table({"x": [1]}))
+    result = store.read()
+    assert [r["cell"] for r in result.table.to_pylist()] == ["good"]
+    assert len(result.problems) == 4
+    assert all("\n" not in p for p in result.problems)
+    text = " ".join(result.problems)
+    assert "garbage.parquet: not a readable parquet file" in text
+    assert "truncated.parquet: not a readable parquet file" in text
+    assert "future.parquet: written with store schema 99, newer than this ablation's 1" in text
+    assert "foreign.parquet: no schema_version" in text
+
+
+def test_an_empty_store_reads_as_an_empty_table_of_the_schema(tmp_path: Path) -> None:
+    result = Store(tmp_path / "nothing").read()
+    assert result.table.num_rows == 0 and result.table.column_names[: len(SCHEMA)] == SCHEMA.names
+    assert result.frame().empty
+
+
+# --- the cache -------------------------------------------------------------------------------------------
+
+
+def test_the_cache_follows_changed_new_and_removed_files(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    for i in range(5):
+        store.put(run(cell=f"c{i}", fps=float(i)))
+    assert len(rows(store)) == 5 and (tmp_path / CACHE_FILE).exists()
+    store.put(run(cell="c1", fps=10.0))  # changed
+    store.put(run(cell="c9"))  # new
+    store.file_for("s", "c3", "r").unlink()  # removed
+    found = {r["cell"]: r["fps"] for r in rows(store)}
+    assert found == {"c0": 0.0, "c1": 10.0, "c2": 2.0, "c4": 4.0, "c9": None}
+    assert {r["cell"] for r in store.read(cache=False).table.to_pylist()} == set(found)
+
+
+def test_a_broken_cache_is_ignored_and_rebuilt(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.put(run(cell="a"))
+    store.read()
+    (tmp_path / CACHE_FILE).write_bytes(b"broken")
+    assert [r["cell"] for r in rows(store)] == ["a"]
+    assert pq.read_table(tmp_path / CACHE_FILE).num_rows == 1
+
+
+def test_nan_metrics_survive_as_missing(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.put(run(bbox_mAP=math.nan, fps=None))
+    frame = store.read().frame()
+    assert pd.isna(frame.loc[0, "bbox_mAP"]) and pd.isna(frame.loc[0, "fps"])
+    assert os.listdir(store.runs_dir)
