@@ -133,6 +133,7 @@ def _root_flag(args: argparse.Namespace) -> str:
 def _wait_and_report(sweep: Sweep, args: argparse.Namespace, names: list[str]) -> int:
     from .launch import wait
     from .progress import Watcher
+    from .report import summary
 
     try:
         with Watcher(len(names)) as watcher:
@@ -143,6 +144,7 @@ def _wait_and_report(sweep: Sweep, args: argparse.Namespace, names: list[str]) -
     print()
     if args.command == "run":  # the study's table, from the store
         _harvest_and_export(sweep, args)
+        print(f"\n{summary(states)}")
     else:
         _print_states(states)
     bad = [s.name for s in states if s.state != "done"]
@@ -216,8 +218,10 @@ def _harvest_and_export(sweep: Sweep, args: argparse.Namespace) -> None:
     frame = read.frame()
     table = results_table(select(frame[frame["sweep"] == sweep.name], sources=["run"]), TableOptions())
     print(render(table, "markdown"), end="")
+    where = _shown(store.path)
+    again = f"ablation export --sweep {sweep.name}" + ("" if where == "runs/store" else f" --store {where}")
     print(
-        f"\n{report.summary()} into {_shown(store.path)}; export with: ablation export --sweep {sweep.name}"
+        f"\n{report.summary()} into {where}; this table again: {again} (--format csv or latex, --breakdown)"
     )
 
 

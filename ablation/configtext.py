@@ -72,15 +72,16 @@ def config_facts(text: str) -> ConfigFacts:
 def name_facts(name: str) -> tuple[ConfigFacts, str | None]:
     """What an mmdet config or log name says, and its dataset: 2.x names such as
     'faster_rcnn_r50_fpn_attention_1111_dcn_1x_coco_20200130_204442.log.json' and 3.x names such as
-    'faster-rcnn_r50-attn1111-dcn_fpn_1x_coco'. A name without an attention part is the baseline."""
+    'faster-rcnn_r50-attn1111-dcn_fpn_1x_coco'. A name with a backbone but no attention part is the
+    baseline; a name without a backbone part says nothing of the cell."""
     stem = name.lower()
     code = re.search(r"(?:attention_|attn)([01]{4})", stem)
     depth = re.search(r"(?:^|[_-])([rx])(\d{2,3})(?=[_-])", stem)
     schedule = re.search(r"_(\d+)x_", stem)
     dataset = re.search(r"_\d+(?:x|e)_([a-z0-9]+)", stem)
-    facts = ConfigFacts(
-        code=code[1] if code else "0000",
-        dcn=bool(re.search(r"(?:^|[_-])(?:dcn|dconv)(?:[_-]|$)", stem)),
+    facts = ConfigFacts(  # a name with no backbone part is not an mmdet config name: it tells nothing
+        code=code[1] if code else ("0000" if depth else None),
+        dcn=bool(re.search(r"(?:^|[_-])(?:dcn|dconv)(?:[_-]|$)", stem)) if depth else None,
         backbone=backbone_label(depth[1] + depth[2]) if depth else None,
         epochs=12 * int(schedule[1]) if schedule else None,
     )
