@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ablation import logs
 from ablation.cli import main
 from ablation.harvest import find_runs, harvest, record_from_work_dir
 from ablation.records import METRICS
@@ -190,3 +191,16 @@ def test_harvest_errors_are_one_line(tmp_path: Path) -> None:
     assert code == 2 and err.count("\n") == 1 and "no-such-sweep" in err
     code, _, err = cli("harvest", "--sweep", "smoke", "--root", str(tmp_path))
     assert code == 2 and "no runs of sweep smoke" in err and err.count("\n") == 1
+
+
+def test_the_parsers_read_what_mmengine_really_wrote(made: Made) -> None:
+    (scalars,) = (made.tools_dir / CELL).glob("*/vis_data/scalars.json")
+    lines = [json.loads(line) for line in scalars.read_text().splitlines()]
+    validation = [line for line in lines if "coco/bbox_mAP" in line]
+    training = [line for line in lines if "loss" in line]
+    assert len(validation) == 2 and len(training) == 2  # an epoch each, logged every 2 iterations
+    figures = logs.mmengine_scalars(scalars)
+    assert figures.metrics == {m: validation[-1][f"coco/{m}"] for m in METRICS}
+    assert (figures.epochs, figures.iterations, figures.memory_mb) == (2, 4, None)
+    (test,) = [p for p in (made.tools_dir / CELL).glob("*/*.json") if p.parent.name == p.stem]
+    assert logs.test_metrics(test).metrics == {m: made.test_json[f"coco/{m}"] for m in METRICS}
