@@ -309,6 +309,43 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1..65535, got {text!r}")
+    return int(text)
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from .errors import EnvironmentProblem
+
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    if not app.is_file():
+        raise EnvironmentProblem(
+            f"the dashboard app is not at {app}; install ablation from a checkout (pip -e)"
+        )
+    store = _store(args)
+    env = {
+        **os.environ,
+        "ABLATION_STORE": str(store.path.resolve()),
+        "ABLATION_ROOT": str(args.root.resolve()),
+    }
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(app),
+        "--server.address", args.address, "--server.port", str(args.port),
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    print(
+        f"dashboard: http://{args.address}:{args.port}/ (store {_shown(store.path)}; Ctrl-C stops it)",
+        flush=True,
+    )
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
 def _cmd_sweeps(args: argparse.Namespace) -> int:
     from .sweep import SweepFile, available_sweeps, load_sweep
     from .table import text_table
@@ -523,6 +560,21 @@ def build_parser() -> argparse.ArgumentParser:
         exporting,
         store_option,
     ).set_defaults(run=_cmd_export)
+
+    def serving(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--port", type=_port, default=8501, help="port to serve on (default: 8501)")
+        p.add_argument(
+            "--address", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)"
+        )
+
+    command(
+        "dashboard",
+        "serve the dashboard of the store (Streamlit)",
+        "Serve the Streamlit dashboard of the results store: trade-offs, factor effects, runs, status of the "
+        "sweeps under ROOT, downloads.",
+        serving,
+        store_option,
+    ).set_defaults(run=_cmd_dashboard)
     return parser
 
 

@@ -5,7 +5,8 @@
 
 Which runs are shown: only runs with status ``done``; of several runs of one cell (same sweep, source and
 cell) only the latest, by ``finished`` (a run with no ``finished`` counts as the oldest; on a tie the last
-``run_id`` wins). ``ResultsTable.left_out`` counts every other run of the frame.
+``run_id`` wins). The rule is :func:`ablation.analysis.latest_runs`, which the dashboard shares.
+``ResultsTable.left_out`` counts every other run of the frame.
 
 Columns, in this order (the bracketed ones only when asked for, or when needed)::
 
@@ -39,7 +40,6 @@ import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -128,12 +128,13 @@ def select(
 
 def results_table(frame: DataFrame, options: TableOptions = TableOptions()) -> ResultsTable:
     """The shown runs of ``frame`` as a table (see the module's docstring for the rules)."""
+    from .analysis import latest_runs  # imports pandas, which export itself does not need to load
+
     baseline = AttentionCode.parse(options.baseline).bits if options.baseline is not None else None
-    records = _records(frame)
-    shown = _latest_done(records)
+    shown = _records(latest_runs(frame))
     shown.sort(key=_order)
-    several_sweeps = len({r.get("sweep") for r in records}) > 1
-    several_sources = len({r.get("source") for r in records}) > 1
+    several_sweeps = len(set(_column(frame, "sweep"))) > 1
+    several_sources = len(set(_column(frame, "source"))) > 1
 
     columns: list[tuple[str, Cell]] = []
     if several_sweeps:
@@ -166,7 +167,7 @@ def results_table(frame: DataFrame, options: TableOptions = TableOptions()) -> R
         headers=tuple(header for header, _ in columns),
         rows=tuple(tuple(shown_value for shown_value, _ in row) for row in cells),
         values=tuple(tuple(value for _, value in row) for row in cells),
-        left_out=len(records) - len(shown),
+        left_out=len(frame) - len(shown),
     )
 
 
@@ -210,31 +211,6 @@ def _scalar(value: object) -> object:
     if value is pd.NA or value is pd.NaT:
         return None
     return value
-
-
-def _latest_done(records: list[Row]) -> list[Row]:
-    """The done runs, one per (sweep, source, cell): the latest finished, then the last run_id."""
-    latest: dict[tuple[object, object, object], Row] = {}
-    for record in records:
-        if record.get("status") != "done":
-            continue
-        key = (record.get("sweep"), record.get("source"), record.get("cell"))
-        held = latest.get(key)
-        if held is None or _recency(record) >= _recency(held):
-            latest[key] = record
-    return list(latest.values())
-
-
-_OLDEST = datetime.min.replace(tzinfo=timezone.utc)
-
-
-def _recency(record: Row) -> tuple[datetime, str]:
-    finished = record.get("finished")
-    if isinstance(finished, datetime):
-        when = finished if finished.tzinfo is not None else finished.replace(tzinfo=timezone.utc)
-    else:
-        when = _OLDEST
-    return when, str(record.get("run_id") or "")
 
 
 def _order(record: Row) -> tuple[object, ...]:

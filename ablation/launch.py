@@ -38,7 +38,18 @@ from .records import backbone_label
 from .results import CellResult, read_result
 from .sweep import Sweep
 
-__all__ = ["STATES", "CellStatus", "LaunchReport", "cancel", "launch", "status", "wait", "work_dir"]
+__all__ = [
+    "STATES",
+    "CellStatus",
+    "LaunchReport",
+    "RecordedCell",
+    "cancel",
+    "launch",
+    "recorded_status",
+    "status",
+    "wait",
+    "work_dir",
+]
 
 STATES = ("planned", "pending", "running", "done", "failed", "lost")
 UNFINISHED = ("pending", "running")
@@ -104,6 +115,32 @@ def _states(planned: Plan, manifest: Manifest, executor: str) -> list[CellStatus
             result = None
         states.append(CellStatus(p, _state(submission, result, alive), submission, result))
     return states
+
+
+@dataclass(frozen=True)
+class RecordedCell:
+    """A cell as its sweep folder's manifest knows it, without the sweep file."""
+
+    submission: Submission
+    state: str
+    result: CellResult | None
+
+
+def recorded_status(folder: Path) -> list[RecordedCell]:
+    """The state of every cell that the manifest of ``folder`` (a sweep folder) has submitted, asking each
+    executor once which of its jobs are alive: what the dashboard shows of sweeps it has no sweep file of."""
+    manifest = load_manifest(folder, folder.name)
+    latest = [s for s in manifest.latest.values() if s.recorded]
+    alive: set[str] = set()
+    for executor in sorted({s.executor for s in latest}):
+        alive |= backend(executor).alive([s for s in latest if s.executor == executor])
+    cells = []
+    for submission in latest:
+        result = read_result(Path(submission.work_dir))
+        if result is not None and result.cell_id != submission.cell_id:
+            result = None
+        cells.append(RecordedCell(submission, _state(submission, result, alive), result))
+    return cells
 
 
 def _state(submission: Submission | None, result: CellResult | None, alive: set[str]) -> str:

@@ -98,7 +98,7 @@ def _read_bytes(path: Path) -> bytes:
         raise LogFormatError(f"{path}: cannot be read ({error.strerror or error})") from None
 
 
-def _show(value: object) -> str:
+def show(value: object) -> str:
     """A value for a one-line message: its repr, cut short."""
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -121,7 +121,7 @@ def _numbered_json_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
         except (ValueError, RecursionError):
             raise LogFormatError(f"{path}: line {number} is not JSON (truncated or corrupt?)") from None
         if not isinstance(value, dict):
-            kind = "an array" if isinstance(value, list) else _show(value)
+            kind = "an array" if isinstance(value, list) else show(value)
             raise LogFormatError(f"{path}: line {number} is {kind}, not a JSON object")
         entries.append((number, value))
     if not entries:
@@ -135,24 +135,24 @@ def read_json_lines(path: Path) -> list[dict[str, Any]]:
     return [entry for _, entry in _numbered_json_lines(path)]
 
 
-def _figure(value: object, path: Path, number: int, key: str) -> float | None:
+def figure(value: object, path: Path, number: int, key: str) -> float | None:
     """A logged float; None for pycocotools' -1 and for NaN or infinity, which measure nothing."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise LogFormatError(f"{path}: line {number}: {key} is {_show(value)}, not a number")
+        raise LogFormatError(f"{path}: line {number}: {key} is {show(value)}, not a number")
     try:
-        figure = float(value)
+        result = float(value)
     except OverflowError:  # an integer with hundreds of digits
         return None
-    return figure if math.isfinite(figure) and figure >= 0 else None
+    return result if math.isfinite(result) and result >= 0 else None
 
 
-def _count(value: object, path: Path, number: int, key: str) -> int:
+def whole_number(value: object, path: Path, number: int, key: str) -> int:
     """A logged epoch or iteration: a whole number (1.0 as well as 1)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    raise LogFormatError(f"{path}: line {number}: {key} is {_show(value)}, not a whole number")
+    raise LogFormatError(f"{path}: line {number}: {key} is {show(value)}, not a whole number")
 
 
 def _copypaste(value: object, path: Path, number: int) -> dict[str, float | None]:
@@ -164,14 +164,14 @@ def _copypaste(value: object, path: Path, number: int) -> dict[str, float | None
         figures = []
     if len(figures) != len(METRICS):
         raise LogFormatError(
-            f"{path}: line {number}: {_COPYPASTE} is {_show(value)}, not {len(METRICS)} numbers"
+            f"{path}: line {number}: {_COPYPASTE} is {show(value)}, not {len(METRICS)} numbers"
         )
-    return {key: _figure(figure, path, number, key) for key, figure in zip(METRICS, figures, strict=True)}
+    return {key: figure(value, path, number, key) for key, value in zip(METRICS, figures, strict=True)}
 
 
 def _mmdet2_metrics(entry: dict[str, Any], path: Path, number: int) -> dict[str, float | None]:
     """A val line's box figures: its numeric keys, any missing one filled from its copypaste string."""
-    metrics = {key: _figure(entry[key], path, number, key) for key in METRICS if key in entry}
+    metrics = {key: figure(entry[key], path, number, key) for key in METRICS if key in entry}
     if len(metrics) < len(METRICS) and _COPYPASTE in entry:
         pasted = _copypaste(entry[_COPYPASTE], path, number)
         metrics = {key: metrics[key] if key in metrics else pasted[key] for key in METRICS}
@@ -198,14 +198,14 @@ def mmdet2_log(path: Path) -> LogFigures:
             continue
         if "epoch" not in entry:
             raise LogFormatError(f"{path}: line {number} (mode {mode!r}) has no epoch")
-        epoch = _count(entry["epoch"], path, number, "epoch")
+        epoch = whole_number(entry["epoch"], path, number, "epoch")
         (train if mode == "train" else val).append((epoch, number, entry))
     if not train:
         raise LogFormatError(f"{path}: no training line (mode 'train'); is this an mmdet 2.x .log.json?")
     last_epoch = max(epoch for epoch, _, _ in train)
     number, last_train = [(number, entry) for epoch, number, entry in train if epoch == last_epoch][-1]
     memory = last_train.get("memory")
-    memory_mb = None if memory is None else _figure(memory, path, number, "memory")
+    memory_mb = None if memory is None else figure(memory, path, number, "memory")
     last_val = [(number, entry) for epoch, number, entry in val if epoch == last_epoch]
     metrics = _mmdet2_metrics(last_val[-1][1], path, last_val[-1][0]) if last_val else {}
     return LogFigures(
@@ -220,7 +220,7 @@ def mmdet2_log(path: Path) -> LogFigures:
 def _coco_metrics(entry: dict[str, Any], path: Path, number: int) -> dict[str, float | None]:
     """The box figures of a line of mmengine's, "coco/" prefix stripped."""
     found = [key for key in METRICS if _COCO + key in entry]
-    return {key: _figure(entry[_COCO + key], path, number, _COCO + key) for key in found}
+    return {key: figure(entry[_COCO + key], path, number, _COCO + key) for key in found}
 
 
 def mmengine_scalars(path: Path) -> LogFigures:
@@ -242,13 +242,13 @@ def mmengine_scalars(path: Path) -> LogFigures:
         if any(_COCO + key in entry for key in METRICS):
             metrics = _coco_metrics(entry, path, number)
         elif "iter" in entry:
-            iteration = _count(entry["iter"], path, number, "iter")
+            iteration = whole_number(entry["iter"], path, number, "iter")
             iterations = iteration if iterations is None else max(iterations, iteration)
             if "epoch" in entry:
-                epoch = _count(entry["epoch"], path, number, "epoch")
+                epoch = whole_number(entry["epoch"], path, number, "epoch")
                 epochs = epoch if epochs is None else max(epochs, epoch)
             if "memory" in entry:
-                memory = _figure(entry["memory"], path, number, "memory")
+                memory = figure(entry["memory"], path, number, "memory")
                 if memory is not None:
                     memory_mb = memory if memory_mb is None else max(memory_mb, memory)
     if metrics is None and iterations is None:

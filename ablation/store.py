@@ -116,6 +116,13 @@ class Store:
         parts = [re.sub(r"[^A-Za-z0-9._-]+", "_", p)[:60] for p in (sweep, cell, run_id)]
         return self.runs_dir / f"{'~'.join(parts)}~{digest}.parquet"
 
+    def signature(self) -> tuple[int, int, int]:
+        """(run files, their total size, the newest mtime): changes whenever a run is written or removed, so a
+        reader can tell cheaply that its copy is stale."""
+        files = _run_files(self.runs_dir)
+        sizes = [size for size, _ in files.values()]
+        return len(files), sum(sizes), max((mtime for _, mtime in files.values()), default=0)
+
     def put(self, record: RunRecord) -> bool:
         """Insert or replace the run; False when the store already held exactly this run."""
         row = dataclasses.asdict(record)

@@ -1,0 +1,74 @@
+"""How long the dashboard's first render takes with a 10,000-run store (target: under 3 s on this machine).
+
+    .venv/bin/python bench/dashboard_render.py [--runs 10000] [--repeat 3]
+
+Fills a store with N runs (as bench/store_read.py does), then renders each page with Streamlit's AppTest,
+in this process, the best of --repeat:
+
+- first render: a fresh app session with an empty Streamlit cache, the store's cache current (as after
+  ``ablation harvest``): what a person opening the dashboard waits for, server side;
+- first render, store cache gone: the worst case, every run file read;
+- rerun: the same session again (Streamlit's cache warm), as after a click.
+
+It prints the seconds and their ratio to the 3 s target. The browser's own drawing is not included.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import streamlit as st
+from store_read import fill, options
+from streamlit.testing.v1 import AppTest
+
+from ablation.store import CACHE_FILE, Store
+
+APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+TARGET_S = 3.0
+
+
+def render(page: str, at: AppTest | None = None) -> tuple[float, AppTest]:
+    if at is None:
+        at = AppTest.from_file(str(APP), default_timeout=600)
+        at.query_params["page"] = page
+        st.cache_data.clear()  # a new session of a fresh server
+    start = time.perf_counter()
+    at.run()
+    seconds = time.perf_counter() - start
+    if at.exception:
+        raise SystemExit(f"the {page} page raised: {at.exception[0].value}")
+    return seconds, at
+
+
+def main() -> None:
+    args = options(__doc__ or "")
+    with tempfile.TemporaryDirectory() as folder:
+        store = Store(Path(folder) / "store")
+        fill(store, args.runs)
+        store.read()  # what `ablation harvest` leaves: the cache current
+        os.environ["ABLATION_STORE"] = str(store.path)
+        os.environ["ABLATION_ROOT"] = folder
+        print(
+            f"{store.read().table.num_rows} runs; seconds (best of {args.repeat}) and x the {TARGET_S:.0f} s "
+            "target"
+        )
+        print(f"{'page':<12}{'first':>8}{'x':>6}{'no cache':>10}{'x':>6}{'rerun':>8}{'x':>6}")
+        for page in ("trade-offs", "effects", "runs", "downloads"):
+            first = min(render(page)[0] for _ in range(args.repeat))
+            cold = []
+            for _ in range(args.repeat):
+                (store.path / CACHE_FILE).unlink(missing_ok=True)
+                cold.append(render(page)[0])
+            _, at = render(page)
+            rerun = min(render(page, at)[0] for _ in range(args.repeat))
+            print(
+                f"{page:<12}{first:>8.2f}{first / TARGET_S:>6.2f}"
+                f"{min(cold):>10.2f}{min(cold) / TARGET_S:>6.2f}{rerun:>8.2f}{rerun / TARGET_S:>6.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

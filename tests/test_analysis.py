@@ -1,0 +1,565 @@
+"""The dashboard's numbers: which runs count, Pareto fronts, the factorial analysis on designs whose answer is
+known, the AP grid and training curves from hand-written mmengine logs."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ablation.analysis import (
+    FACTOR_COLUMNS,
+    GRID_COLUMNS,
+    ap_grid,
+    describe_code,
+    factor_label,
+    interactions,
+    latest_runs,
+    main_effects,
+    pareto_front,
+    training_curves,
+    work_dir_of,
+)
+from ablation.errors import LogFormatError
+from ablation.export import results_table
+from ablation.records import METRICS, RunRecord
+from ablation.store import Store
+
+Flags = dict[str, bool]
+
+
+def stored(folder: Path, records: list[RunRecord]) -> pd.DataFrame:
+    store = Store(folder / "store")
+    for record in records:
+        store.put(record)
+    return store.read().frame()
+
+
+def framed(records: list[RunRecord]) -> pd.DataFrame:
+    return pd.DataFrame([dataclasses.asdict(r) for r in records])
+
+
+def run(code: str | None, dcn: bool | None, **fields: Any) -> RunRecord:
+    defaults: dict[str, Any] = {
+        "sweep": "s",
+        "cell": f"{code}-{dcn}",
+        "run_id": "r1",
+        "source": "run",
+        "finished": datetime(2024, 1, 1, tzinfo=timezone.utc),
+    }
+    defaults.update(fields)
+    return RunRecord(code=code, dcn=dcn, **defaults)
+
+
+def design(**metrics: Callable[[Flags], Any]) -> list[RunRecord]:
+    """The full 2^4 x 2 grid, one done run per cell, each metric a function of the cell's five factors."""
+    records = []
+    for bits in itertools.product((False, True), repeat=5):
+        flags = dict(zip(FACTOR_COLUMNS, bits, strict=True))
+        code = "".join("1" if b else "0" for b in bits[:4])
+        figures = {name: f(flags) for name, f in metrics.items()}
+        records.append(run(code, flags["dcn"], **figures))
+    return records
+
+
+def effect(effects: pd.DataFrame, metric: str, factor: str) -> pd.Series:
+    rows = effects[(effects["metric"] == metric) & (effects["factor"] == factor)]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+def pairs(table: pd.DataFrame) -> dict[tuple[str, str], float]:
+    return {(a, b): e for a, b, e in zip(table["a"], table["b"], table["effect"], strict=True)}
+
+
+# --- labels -----------------------------------------------------------------------------------------------
+
+
+def test_factor_columns_and_labels() -> None:
+    assert FACTOR_COLUMNS == (
+        "query_key_content",
+        "query_content_position",
+        "key_content",
+        "relative_position",
+        "dcn",
+    )
+    assert [factor_label(c) for c in FACTOR_COLUMNS] == [
+        "query-key content",
+        "query content & relative position",
+        "key content only",
+        "relative position only",
+        "deformable convolution",
+    ]
+    with pytest.raises(ValueError, match=r"'bbox_mAP'.*query_key_content"):
+        factor_label("bbox_mAP")
+
+
+def test_describe_code_decodes_the_cell() -> None:
+    assert describe_code("1010", True) == "1010 + DCN: query-key content, key content only"
+    assert describe_code("0000", False) == "0000: no attention (plain baseline)"
+    assert describe_code("0000", None) == "0000: no attention (plain baseline)"
+    assert describe_code("0001", True) == "0001 + DCN: relative position only"
+    assert describe_code(None, True) == "no code + DCN: attention unknown"
+    assert describe_code("12", False) == "12: not an attention code"
+
+
+# --- latest_runs ------------------------------------------------------------------------------------------
+
+
+def test_latest_runs_keeps_the_latest_done_run_of_each_cell(tmp_path: Path) -> None:
+    def at(day: int | None) -> datetime | None:
+        return None if day is None else datetime(2024, 3, day, tzinfo=timezone.utc)
+
+    runs = [
+        run("0010", False, run_id="b", finished=at(2)),
+        run("0010", False, run_id="a", finished=at(5)),  # latest
+        run("0010", False, run_id="c", finished=None),  # NaT: the oldest
+        run("1111", False, run_id="x", finished=at(1)),
+        run("1111", False, run_id="y", finished=at(1)),  # tie: the last run_id
+        run("1111", False, run_id="z", finished=at(9), status="failed"),  # newer, but failed
+        run("0000", True, run_id="w", status="running", finished=None),
+        run("0010", False, run_id="zoo", source="reference", finished=None),  # another source: its own cell
+        run("0010", False, run_id="q", sweep="t", finished=at(1)),  # another sweep: its own cell
+        run("0100", False, run_id="n1", finished=None),  # only NaT: the last run_id
+        run("0100", False, run_id="n2", finished=None),
+    ]
+    frame = stored(tmp_path, runs)
+    latest = latest_runs(frame)
+    got = sorted(zip(latest["sweep"], latest["source"], latest["cell"], latest["run_id"], strict=True))
+    assert got == [
+        ("s", "reference", "0010-False", "zoo"),
+        ("s", "run", "0010-False", "a"),
+        ("s", "run", "0100-False", "n2"),
+        ("s", "run", "1111-False", "y"),
+        ("t", "run", "0010-False", "q"),
+    ]
+    assert list(latest.columns) == list(frame.columns)
+    assert set(latest.index) <= set(frame.index)
+    # the same rule as the exported table, whose left_out counts the rest
+    table = results_table(frame)
+    assert len(table.rows) == len(latest)
+    assert table.left_out == len(frame) - len(latest) == 6
+    # a frame built by hand, with naive timestamps read as UTC, gives the same runs
+    naive = framed(runs)
+    naive["finished"] = [None if f is None else f.replace(tzinfo=None) for f in naive["finished"]]
+    again = latest_runs(naive)
+    assert sorted(zip(again["sweep"], again["source"], again["run_id"], strict=True)) == [
+        (s, o, r) for s, o, _, r in got
+    ]
+
+
+def test_latest_runs_of_nothing_is_empty(tmp_path: Path) -> None:
+    empty = Store(tmp_path / "none").read().frame()
+    assert latest_runs(empty).empty
+    assert list(latest_runs(empty).columns) == list(empty.columns)
+    assert latest_runs(pd.DataFrame()).empty
+    failed = stored(tmp_path, [run("1111", False, status="failed")])
+    assert latest_runs(failed).empty
+
+
+# --- pareto_front -----------------------------------------------------------------------------------------
+
+
+def tradeoffs() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "name": ["A", "B", "C", "D", "E", "F", "G", "H", "I"],
+            "fps": [10.0, 20.0, 15.0, 20.0, 5.0, np.nan, 25.0, 8.0, 20.0],
+            "bbox_mAP": [0.40, 0.38, 0.38, 0.38, 0.41, 0.50, np.nan, 0.39, 0.37],
+        }
+    )
+
+
+def test_pareto_front_higher_x_better() -> None:
+    front = pareto_front(tradeoffs(), "fps")
+    # C and I are dominated by B, H by A; B and D tie (neither dominates); F and G lack a figure
+    assert list(front["name"]) == ["E", "A", "B", "D"]
+    assert list(front["fps"]) == [5.0, 10.0, 20.0, 20.0]
+    assert list(front.index) == [4, 0, 1, 3]
+
+
+def test_pareto_front_lower_x_better() -> None:
+    points = tradeoffs().rename(columns={"fps": "memory_gb"})
+    front = pareto_front(points, "memory_gb", higher_x_is_better=False)
+    # E has both the least memory and the most AP of the rows with both figures
+    assert list(front["name"]) == ["E"]
+    points.loc[5, "memory_gb"] = 1.0  # F: less memory than E, higher AP: now it alone is the front
+    assert list(pareto_front(points, "memory_gb", higher_x_is_better=False)["name"]) == ["F"]
+    points.loc[5, "bbox_mAP"] = 0.30  # F: less memory, lower AP: both are on the front
+    assert list(pareto_front(points, "memory_gb", higher_x_is_better=False)["name"]) == ["F", "E"]
+
+
+def test_pareto_front_of_a_store_frame(tmp_path: Path) -> None:
+    frame = stored(
+        tmp_path,
+        [
+            run("0000", False, fps=21.4, bbox_mAP=0.374, flops=200e9),
+            run("0010", False, fps=18.4, bbox_mAP=0.391, flops=210e9),
+            run("1111", False, fps=13.8, bbox_mAP=0.400, flops=215e9),
+            run("1111", True, fps=12.7, bbox_mAP=0.421, flops=None),
+            run("0100", False, fps=13.0, bbox_mAP=0.390, flops=220e9),  # dominated on both axes
+            run("0001", False, fps=None, bbox_mAP=None),
+        ],
+    )
+    assert list(pareto_front(frame, "fps")["code"]) == ["1111", "1111", "0010", "0000"]
+    assert list(pareto_front(frame, "flops", higher_x_is_better=False)["code"]) == ["0000", "0010", "1111"]
+    assert pareto_front(frame.iloc[0:0], "fps").empty
+
+
+def test_pareto_front_never_mixes_memory_kinds(tmp_path: Path) -> None:
+    frame = stored(
+        tmp_path,
+        [
+            run("0000", False, memory_gb=4.0, memory_kind="cuda_peak_allocated", bbox_mAP=0.37),
+            run("1111", False, memory_gb=3.0, memory_kind="cpu_peak_rss", bbox_mAP=0.40),
+        ],
+    )
+    with pytest.raises(ValueError, match="cpu_peak_rss, cuda_peak_allocated"):
+        pareto_front(frame, "memory_gb", higher_x_is_better=False)
+    cuda = frame[frame["memory_kind"] == "cuda_peak_allocated"]
+    assert list(pareto_front(cuda, "memory_gb", higher_x_is_better=False)["code"]) == ["0000"]
+    assert list(pareto_front(frame, "fps").index) == []  # fps is not memory: no complaint
+    with pytest.raises(ValueError, match="no column 'speed'"):
+        pareto_front(frame, "speed")
+
+
+# --- main_effects -----------------------------------------------------------------------------------------
+
+
+def additive() -> list[RunRecord]:
+    return design(
+        bbox_mAP=lambda f: 0.30 + 0.02 * f["key_content"] + 0.01 * f["dcn"],
+        fps=lambda f: 20.0 - 4.0 * f["query_key_content"],
+        memory_gb=lambda f: 3.0 + 1.5 * f["relative_position"],
+        memory_kind=lambda f: "cuda_peak_allocated",
+    )
+
+
+def test_main_effects_of_a_full_design_are_the_coefficients(tmp_path: Path) -> None:
+    records = additive()
+    frame = stored(tmp_path, records)
+    assert len(frame) == 32
+    effects = main_effects(frame)
+    assert list(effects.columns) == [
+        "factor",
+        "label",
+        "metric",
+        "effect",
+        "mean_on",
+        "mean_off",
+        "n_on",
+        "n_off",
+    ]
+    assert len(effects) == 15
+    assert list(effects["metric"].unique()) == ["bbox_mAP", "fps", "memory_gb"]
+    expected = {
+        ("bbox_mAP", "key_content"): 0.02,
+        ("bbox_mAP", "dcn"): 0.01,
+        ("fps", "query_key_content"): -4.0,
+        ("memory_gb", "relative_position"): 1.5,
+    }
+    for metric, factor in itertools.product(("bbox_mAP", "fps", "memory_gb"), FACTOR_COLUMNS):
+        row = effect(effects, metric, factor)
+        assert row["effect"] == pytest.approx(expected.get((metric, factor), 0.0), abs=1e-12)
+        assert (row["n_on"], row["n_off"]) == (16, 16)
+        assert row["label"] == factor_label(factor)
+    key = effect(effects, "bbox_mAP", "key_content")
+    assert key["mean_on"] == pytest.approx(0.325)  # 0.32 + half of the DCN runs' 0.01
+    assert key["mean_off"] == pytest.approx(0.305)
+    assert effects.equals(main_effects(framed(records)))  # a hand-built frame gives the same
+
+
+def test_main_effects_with_missing_figures_and_cells() -> None:
+    records = additive()
+    for record in records:
+        if record.dcn and record.code == "0010":
+            record.bbox_mAP = None  # measured nothing: not counted
+    records = [r for r in records if not (r.dcn and r.code == "1111")]  # a cell not run
+    records.append(run(None, True, cell="odd", bbox_mAP=0.9))  # no code: counts for DCN only
+    effects = main_effects(framed(records), metrics=("bbox_mAP",))
+    assert len(effects) == 5
+    key = effect(effects, "bbox_mAP", "key_content")
+    assert (key["n_on"], key["n_off"]) == (14, 16)
+    assert key["effect"] == pytest.approx(0.02 + 0.01 * (6 / 14 - 8 / 16))  # DCN no longer balanced
+    dcn = effect(effects, "bbox_mAP", "dcn")
+    assert (dcn["n_on"], dcn["n_off"]) == (15, 16)
+    only_on = framed([r for r in records if r.dcn])
+    dcn = effect(main_effects(only_on, metrics=("bbox_mAP",)), "bbox_mAP", "dcn")
+    assert (dcn["n_on"], dcn["n_off"]) == (15, 0)
+    assert math.isnan(dcn["effect"]) and math.isnan(dcn["mean_off"])
+    assert dcn["mean_on"] == pytest.approx(np.mean([r.bbox_mAP for r in records if r.dcn and r.bbox_mAP]))
+
+
+def test_main_effects_refuse_to_mix_memory_kinds(tmp_path: Path) -> None:
+    records = additive()
+    records[3].memory_kind = "cpu_peak_rss"
+    frame = stored(tmp_path, records)
+    with pytest.raises(ValueError, match="mix memory kinds"):
+        main_effects(frame)
+    assert len(main_effects(frame, metrics=("bbox_mAP", "fps"))) == 10  # no memory asked: fine
+    records[3].memory_gb = None  # the CPU row no longer has a memory figure: one kind again
+    effects = main_effects(framed(records), metrics=("memory_gb",))
+    row = effect(effects, "memory_gb", "relative_position")
+    assert row["effect"] == pytest.approx(1.5)
+    assert row["n_on"] + row["n_off"] == 31
+    with pytest.raises(ValueError, match="no column 'speed'"):
+        main_effects(frame, metrics=("speed",))
+
+
+# --- interactions -----------------------------------------------------------------------------------------
+
+
+def test_no_interaction_in_an_additive_design() -> None:
+    table = interactions(framed(additive()))
+    assert list(table.columns) == ["a", "b", "label_a", "label_b", "effect", "n"]
+    assert len(table) == 10
+    assert list(zip(table["a"], table["b"], strict=True)) == list(itertools.combinations(FACTOR_COLUMNS, 2))
+    assert table["effect"].abs().max() < 1e-12
+    assert (table["n"] == 32).all()
+    assert list(table["label_a"][:1]) == ["query-key content"]
+    assert list(table["label_b"][:1]) == ["query content & relative position"]
+
+
+def test_interaction_of_a_product_in_plus_minus_one_coding(tmp_path: Path) -> None:
+    records = design(bbox_mAP=lambda f: 1.0 if f["query_key_content"] == f["dcn"] else -1.0)
+    got = pairs(interactions(stored(tmp_path, records)))
+    for pair, value in got.items():
+        assert value == pytest.approx(2.0 if pair == ("query_key_content", "dcn") else 0.0, abs=1e-12)
+    # the main effects of a pure interaction are all zero
+    assert main_effects(framed(records), metrics=("bbox_mAP",))["effect"].abs().max() < 1e-12
+
+
+def test_interaction_of_a_product_in_zero_one_coding() -> None:
+    records = design(bbox_mAP=lambda f: 0.30 + 0.04 * (f["query_key_content"] and f["key_content"]))
+    got = pairs(interactions(framed(records)))
+    # cell means 0.34 (both on) and 0.30 elsewhere: ((0.34 - 0.30) - (0.30 - 0.30)) / 2
+    assert got[("query_key_content", "key_content")] == pytest.approx(0.02)
+    assert all(abs(v) < 1e-12 for k, v in got.items() if k != ("query_key_content", "key_content"))
+
+
+def test_one_factor_alone_gives_no_interaction_with_it_even_unbalanced() -> None:
+    records = design(bbox_mAP=lambda f: 0.30 + 0.05 * f["key_content"])
+    # drop 6 of the 8 cells with key content on and relative position off: the A x B table is unbalanced
+    dropped = [r for r in records if r.key_content and not r.relative_position][:6]
+    kept = framed([r for r in records if r not in dropped])
+    table = interactions(kept)
+    assert (table["n"] == 26).all()
+    with_key = table[(table["a"] == "key_content") | (table["b"] == "key_content")]
+    assert len(with_key) == 4
+    assert with_key["effect"].abs().max() < 1e-12
+    # pooling the rows instead of weighting the four cells equally would report an interaction
+    a, b, y = kept["key_content"], kept["relative_position"], kept["bbox_mAP"]
+    pooled = y[a == b].mean() - y[a != b].mean()
+    assert pooled == pytest.approx((8 * 0.35 + 8 * 0.30) / 16 - (2 * 0.35 + 8 * 0.30) / 10)
+    assert abs(pooled) > 0.01
+
+
+def test_an_empty_cell_of_a_pair_gives_nan() -> None:
+    records = [r for r in additive() if not (r.query_key_content and r.dcn)]
+    got = pairs(interactions(framed(records)))
+    assert math.isnan(got[("query_key_content", "dcn")])
+    assert got[("key_content", "dcn")] == pytest.approx(0.0, abs=1e-12)
+
+
+# --- ap_grid ----------------------------------------------------------------------------------------------
+
+
+def test_ap_grid_in_percent_with_missing_cells_as_nan(tmp_path: Path) -> None:
+    frame = stored(
+        tmp_path,
+        [
+            run("0000", False, bbox_mAP=0.374),
+            run("0000", True, bbox_mAP=0.413),
+            run("1111", False, bbox_mAP=0.400),
+            run("1111", False, sweep="again", bbox_mAP=0.410),  # a second sweep: the mean
+            run("0010", True, bbox_mAP=None),  # no AP: NaN, not 0
+            run(None, True, cell="nocode", bbox_mAP=0.9),  # no code: not on the grid
+            run("0101", None, cell="nodcn", bbox_mAP=0.9),  # no DCN setting: not on the grid
+        ],
+    )
+    grid = ap_grid(frame)
+    assert list(grid.index) == [f"{i:04b}" for i in range(16)]
+    assert list(grid.columns) == list(GRID_COLUMNS) == ["off", "on"]
+    assert grid.loc["0000", "off"] == pytest.approx(37.4)
+    assert grid.loc["0000", "on"] == pytest.approx(41.3)
+    assert grid.loc["1111", "off"] == pytest.approx(40.5)
+    assert math.isnan(grid.loc["0010", "on"])
+    assert math.isnan(grid.loc["1111", "on"])
+    assert math.isnan(grid.loc["0101", "off"]) and math.isnan(grid.loc["0101", "on"])
+    assert int(grid.notna().sum().sum()) == 3
+    assert (grid.fillna(1.0) != 0).all().all()
+    assert ap_grid(frame.iloc[0:0]).isna().all().all()
+
+
+def test_ap_grid_of_a_full_design() -> None:
+    grid = ap_grid(framed(additive()))
+    assert grid.notna().all().all()
+    assert grid.loc["0010", "on"] == pytest.approx(33.0)
+    assert grid.loc["1101", "off"] == pytest.approx(30.0)
+
+
+# --- training curves --------------------------------------------------------------------------------------
+
+
+def train_line(iteration: int, loss: float, epoch: int | None = 1, lr: float | None = 0.02) -> dict[str, Any]:
+    line: dict[str, Any] = {"data_time": 0.0157, "loss": loss, "loss_cls": 1.38, "time": 1.1}
+    if lr is not None:
+        line["lr"] = lr
+    if epoch is not None:
+        line["epoch"] = epoch
+    return {**line, "iter": iteration, "step": iteration}
+
+
+def val_line(epoch: int, ap: float) -> dict[str, Any]:
+    figures = dict.fromkeys(METRICS[1:], 0.5)
+    figures["bbox_mAP_s"] = -1.0  # pycocotools: no small objects
+    return {"coco/bbox_mAP": ap, **{f"coco/{k}": v for k, v in figures.items()}, "time": 0.2, "step": epoch}
+
+
+def write_scalars(work_dir: Path, stamp: str, lines: list[dict[str, Any]]) -> Path:
+    path = work_dir / stamp / "vis_data" / "scalars.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_training_curves_of_a_resumed_run(tmp_path: Path) -> None:
+    work_dir = tmp_path / "work"
+    # the first run: epochs 1 and 2 (validated), then crashed in epoch 3 after iteration 6
+    write_scalars(
+        work_dir,
+        "20240101_120000",
+        [
+            train_line(1, 2.81, epoch=1, lr=0.00334),
+            train_line(2, 2.50, epoch=1),
+            val_line(1, 0.001),
+            train_line(3, 2.00, epoch=2),
+            train_line(4, 1.90, epoch=2),
+            val_line(2, 0.010),
+            train_line(5, 1.80, epoch=3),
+            train_line(6, 1.70, epoch=3),
+        ],
+    )
+    # resumed from epoch 1's checkpoint: iterations 3 on and epoch 2's validation are logged again
+    write_scalars(
+        work_dir,
+        "20240102_080000",
+        [
+            train_line(3, 2.05, epoch=2),
+            train_line(4, 1.95, epoch=2),
+            val_line(2, 0.012),
+            train_line(5, 1.85, epoch=3),
+        ],
+    )
+    (work_dir / "20240102_090000").mkdir()  # a run folder without logs yet
+    write_scalars(work_dir, "notes", [train_line(9, 9.9)])  # not a timestamp folder: ignored
+    train, val = training_curves(work_dir)
+    assert list(train.columns) == ["iter", "epoch", "loss", "lr"]
+    assert train["iter"].tolist() == [1, 2, 3, 4, 5]  # the crashed run's iteration 6 is gone
+    assert train["loss"].tolist() == [2.81, 2.50, 2.05, 1.95, 1.85]
+    assert train["epoch"].tolist() == [1, 1, 2, 2, 3]
+    assert train["lr"].tolist() == [0.00334, 0.02, 0.02, 0.02, 0.02]
+    assert list(val.columns) == ["epoch", *METRICS]
+    assert val["epoch"].tolist() == [1, 2]
+    assert val["bbox_mAP"].tolist() == [0.001, 0.012]
+    assert val["bbox_mAP_50"].tolist() == [0.5, 0.5]
+    assert val["bbox_mAP_s"].isna().all()
+
+
+def test_training_curves_from_the_documented_lines(tmp_path: Path) -> None:
+    text = (
+        '{"lr": 0.00334, "data_time": 0.0157, "loss": 2.81, "loss_rpn_cls": 0.69, "loss_cls": 1.38, '
+        '"acc": 20.3, "loss_bbox": 0.57, "time": 1.10, "epoch": 1, "iter": 2, "step": 2}\n'
+        '{"coco/bbox_mAP": 0.001, "coco/bbox_mAP_50": 0.007, "coco/bbox_mAP_75": 0.0, '
+        '"coco/bbox_mAP_s": 0.0, "coco/bbox_mAP_m": 0.002, "coco/bbox_mAP_l": 0.0, '
+        '"data_time": 0.0037, "time": 0.207, "step": 1}\n'
+        "\n"
+        '{"lr": 0.002, "loss": 2.5, "iter": 3, "step": 3}\n'  # iteration-based: no epoch
+    )
+    path = tmp_path / "20240101_120000" / "vis_data" / "scalars.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(text, encoding="utf-8")
+    train, val = training_curves(tmp_path)
+    assert train["iter"].tolist() == [2, 3]
+    assert train["loss"].tolist() == [2.81, 2.5]
+    assert train["epoch"].iloc[0] == 1 and train["epoch"].isna().tolist() == [False, True]
+    assert val.to_dict("records") == [
+        {
+            "epoch": 1,
+            "bbox_mAP": 0.001,
+            "bbox_mAP_50": 0.007,
+            "bbox_mAP_75": 0.0,
+            "bbox_mAP_s": 0.0,
+            "bbox_mAP_m": 0.002,
+            "bbox_mAP_l": 0.0,
+        }
+    ]
+
+
+def test_training_curves_without_logs_are_empty(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    just_started = tmp_path / "started"
+    write_scalars(just_started, "20240101_120000", [])  # mmengine created the file, nothing logged yet
+    for folder in (tmp_path / "empty", tmp_path / "missing", just_started):
+        train, val = training_curves(folder)
+        assert train.empty and val.empty
+        assert list(train.columns) == ["iter", "epoch", "loss", "lr"]
+        assert list(val.columns) == ["epoch", *METRICS]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"loss": 2.8, "iter": 1, "step": 1}\n{"loss": 2.7, "it', "line 2 is not JSON"),
+        ('{"loss": "high", "iter": 1, "step": 1}\n', "loss is 'high', not a number"),
+        ('{"loss": 2.8, "iter": 1.5, "step": 1}\n', "iter is 1.5, not a whole number"),
+        ('{"coco/bbox_mAP": 0.1}\n', "has no 'step'"),
+        ("[1, 2]\n", "not a JSON object"),
+    ],
+)
+def test_a_corrupt_log_is_a_log_format_error(tmp_path: Path, text: str, message: str) -> None:
+    write_scalars(tmp_path, "20240101_120000", [{"loss": 3.0, "iter": 0, "step": 0}])
+    path = tmp_path / "20240102_120000" / "vis_data" / "scalars.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(LogFormatError, match=message) as error:
+        training_curves(tmp_path)
+    assert str(path) in str(error.value)
+
+
+# --- work_dir_of ------------------------------------------------------------------------------------------
+
+
+def test_work_dir_of_the_stores_origins(tmp_path: Path) -> None:
+    cell = tmp_path / "cells" / "1111-dcn"
+    cell.mkdir(parents=True)
+    (cell / "result.json").write_text("{}", encoding="utf-8")
+    log = tmp_path / "zoo.log.json"
+    log.write_text("{}", encoding="utf-8")
+    assert work_dir_of(str(cell / "result.json")) == cell
+    assert work_dir_of(str(cell)) == cell  # an mmengine work_dir
+    assert work_dir_of(str(log)) is None  # an imported log
+    assert work_dir_of(str(tmp_path / "reference.csv")) is None
+    assert work_dir_of(str(tmp_path / "gone" / "result.json")) is None  # its folder no longer exists
+    assert work_dir_of(str(tmp_path / "gone")) is None
+    assert work_dir_of(None) is None
+    assert work_dir_of("") is None
+
+
+def test_work_dir_of_a_harvested_run_leads_to_its_curves(tmp_path: Path) -> None:
+    work_dir = tmp_path / "work dir"
+    write_scalars(work_dir, "20240101_120000", [train_line(1, 2.0), val_line(1, 0.2)])
+    frame = stored(tmp_path, [run("1111", True, origin=str(work_dir / "result.json"))])
+    found = work_dir_of(frame["origin"].iloc[0])
+    assert found == work_dir
+    train, val = training_curves(found)
+    assert (len(train), len(val)) == (1, 1)

@@ -1,0 +1,334 @@
+"""The dashboard through Streamlit's AppTest: every page opened and its widgets used, with no exception, and
+the figures' data checked against the store, computed here independently of ``ablation.analysis``."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ablation.codes import ALL_CODES
+from ablation.manifest import Manifest, Submission, save_manifest
+from ablation.modelzoo import load_reference
+from ablation.records import RunRecord
+from ablation.results import CellResult, write_result
+from ablation.store import Store
+
+from .conftest import REPO
+
+APP = REPO / "dashboard" / "app.py"
+
+
+def ap_of(code: str, dcn: bool) -> float:
+    """A known surface: key content +2 points, DCN +1, query-key content x DCN +0.5 each way."""
+    k, q = code[2] == "1", code[0] == "1"
+    return 0.30 + 0.02 * k + 0.01 * dcn + 0.005 * (1 if q == dcn else -1)
+
+
+def grid_runs(sweep: str = "grid", skip: tuple[tuple[str, bool], ...] = ()) -> list[RunRecord]:
+    runs = []
+    for code, dcn in itertools.product((str(c) for c in ALL_CODES), (False, True)):
+        if (code, dcn) in skip:
+            continue
+        ones = code.count("1")
+        runs.append(
+            RunRecord(
+                sweep=sweep,
+                cell=f"cell-{code}-{int(dcn)}",
+                run_id="r1",
+                source="run",
+                code=code,
+                dcn=dcn,
+                backbone="R-50",
+                schedule="1x",
+                bbox_mAP=ap_of(code, dcn),
+                fps=20.0 - 2 * ones - 3 * dcn,
+                memory_gb=4.0 + ones + 0.5 * dcn,
+                memory_kind="cuda_peak_allocated",
+                flops=2e11 + 1e10 * ones,
+            )
+        )
+    return runs
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    store = Store(tmp_path / "store")
+    for record in [*grid_runs(skip=(("0110", True),)), *load_reference()]:
+        store.put(record)
+    return store
+
+
+def open_app(
+    monkeypatch: pytest.MonkeyPatch, store: Store, root: Path | None = None, page: str | None = None
+) -> AppTest:
+    monkeypatch.setenv("ABLATION_STORE", str(store.path))
+    monkeypatch.setenv("ABLATION_ROOT", str(root or store.path.parent / "runs"))
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    if page:
+        at.query_params["page"] = page
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def figures(at: AppTest) -> list[dict[str, Any]]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def traces(figure: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {trace["name"]: trace for trace in figure["data"]}
+
+
+def brute_front(points: list[tuple[float, float]], higher_x: bool) -> list[tuple[float, float]]:
+    def better(a: tuple[float, float], b: tuple[float, float]) -> bool:
+        ax, bx = (a[0], b[0]) if higher_x else (-a[0], -b[0])
+        return ax >= bx and a[1] >= b[1] and (ax > bx or a[1] > b[1])
+
+    return sorted(p for p in points if not any(better(q, p) for q in points))
+
+
+# --- pages -----------------------------------------------------------------------------------------------
+
+
+def test_an_empty_store_says_how_to_fill_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for page in ("trade-offs", "effects", "runs", "downloads"):
+        at = open_app(monkeypatch, Store(tmp_path / "empty"), page=page)
+        assert "holds no run yet" in at.info[0].value and "ablation run --sweep smoke" in at.info[0].value
+
+
+def test_trade_offs_plot_every_cell_and_the_pareto_frontier(
+    monkeypatch: pytest.MonkeyPatch, store: Store
+) -> None:
+    at = open_app(monkeypatch, store)
+    fps, memory, flops = figures(at)
+    runs = [r for r in store.read().table.to_pylist()]
+    own = [r for r in runs if r["source"] == "run"]
+    plotted = [
+        (x, y)
+        for name, t in traces(fps).items()
+        if name.startswith("own runs")
+        for x, y in zip(t["x"], t["y"], strict=True)
+    ]
+    assert sorted(plotted) == sorted((r["fps"], r["bbox_mAP"] * 100) for r in own)
+    assert len(plotted) == 31  # 32 cells, one missing
+    reference = [t for name, t in traces(fps).items() if name.startswith("model zoo")]
+    assert sum(len(t["x"]) for t in reference) == 6 and all(
+        t["marker"]["symbol"] == "star-open" for t in reference
+    )
+    everything = [(r["fps"], r["bbox_mAP"] * 100) for r in runs if r["fps"] is not None]
+    front = traces(fps)["Pareto frontier"]
+    assert sorted(zip(front["x"], front["y"], strict=True)) == brute_front(everything, higher_x=True)
+    # memory and FLOPs: lower is better
+    mem = [(r["memory_gb"], r["bbox_mAP"] * 100) for r in runs if r["memory_gb"] is not None]
+    front = traces(memory)["Pareto frontier"]
+    assert sorted(zip(front["x"], front["y"], strict=True)) == brute_front(mem, higher_x=False)
+    assert flops["layout"]["xaxis"]["title"]["text"].startswith("GFLOPs")
+    hover = traces(fps)["own runs, DCN on"]["hovertext"]
+    assert any("key content only" in h and "DCN" in h for h in hover)
+
+
+def test_memory_kinds_never_share_an_axis(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
+    store.put(
+        RunRecord(
+            sweep="cpu",
+            cell="c",
+            run_id="r",
+            source="run",
+            code="0010",
+            dcn=False,
+            bbox_mAP=0.01,
+            fps=3.0,
+            memory_gb=1.4,
+            memory_kind="cpu_peak_rss",
+        )
+    )
+    at = open_app(monkeypatch, store)
+    memory_figures = [f for f in figures(at) if "memory" in f["layout"]["xaxis"]["title"]["text"]]
+    assert len(memory_figures) == 2
+    by_title = {f["layout"]["xaxis"]["title"]["text"]: f for f in memory_figures}
+    cpu = by_title["training memory (GB, CPU peak RSS)"]
+    cuda = by_title["training memory (GB, CUDA peak allocated)"]
+    assert [x for t in cpu["data"] if t["mode"] != "lines" for x in t["x"]] == [1.4]
+    assert 1.4 not in [x for t in cuda["data"] for x in t["x"]]
+
+
+def test_selecting_a_point_opens_its_run(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
+    at = open_app(monkeypatch, store)
+    at.session_state["selected_run"] = ["grid", "cell-1010-1", "r1", "run"]
+    at.run()
+    assert not at.exception
+    assert any(
+        "cell-1010-1" in m.value and "query-key content, key content only" in m.value for m in at.markdown
+    )
+
+
+def test_factor_effects_match_the_store(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
+    at = open_app(monkeypatch, store, page="effects")
+    group = at.selectbox(key="effects-group")
+    assert ("grid", "run") in group.options or "grid (run)" in group.options
+    group.set_value(("grid", "run")).run()
+    assert not at.exception
+    ap_effects, fps_effects, memory_effects, interactions, heatmap = figures(at)
+    rows = [r for r in store.read().table.to_pylist() if r["sweep"] == "grid"]
+
+    def effect(column: str, metric: str) -> float:
+        on = [r[metric] for r in rows if r[column]]
+        off = [r[metric] for r in rows if not r[column]]
+        return sum(on) / len(on) - sum(off) / len(off)
+
+    bars = dict(zip(ap_effects["data"][0]["x"], ap_effects["data"][0]["y"], strict=True))
+    assert bars["key content only"] == pytest.approx(100 * effect("key_content", "bbox_mAP"))
+    assert bars["deformable convolution"] == pytest.approx(100 * effect("dcn", "bbox_mAP"))
+    assert bars["relative position only"] == pytest.approx(100 * effect("relative_position", "bbox_mAP"))
+    fps_bars = dict(zip(fps_effects["data"][0]["x"], fps_effects["data"][0]["y"], strict=True))
+    assert fps_bars["deformable convolution"] == pytest.approx(effect("dcn", "fps"))
+    assert memory_effects["data"][0]["y"][0] == pytest.approx(effect("query_key_content", "memory_gb"))
+    # the query-key x DCN interaction: half the change of one's effect when the other is on (cell means)
+    z = interactions["data"][0]["z"]
+    labels = interactions["data"][0]["x"]
+    i, j = labels.index("query-key content"), labels.index("deformable convolution")
+
+    def mean(q: bool, d: bool) -> float:
+        values = [r["bbox_mAP"] for r in rows if bool(r["query_key_content"]) == q and bool(r["dcn"]) == d]
+        return sum(values) / len(values)
+
+    expected = ((mean(True, True) - mean(False, True)) - (mean(True, False) - mean(False, False))) / 2
+    assert z[i][j] == pytest.approx(100 * expected) and z[j][i] == z[i][j]
+    assert expected == pytest.approx(0.01, abs=1e-3)  # the surface's +-0.005 term, one cell missing
+    # the 16 x 2 AP grid: the missing cell is missing, not 0
+    values = heatmap["data"][0]["z"]
+    text = heatmap["data"][0]["text"]
+    row = [code.split()[0] for code in heatmap["data"][0]["y"]].index("0110")
+    assert values[row][1] is None and text[row][1] == "missing"
+    assert values[row][0] == pytest.approx(100 * ap_of("0110", False))
+    assert sum(v is None for r in values for v in r) == 1
+
+
+def test_runs_page_filters_and_shows_a_failed_run(
+    monkeypatch: pytest.MonkeyPatch, store: Store, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    (work / "20260101_000000" / "vis_data").mkdir(parents=True)
+    lines = [
+        {"lr": 0.01, "loss": 2.5, "epoch": 1, "iter": 2, "step": 2},
+        {"coco/bbox_mAP": 0.01, "coco/bbox_mAP_50": 0.02, "step": 1},
+        {"lr": 0.01, "loss": 2.1, "epoch": 2, "iter": 4, "step": 4},
+        {"coco/bbox_mAP": 0.02, "coco/bbox_mAP_50": 0.03, "step": 2},
+    ]
+    (work / "20260101_000000" / "vis_data" / "scalars.json").write_text(
+        "".join(json.dumps(x) + "\n" for x in lines)
+    )
+    store.put(
+        RunRecord(
+            sweep="grid",
+            cell="broken",
+            run_id="r1",
+            source="run",
+            status="failed",
+            code="1111",
+            dcn=True,
+            error="RuntimeError: CUDA out of memory",
+            log_tail="line 1\nline 2 of the log",
+            origin=str(work / "result.json"),
+        )
+    )
+    at = open_app(monkeypatch, store, page="runs")
+    assert len(at.dataframe[0].value) == 32 + 6
+    at.multiselect(key="runs-status").set_value(["failed"]).run()
+    assert list(at.dataframe[0].value["cell"]) == ["broken"]
+    at.radio(key="runs-dcn").set_value("off").run()
+    assert len(at.dataframe[0].value) == 0
+    at.radio(key="runs-dcn").set_value("both").run()
+    at.session_state["selected_run"] = ["grid", "broken", "r1", "run"]
+    at.run()
+    assert not at.exception
+    assert at.error[0].value == "RuntimeError: CUDA out of memory"
+    assert "line 2 of the log" in at.code[0].value
+    (curves,) = figures(at)
+    by_name = traces(curves)
+    assert by_name["loss"]["y"] == [2.5, 2.1] and by_name["box AP"]["y"] == pytest.approx([1.0, 2.0])
+
+
+def test_status_page_reads_the_manifests(
+    monkeypatch: pytest.MonkeyPatch, store: Store, tmp_path: Path
+) -> None:
+    root = tmp_path / "runs"
+    folder = root / "live"
+    manifest = Manifest(sweep="live")
+    for i, status in enumerate(("done", "failed", None)):
+        work = folder / "work" / f"cell{i}" / "id"
+        work.mkdir(parents=True)
+        manifest.record(
+            Submission(
+                cell=f"cell{i}",
+                cell_id="id",
+                executor="local",
+                job_id=str(999_990 + i),
+                folder=str(folder),
+                work_dir=str(work),
+                attempt=1,
+                submitted="2026-01-01T00:00:00+00:00",
+            )
+        )
+        if status:
+            write_result(
+                work,
+                CellResult(
+                    status=status,
+                    sweep="live",
+                    cell=f"cell{i}",
+                    cell_id="id",
+                    code="0010",
+                    dcn=False,
+                    config="c.py",
+                    config_hash="h",
+                    attempt=1,
+                    host="h",
+                    pid=1,
+                    started="2026-01-01T00:00:00+00:00",
+                    metrics={"bbox_mAP": 0.4},
+                ),
+            )
+    save_manifest(folder, manifest)
+    at = open_app(monkeypatch, store, root=root, page="status")
+    table = at.dataframe[0].value
+    assert dict(zip(table["cell"], table["state"], strict=True)) == {
+        "cell0": "done",
+        "cell1": "failed",
+        "cell2": "lost",
+    }
+    assert at.subheader[0].value == "live"
+
+
+def test_downloads_are_what_export_writes(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
+    from ablation.export import TableOptions, render, results_table
+
+    at = open_app(monkeypatch, store, page="downloads")
+    at.checkbox(key="dl-breakdown").check().run()
+    at.selectbox(key="dl-baseline").set_value("0000").run()
+    assert not at.exception
+    expected = render(
+        results_table(store.read().frame(), TableOptions(breakdown=True, baseline="0000")), "markdown"
+    )
+    assert at.markdown[-1].value == expected.rstrip("\n")
+    assert len(at.get("download_button")) == 3
+
+
+def test_nan_metrics_and_the_sidebar_filters(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
+    store.put(
+        RunRecord(sweep="nan", cell="c", run_id="r", source="run", code="0001", dcn=False, bbox_mAP=math.nan)
+    )
+    at = open_app(monkeypatch, store)
+    at.multiselect(key="sources").set_value(["reference"]).run()
+    assert not at.exception
+    fps = figures(at)[0]
+    assert {name.split(",")[0] for name in traces(fps)} <= {"model zoo (published)", "Pareto frontier"}
+    for page in ("effects", "runs", "downloads", "status"):
+        at.radio(key="page").set_value(page).run()
+        assert not at.exception, page

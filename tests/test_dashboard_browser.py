@@ -1,0 +1,115 @@
+"""The dashboard as a person sees it: `ablation dashboard` serving, Debian's Chromium (headless, driven by
+playwright with no browser download) opening the trade-off page, and a screenshot that is not blank."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ablation.modelzoo import load_reference
+from ablation.store import Store
+
+from .conftest import venv_bin
+from .test_dashboard import grid_runs
+
+CHROMIUM = os.environ.get("ABLATION_CHROMIUM", "/usr/bin/chromium")
+# As this workplace's machines need them: no sandbox as root, no background connections to a closed network.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[str]:
+    store = Store(tmp_path / "store")
+    for record in [*grid_runs(), *load_reference()]:
+        store.put(record)
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(
+        [
+            venv_bin("ablation"),
+            "dashboard",
+            "--store",
+            str(store.path),
+            "--root",
+            str(tmp_path),
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                    if answer.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the dashboard did not come up in 90 s"
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+
+
+def screenshot(url: str, path: Path, width: int = 1400, height: int = 1000) -> str:
+    """Open ``url``, wait for the Plotly charts to draw, save a PNG; returns the page's text."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto(url)
+        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=90_000)
+        page.wait_for_timeout(2000)  # let WebGL points and the legend settle
+        page.screenshot(path=str(path))
+        text = page.inner_text("body")
+        browser.close()
+    return text
+
+
+def test_the_trade_off_page_in_headless_chromium(served: str, tmp_path: Path) -> None:
+    assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: `bash .ci/setup` installs Debian's as root"
+    png = tmp_path / "trade-offs.png"
+    text = screenshot(f"{served}/?page=trade-offs", png)
+    assert "Accuracy against efficiency" in text and "Pareto" in text
+    with Image.open(png) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.int32)
+    assert pixels.shape == (1000, 1400, 3)
+    inked = float((pixels.sum(axis=2) < 720).mean())  # not near-white
+    colours = len(np.unique(pixels.reshape(-1, 3), axis=0))
+    assert inked > 0.03 and colours > 100, (inked, colours)
+
+    def near(rgb: tuple[int, int, int]) -> int:
+        return int((np.abs(pixels - np.array(rgb)).max(axis=2) < 30).sum())
+
+    assert near((0x1F, 0x77, 0xB4)) > 50 and near((0xD6, 0x27, 0x28)) > 50  # the DCN off and on points
