@@ -78,8 +78,10 @@ def filters(frame: pd.DataFrame) -> pd.DataFrame:
     """The sidebar's filters: which sweeps and sources every page shows."""
     sweeps = sorted(str(s) for s in frame["sweep"].dropna().unique()) if not frame.empty else []
     present = [s for s in SOURCES if not frame.empty and (frame["source"] == s).any()]
-    picked_sweeps = st.multiselect("sweeps", sweeps, default=sweeps, key="sweeps")
-    picked_sources = st.multiselect("sources", present, default=present, key="sources")
+    # No widget keys: when the store gains a sweep or source, the widget is a new one and starts with all
+    # chosen, so new runs show up instead of being filtered out by a choice made before they existed.
+    picked_sweeps = st.multiselect("sweeps", sweeps, default=sweeps)
+    picked_sources = st.multiselect("sources", present, default=present)
     if frame.empty:
         return frame
     return frame[frame["sweep"].isin(picked_sweeps) & frame["source"].isin(picked_sources)]

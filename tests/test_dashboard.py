@@ -325,10 +325,20 @@ def test_nan_metrics_and_the_sidebar_filters(monkeypatch: pytest.MonkeyPatch, st
         RunRecord(sweep="nan", cell="c", run_id="r", source="run", code="0001", dcn=False, bbox_mAP=math.nan)
     )
     at = open_app(monkeypatch, store)
-    at.multiselect(key="sources").set_value(["reference"]).run()
+    at.sidebar.multiselect[1].set_value(["reference"]).run()
     assert not at.exception
     fps = figures(at)[0]
     assert {name.split(",")[0] for name in traces(fps)} <= {"model zoo (published)", "Pareto frontier"}
     for page in ("effects", "runs", "downloads", "status"):
         at.radio(key="page").set_value(page).run()
         assert not at.exception, page
+
+
+def test_the_loader_sees_a_new_run_at_the_next_rerun(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
+    at = open_app(monkeypatch, store, page="runs")
+    assert len(at.dataframe[0].value) == 31 + 6
+    store.put(RunRecord(sweep="late", cell="c", run_id="r", source="run", code="1111", dcn=True, bbox_mAP=0.4))
+    at.run()
+    assert len(at.dataframe[0].value) == 31 + 6 + 1  # the new sweep is shown too
+    assert "c" in list(at.dataframe[0].value["cell"])
+    assert any("(38 runs)" in c.value for c in at.sidebar.caption)
