@@ -30,6 +30,31 @@ Where mmcv 2.1.0 differs, this module follows the formula:
   code 0010 masks every query with the first query's window; here each query has its own;
 - the mask is derived from the settings, so it is not a parameter: an mmcv state_dict's
   ``local_constraint_map`` is accepted on load and dropped.
+
+Two implementations compute the same function with the same parameters (``implementation=``, one of
+``IMPLEMENTATIONS``; the choice adds no parameter or buffer, so state_dicts are interchangeable):
+
+- ``"reference"`` (the default) sums the terms over a materialised (n, heads, h, w, h_kv, w_kv) energy, then
+  takes its softmax: memory grows with the product of the query and key map sizes;
+- ``"sdpa"`` never builds the energy itself: it hands the whole block to torch's
+  ``scaled_dot_product_attention``, whose fused kernels (the flash kernel on CPU, flash or memory-efficient
+  on CUDA) compute softmax(energy) @ value tile by tile, in the forward and the backward pass.
+
+Why ``"sdpa"`` is exact: the position terms are separable. The x-term of query (i, j) depends on the key
+only through its column l, the y-term only through its row k, so with p = q * bit2 + v * bit4 and
+c = q * bit1 + u * bit3 the energy is one dot product of an augmented query and an augmented key::
+
+    query (i, j):  [ c(i,j) ,  p(i,j) . Rx(j, 0..w_kv-1) ,  p(i,j) . Ry(i, 0..h_kv-1) ]
+    key   (k, l):  [ k(k,l) ,  one-hot of l (w_kv)        ,  one-hot of k (h_kv)        ]
+
+    query . key = c . k(k,l) + p . Rx(j,l) + p . Ry(i,k)        (the code's terms, as above)
+
+The per-query position scores are (n, heads, h*w, w_kv + h_kv): small beside the energy's h_kv * w_kv keys.
+mmcv applies no 1/sqrt(d) scaling, so the call passes ``scale=1.0``. The spatial window, where set, is
+passed as a boolean ``attn_mask`` (True: may attend). The CPU flash kernel needs the query, key and value
+head sizes equal, so the three are zero-padded to a common size (a multiple of 8) and the output is sliced
+back: the zero columns add nothing to a dot product. Codes whose energy does not depend on the query (0010,
+and 0000 with its uniform attention) take the reference's one-query shortcut unless a window is set.
 """
 
 from __future__ import annotations
@@ -46,11 +71,13 @@ from torch import Tensor, nn
 from .codes import AttentionCode
 from .sweep import ATTENTION_MODULES
 
-__all__ = ["REGISTERED_NAME", "GeneralizedAttention"]
+__all__ = ["IMPLEMENTATIONS", "REGISTERED_NAME", "GeneralizedAttention"]
 
 REGISTERED_NAME, _ = ATTENTION_MODULES["ablation"]
 _WAVE_LENGTH = 1000.0
 _DERIVED_KEYS = ("local_constraint_map",)
+IMPLEMENTATIONS = ("reference", "sdpa")
+_HEAD_ALIGNMENT = 8  # pad the fused kernel's head size to a multiple of this
 
 
 class GeneralizedAttention(nn.Module):
@@ -66,6 +93,8 @@ class GeneralizedAttention(nn.Module):
         kv_stride: stride at which keys and values are taken from the input.
         q_stride: stride at which queries are taken; the output is upsampled back (bilinear).
         attention_type: the 4-bit code, '0000'..'1111', bit 1 first.
+        implementation: how the attention is computed, one of ``IMPLEMENTATIONS`` (not an mmcv argument):
+            "reference" materialises the energy; "sdpa" uses torch's fused scaled_dot_product_attention.
     """
 
     _abbr_ = "gen_attention_block"  # mmcv's, so that parameter names in detectors match its checkpoints
@@ -80,6 +109,8 @@ class GeneralizedAttention(nn.Module):
         kv_stride: int = 2,
         q_stride: int = 1,
         attention_type: str = "1111",
+        *,
+        implementation: str = "reference",
     ) -> None:
         super().__init__()
         self.code = AttentionCode(attention_type)
@@ -93,6 +124,7 @@ class GeneralizedAttention(nn.Module):
         self.kv_stride = kv_stride
         self.q_stride = q_stride
         self.qk_embed_dim = self.v_dim = in_channels // num_heads
+        self.implementation = implementation
         self._check_arguments()
 
         qk, pos, key_only, pos_only = bits
@@ -122,6 +154,9 @@ class GeneralizedAttention(nn.Module):
         for name in ("kv_stride", "q_stride", "position_magnitude"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.implementation not in IMPLEMENTATIONS:
+            valid = ", ".join(repr(name) for name in IMPLEMENTATIONS)
+            problems.append(f"implementation must be one of {valid}, got {self.implementation!r}")
         uses_position = self.attention_type[1] or self.attention_type[3]
         if uses_position and self.position_embedding_dim % 4:
             problems.append(
@@ -149,7 +184,8 @@ class GeneralizedAttention(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"attention_type={str(self.code)!r}, num_heads={self.num_heads}, kv_stride={self.kv_stride}, "
-            f"q_stride={self.q_stride}, spatial_range={self.spatial_range}"
+            f"q_stride={self.q_stride}, spatial_range={self.spatial_range}, "
+            f"implementation={self.implementation!r}"
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -159,19 +195,99 @@ class GeneralizedAttention(nn.Module):
         h, w = x_q.shape[2:]
         h_kv, w_kv = x_kv.shape[2:]
 
-        energy = self._energy(x_q, x_kv)  # (n or 1, heads, h or 1, w or 1, h_kv, w_kv)
-        if self.spatial_range >= 0:
-            energy = energy.masked_fill(self._outside_window(h, w, h_kv, w_kv, x.device), float("-inf"))
-        queries = energy.shape[2:4]  # (1, 1) when no query attends differently from another
-        attention = F.softmax(energy.flatten(-2).flatten(2, 3), dim=-1)  # (., heads, queries, keys)
-
-        value = self.value_conv(x_kv).view(n, self.num_heads, self.v_dim, h_kv * w_kv)
-        out = torch.matmul(attention, value.transpose(-1, -2))  # (n, heads, queries, v_dim)
+        value = self.value_conv(x_kv).view(n, self.num_heads, self.v_dim, h_kv * w_kv).transpose(-1, -2)
+        if self.implementation == "sdpa" and not self._query_independent():
+            out = self._attend_fused(x_q, x_kv, value)
+            queries = (h, w)
+        else:
+            out, queries = self._attend_materialised(x_q, x_kv, value)
         out = out.permute(0, 1, 3, 2).reshape(n, self.num_heads * self.v_dim, *queries)
         out = self.proj_conv(out)
         if out.shape[2:] != x.shape[2:] and out.shape[2:] != (1, 1):
             out = F.interpolate(out, size=x.shape[2:], mode="bilinear", align_corners=False)
         return self.gamma * out + x
+
+    def _query_independent(self) -> bool:
+        """Whether every query attends alike (0000, 0010 without a window): the one-query shortcut applies."""
+        qk, pos, _, pos_only = self.attention_type
+        return not (qk or pos or pos_only) and self.spatial_range < 0
+
+    def _attend_materialised(
+        self, x_q: Tensor, x_kv: Tensor, value: Tensor
+    ) -> tuple[Tensor, tuple[int, int]]:
+        """The reference: softmax of the full energy, times the values; (n, heads, queries, v_dim), queries.
+
+        queries is (h, w), or (1, 1) when no query attends differently from another.
+        """
+        h, w = x_q.shape[2:]
+        h_kv, w_kv = x_kv.shape[2:]
+        energy = self._energy(x_q, x_kv)  # (n or 1, heads, h or 1, w or 1, h_kv, w_kv)
+        if self.spatial_range >= 0:
+            energy = energy.masked_fill(self._outside_window(h, w, h_kv, w_kv, x_q.device), float("-inf"))
+        queries = energy.shape[2:4]
+        attention = F.softmax(energy.flatten(-2).flatten(2, 3), dim=-1)  # (., heads, queries, keys)
+        return torch.matmul(attention, value), (queries[0], queries[1])
+
+    def _attend_fused(self, x_q: Tensor, x_kv: Tensor, value: Tensor) -> Tensor:
+        """softmax(energy) @ value through scaled_dot_product_attention: (n, heads, h * w, v_dim).
+
+        The energy is the dot product of the augmented queries and keys of the module docstring.
+        """
+        qk, pos, key_only, pos_only = self.attention_type
+        heads, dim = self.num_heads, self.qk_embed_dim
+        n, _, h, w = x_q.shape
+        h_kv, w_kv = x_kv.shape[2:]
+        dtype, device = value.dtype, value.device
+
+        def bias(parameter: Tensor) -> Tensor:
+            return parameter.view(1, heads, 1, 1, dim)
+
+        def per_query(t: Tensor) -> Tensor:  # (n or 1, heads, h or 1, w or 1, d) -> (n, heads, h * w, d)
+            return t.to(dtype).expand(n, heads, h, w, t.shape[-1]).reshape(n, heads, h * w, t.shape[-1])
+
+        def per_key(
+            t: Tensor,
+        ) -> Tensor:  # (n or 1, heads or 1, h_kv * w_kv, d) -> (n, heads, h_kv * w_kv, d)
+            return t.to(dtype).expand(n, heads, h_kv * w_kv, t.shape[-1])
+
+        query = None
+        if qk or pos:  # (n, heads, h, w, dim)
+            query = self.query_conv(x_q).view(n, heads, dim, h, w).permute(0, 1, 3, 4, 2)
+        queries: list[Tensor] = []
+        keys: list[Tensor] = []
+        content = _sum([query if qk else None, bias(self.appr_bias) if key_only else None])
+        if content is not None:
+            key = self.key_conv(x_kv).view(n, heads, dim, h_kv * w_kv).transpose(-1, -2)
+            queries.append(per_query(content))
+            keys.append(per_key(key))
+
+        position = _sum([query if pos else None, bias(self.geom_bias) if pos_only else None])
+        if position is not None:
+            rel_x, rel_y = self._relative_position(h, w, h_kv, w_kv, x_q)
+            queries.append(per_query(torch.einsum("nhyxd,hxld->nhyxl", position, rel_x)))  # over key columns
+            queries.append(per_query(torch.einsum("nhyxd,hykd->nhyxk", position, rel_y)))  # over key rows
+            column = torch.eye(w_kv, device=device, dtype=dtype).repeat(h_kv, 1)  # key (k, l): one-hot of l
+            row = torch.eye(h_kv, device=device, dtype=dtype).repeat_interleave(w_kv, dim=0)  # one-hot of k
+            keys += [per_key(column[None, None]), per_key(row[None, None])]
+
+        size = sum(t.shape[-1] for t in queries)  # 0 for 0000 (with a window): all energies are zero
+        padded = -(-max(size, self.v_dim) // _HEAD_ALIGNMENT) * _HEAD_ALIGNMENT
+
+        def pad(parts: list[Tensor], like: Tensor) -> Tensor:
+            t = torch.cat(parts, dim=-1) if parts else like[..., :0]
+            return F.pad(t, (0, padded - t.shape[-1])).contiguous()
+
+        mask = None
+        if self.spatial_range >= 0:
+            mask = ~self._outside_window(h, w, h_kv, w_kv, device).view(h * w, h_kv * w_kv)
+        out = F.scaled_dot_product_attention(
+            pad(queries, value.new_empty(n, heads, h * w, 0)),
+            pad(keys, value),
+            pad([value], value),
+            attn_mask=mask,
+            scale=1.0,  # mmcv does not scale the energy
+        )
+        return out[..., : self.v_dim]
 
     def _energy(self, x_q: Tensor, x_kv: Tensor) -> Tensor:
         qk, pos, key_only, pos_only = self.attention_type
