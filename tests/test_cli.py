@@ -116,7 +116,7 @@ def test_the_root_comes_from_the_environment(
         (
             ["frobnicate"],
             "error: argument COMMAND: invalid choice: 'frobnicate' (choose from 'plan', 'launch', 'status', "
-            "'cancel', 'run', 'sweeps', 'harvest', 'import-log', 'export')",
+            "'cancel', 'run', 'sweeps', 'harvest', 'import-log', 'export', 'dashboard')",
         ),
         (
             ["export", "--format", "html"],
@@ -128,6 +128,10 @@ def test_the_root_comes_from_the_environment(
         ),
         (["export", "--baseline", "12"], "error: argument --baseline: bad attention code '12'"),
         (["import-log"], "error: the following arguments are required: FILE.log.json"),
+        (
+            ["dashboard", "--port", "99999"],
+            "error: argument --port: expected a port number 1..65535, got '99999'",
+        ),
         (["import-log", "x.log.json", "--dcn", "yes"], "error: argument --dcn: invalid choice: 'yes'"),
     ],
 )

@@ -337,7 +337,9 @@ def test_nan_metrics_and_the_sidebar_filters(monkeypatch: pytest.MonkeyPatch, st
 def test_the_loader_sees_a_new_run_at_the_next_rerun(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
     at = open_app(monkeypatch, store, page="runs")
     assert len(at.dataframe[0].value) == 31 + 6
-    store.put(RunRecord(sweep="late", cell="c", run_id="r", source="run", code="1111", dcn=True, bbox_mAP=0.4))
+    store.put(
+        RunRecord(sweep="late", cell="c", run_id="r", source="run", code="1111", dcn=True, bbox_mAP=0.4)
+    )
     at.run()
     assert len(at.dataframe[0].value) == 31 + 6 + 1  # the new sweep is shown too
     assert "c" in list(at.dataframe[0].value["cell"])
