@@ -69,14 +69,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .codes import AttentionCode
-from .sweep import ATTENTION_MODULES
+from .sweep import ATTENTION_IMPLEMENTATIONS, ATTENTION_MODULES
 
 __all__ = ["IMPLEMENTATIONS", "REGISTERED_NAME", "GeneralizedAttention"]
 
 REGISTERED_NAME, _ = ATTENTION_MODULES["ablation"]
 _WAVE_LENGTH = 1000.0
 _DERIVED_KEYS = ("local_constraint_map",)
-IMPLEMENTATIONS = ("reference", "sdpa")
+IMPLEMENTATIONS = ATTENTION_IMPLEMENTATIONS  # the sweep setting's values: one list of them
 _HEAD_ALIGNMENT = 8  # pad the fused kernel's head size to a multiple of this
 
 
@@ -245,9 +245,7 @@ class GeneralizedAttention(nn.Module):
         def per_query(t: Tensor) -> Tensor:  # (n or 1, heads, h or 1, w or 1, d) -> (n, heads, h * w, d)
             return t.to(dtype).expand(n, heads, h, w, t.shape[-1]).reshape(n, heads, h * w, t.shape[-1])
 
-        def per_key(
-            t: Tensor,
-        ) -> Tensor:  # (n or 1, heads or 1, h_kv * w_kv, d) -> (n, heads, h_kv * w_kv, d)
+        def per_key(t: Tensor) -> Tensor:  # (n or 1, heads or 1, keys, d) -> (n, heads, keys, d)
             return t.to(dtype).expand(n, heads, h_kv * w_kv, t.shape[-1])
 
         query = None
@@ -273,17 +271,18 @@ class GeneralizedAttention(nn.Module):
         size = sum(t.shape[-1] for t in queries)  # 0 for 0000 (with a window): all energies are zero
         padded = -(-max(size, self.v_dim) // _HEAD_ALIGNMENT) * _HEAD_ALIGNMENT
 
-        def pad(parts: list[Tensor], like: Tensor) -> Tensor:
-            t = torch.cat(parts, dim=-1) if parts else like[..., :0]
-            return F.pad(t, (0, padded - t.shape[-1])).contiguous()
+        def assemble(parts: list[Tensor], tokens: int) -> Tensor:  # one copy: the parts, then zeros
+            width = padded - sum(t.shape[-1] for t in parts)
+            zeros = torch.zeros((), device=device, dtype=dtype).expand(n, heads, tokens, width)
+            return torch.cat([*parts, zeros], dim=-1)
 
         mask = None
         if self.spatial_range >= 0:
             mask = ~self._outside_window(h, w, h_kv, w_kv, device).view(h * w, h_kv * w_kv)
         out = F.scaled_dot_product_attention(
-            pad(queries, value.new_empty(n, heads, h * w, 0)),
-            pad(keys, value),
-            pad([value], value),
+            assemble(queries, h * w),
+            assemble(keys, h_kv * w_kv),
+            assemble([value], h_kv * w_kv),
             attn_mask=mask,
             scale=1.0,  # mmcv does not scale the energy
         )

@@ -31,6 +31,7 @@ class ConfigFacts:
     backbone: str | None = None  # "R-50"
     epochs: int | None = None
     attention_module: str | None = None
+    attention_impl: str | None = None
 
     @property
     def schedule(self) -> str | None:
@@ -45,6 +46,7 @@ class ConfigFacts:
             schedule=self.schedule,
             dataset=dataset,
             attention_module=self.attention_module,
+            attention_impl=self.attention_impl,
             **values,
         )
 
@@ -57,6 +59,7 @@ def config_facts(text: str) -> ConfigFacts:
     code = re.search(r"attention_type\s*=\s*['\"]([01]{4})['\"]", text)
     module = re.search(r"type\s*=\s*'((?:Ablation)?GeneralizedAttention)'", text)
     epochs = re.search(r"\b(?:max_epochs|total_epochs)\s*=\s*(\d+)", text)
+    implementation = re.search(r"\bimplementation\s*=\s*'(\w+)'", text)
     backbone = None
     if depth:
         backbone = backbone_label(("x" if kind and kind[1] == "ResNeXt" else "r") + depth[1])
@@ -66,6 +69,9 @@ def config_facts(text: str) -> ConfigFacts:
         backbone=backbone,
         epochs=int(epochs[1]) if epochs else None,
         attention_module=_MODULES[module[1]] if module else None,
+        attention_impl=(implementation[1] if implementation else "reference")
+        if module and _MODULES[module[1]] == "ablation"
+        else None,
     )
 
 

@@ -116,6 +116,9 @@ def _hover(row: dict[str, Any], x: str) -> str:
         f"{row.get('sweep')} / {row.get('cell')} ({row.get('source')})",
         f"box AP {ap * 100:.1f}" if ap is not None else "box AP -",
     ]
+    module, implementation = _text(row.get("attention_module")), _text(row.get("attention_impl"))
+    if module:
+        parts.append(f"attention: {module}" + (f" ({implementation})" if implementation else ""))
     for column, unit, scale in (("fps", "img/s", 1.0), ("memory_gb", "GB", 1.0), ("flops", "GFLOPs", 1e-9)):
         value = _number(row.get(column))
         if value is not None:

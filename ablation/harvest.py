@@ -120,6 +120,7 @@ def _from_cell_result(result: CellResult, origin: Path) -> RunRecord:
         schedule=result.schedule,
         dataset=result.dataset,
         attention_module=result.attention_module,
+        attention_impl=result.attention_impl,
         fps=result.fps,
         device=result.fps_device,
         memory_gb=memory,

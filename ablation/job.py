@@ -57,6 +57,7 @@ class CellJob:
     schedule: str | None = None
     dataset: str | None = None
     attention_module: str | None = None
+    attention_impl: str | None = None
 
 
 def git_commit() -> str | None:
@@ -128,6 +129,7 @@ def _blank(job: CellJob) -> CellResult:
         schedule=job.schedule,
         dataset=job.dataset,
         attention_module=job.attention_module,
+        attention_impl=job.attention_impl,
         git_commit=git_commit(),
     )
 

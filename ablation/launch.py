@@ -297,7 +297,14 @@ def _job(
         schedule=sweep.schedule.name,
         dataset=sweep.dataset.name,
         attention_module=None if p.cell.code.is_baseline else sweep.model.attention.module,
+        attention_impl=_implementation(sweep, p.cell.code),
     )
+
+
+def _implementation(sweep: Sweep, code: AttentionCode) -> str | None:
+    """Which implementation of ablation's attention module computes the cell (None: no ablation module)."""
+    attention = sweep.model.attention
+    return None if code.is_baseline or attention.module != "ablation" else attention.implementation
 
 
 def wait(

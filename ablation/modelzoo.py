@@ -45,6 +45,7 @@ def import_log(
         backbone=facts.backbone or named.backbone,
         epochs=facts.epochs or named.epochs or figures.epochs,
         attention_module=facts.attention_module,
+        attention_impl=facts.attention_impl,
     )
     if facts.code is None or facts.dcn is None:
         raise InputError(f"{path}: cannot tell its attention code or DCN setting; pass --code and --dcn")

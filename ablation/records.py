@@ -56,6 +56,7 @@ class RunRecord:
     schedule: str | None = None  # "1x", "2e", ...
     dataset: str | None = None
     attention_module: str | None = None  # "ablation" or "mmcv": which GeneralizedAttention computed it
+    attention_impl: str | None = None  # ablation's implementation: "reference" or "sdpa"
     bbox_mAP: float | None = None
     bbox_mAP_50: float | None = None
     bbox_mAP_75: float | None = None

@@ -131,6 +131,8 @@ def _model(sweep: Sweep, cell: Cell) -> dict[str, Any]:
             **m.attention.mmcv_args(),
             "attention_type": str(cell.code),
         }
+        if m.attention.implementation != "reference":  # the default stays out: today's configs and ids hold
+            attention["implementation"] = m.attention.implementation
         backbone["plugins"] = [dict(cfg=attention, stages=m.attention.stages, position=m.attention.position)]
     if cell.dcn:
         backbone["dcn"] = dict(

@@ -68,6 +68,7 @@ class CellResult:
     schedule: str | None = None
     dataset: str | None = None
     attention_module: str | None = None
+    attention_impl: str | None = None
     git_commit: str | None = None
     schema_version: int = SCHEMA_VERSION
 

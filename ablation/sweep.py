@@ -22,6 +22,7 @@ from .grid import Cell, expand
 from .schema import free_table, nested, setting
 
 __all__ = [
+    "ATTENTION_IMPLEMENTATIONS",
     "ATTENTION_MODULES",
     "AttentionSettings",
     "BenchmarkSettings",
@@ -44,6 +45,10 @@ ATTENTION_MODULES: dict[str, tuple[str, str | None]] = {
     "ablation": ("AblationGeneralizedAttention", "ablation.attention"),
     "mmcv": ("GeneralizedAttention", None),
 }
+
+# How ablation's module computes the attention (its ``implementation`` argument): "reference" materialises
+# the energy of every (query, key) pair; "sdpa" gets the same numbers from one scaled_dot_product_attention.
+ATTENTION_IMPLEMENTATIONS = ("reference", "sdpa")
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 _STAGES = tuple[bool, bool, bool, bool]
@@ -84,6 +89,11 @@ class AttentionSettings:
         '"ablation": ours, right for all 16 codes on any map; "mmcv": the stock module, as upstream '
         "(fails codes 0100, 0110, 1100, 1110 on non-square maps)",
     )
+    implementation: str = setting(
+        "reference",
+        'with module "ablation": "reference" materialises every query-key energy; "sdpa" computes the same '
+        "numbers through torch's scaled_dot_product_attention, without that (much less memory)",
+    )
     stages: _STAGES = setting(
         (False, False, True, True), "ResNet stages (c2..c5) that get the attention plugin"
     )
@@ -98,6 +108,15 @@ class AttentionSettings:
     def __post_init__(self) -> None:
         modules = ", ".join(map(repr, ATTENTION_MODULES))
         _check(self.module in ATTENTION_MODULES, f"module {self.module!r} is not one of {modules}")
+        kinds = ", ".join(map(repr, ATTENTION_IMPLEMENTATIONS))
+        _check(
+            self.implementation in ATTENTION_IMPLEMENTATIONS,
+            f"implementation {self.implementation!r} is not one of {kinds}",
+        )
+        _check(
+            self.module == "ablation" or self.implementation == "reference",
+            f'implementation {self.implementation!r} needs module = "ablation" (mmcv\'s has only its own)',
+        )
         positions = ("after_conv1", "after_conv2", "after_conv3")
         _check(self.position in positions, f"position {self.position!r} is not one of {', '.join(positions)}")
         _check(any(self.stages), "stages: switch attention on in at least one stage")

@@ -199,6 +199,7 @@ _RUN_COLUMNS = {
     "memory_gb": "memory (GB)",
     "memory_kind": "memory kind",
     "flops": "GFLOPs",
+    "attention_impl": "attention impl.",
     "epochs": "epochs",
     "finished": "finished",
     "run_id": "run",

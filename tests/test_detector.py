@@ -117,3 +117,35 @@ def test_a_fresh_process_finds_our_module_through_the_config_alone(coco_plan: Pl
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["ablation.attention", "0100"]
+
+
+def test_the_sdpa_implementation_gives_the_reference_detector_s_loss_and_gradients(tmp_path: Path) -> None:
+    """[model.attention] implementation = "sdpa": the planned config carries it to every block, and a
+    detector built from it computes what the reference one does, from the same weights."""
+    text = '[grid]\ncodes = ["1111", "0110"]\ndcn = [false]\n'
+    reference = plan(load_sweep(write_sweep(tmp_path, text, "reference")), tmp_path)
+    sdpa_text = text + '[model.attention]\nimplementation = "sdpa"\n'
+    sdpa = plan(load_sweep(write_sweep(tmp_path, sdpa_text, "sdpa")), tmp_path)
+    for ref_cell, sdpa_cell in zip(reference.cells, sdpa.cells, strict=True):
+        assert "implementation='sdpa'" in sdpa_cell.path.read_text()
+        assert "implementation" not in ref_cell.path.read_text()  # the default keeps today's configs and ids
+        assert sdpa_cell.cell_id != ref_cell.cell_id
+        torch.manual_seed(0)
+        ref_model, sdpa_model = build(ref_cell.path), build(sdpa_cell.path)
+        blocks = [m for m in sdpa_model.modules() if isinstance(m, GeneralizedAttention)]
+        assert len(blocks) == 9 and {m.implementation for m in blocks} == {"sdpa"}
+        for m in (*blocks, *[m for m in ref_model.modules() if isinstance(m, GeneralizedAttention)]):
+            nn.init.constant_(m.gamma, 0.5)
+        sdpa_model.load_state_dict(ref_model.state_dict(), strict=True)
+        ref_model.train(), sdpa_model.train()
+        torch.manual_seed(1)
+        ref_loss = train_step(ref_model)
+        torch.manual_seed(1)
+        sdpa_loss = train_step(sdpa_model)
+        assert torch.allclose(ref_loss, sdpa_loss, rtol=1e-4, atol=1e-5)
+        ref_grads = dict(ref_model.named_parameters())
+        for name, parameter in sdpa_model.named_parameters():
+            if ".gen_attention_block." in name:
+                expected = ref_grads[name].grad
+                assert parameter.grad is not None and expected is not None
+                assert torch.allclose(parameter.grad, expected, rtol=1e-3, atol=1e-4), name

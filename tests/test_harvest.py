@@ -102,6 +102,7 @@ def test_run_ends_with_the_harvested_table(made: Made) -> None:
     assert row["cell"] == CELL and row["source"] == "run" and row["status"] == "done"
     assert row["schedule"] == "2e" and row["dataset"] == "shapes" and row["backbone"] == "R-50"
     assert row["attention_module"] == "ablation" and row["memory_kind"] == "cpu_peak_rss"
+    assert row["attention_impl"] == "reference"
     assert row["flops"] > 0 and row["params"] > 0 and row["epochs"] == 2 and row["iterations"] == 4
     assert row["torch_version"] and row["mmdet_version"] == "3.3.0" and row["git_commit"]
     assert row["started"] <= row["finished"] and row["train_s"] > 0
@@ -118,7 +119,7 @@ def test_a_work_dir_of_mmdet_tools_is_harvested(made: Made) -> None:
         "2e",
         "shapes",
     )
-    assert record.attention_module == "ablation"
+    assert record.attention_module == "ablation" and record.attention_impl == "reference"
     assert record.epochs == 2 and record.iterations == 4
     # box AP from tools/test.py's JSON, the newest figures
     assert {m: getattr(record, m) for m in METRICS} == {m: made.test_json[f"coco/{m}"] for m in METRICS}

@@ -69,7 +69,7 @@ def test_unknown_sweep_names_the_valid_ones() -> None:
         ),
         (
             "[model.attention]\nheads = 3\n",
-            r"\[model.attention\] unknown key 'heads'; valid keys: module, stages, position",
+            r"\[model.attention\] unknown key 'heads'; valid keys: module, implementation, stages, position",
         ),
         ('[grid]\ncodes = ["10a1"]\n', r"grid.codes\[0\]: bad attention code '10a1'"),
         ('[grid]\ncodes = "some"\n', r"grid.codes: expected a list, got the string 'some'"),
@@ -90,6 +90,14 @@ def test_unknown_sweep_names_the_valid_ones() -> None:
         (
             '[model.attention]\nmodule = "stock"\n',
             r"\[model.attention\] module 'stock' is not one of 'ablation', 'mmcv'",
+        ),
+        (
+            '[model.attention]\nimplementation = "flash"\n',
+            r"\[model.attention\] implementation 'flash' is not one of 'reference', 'sdpa'",
+        ),
+        (
+            '[model.attention]\nmodule = "mmcv"\nimplementation = "sdpa"\n',
+            r"\[model.attention\] implementation 'sdpa' needs module = \"ablation\"",
         ),
         ("[resources]\ngpus = -1\n", r"\[resources\] gpus must be at least 0, got -1"),
         ("model = 3\n", r"\[model\] expected a table, got 3"),

@@ -1,0 +1,206 @@
+"""Forward+backward time and peak memory of GeneralizedAttention: mmcv's module, ours, ours through SDPA.
+
+    .venv/bin/python bench/attention.py [--codes 1111,0010] [--repeat 3] [--device cpu|cuda]
+
+For each attention code (--codes: a comma-separated list, or "all" for the 16) it measures three modules with
+the same arguments:
+
+- mmcv: ``mmcv.cnn.bricks.GeneralizedAttention`` (2.1.0), which fails on non-square maps for the codes
+  0100, 0110, 1100 and 1110 (shown as 'fails');
+- reference: ``ablation.attention.GeneralizedAttention`` as corrected, the energy materialised;
+- sdpa: the same module with ``implementation="sdpa"`` (torch's scaled_dot_product_attention);
+
+at the shapes GeneralizedAttention sees in ResNet stages 3 and 4 of an 800x1333 image (the model zoo's
+setting: batch 2, 8 heads, kv_stride 2, global attention): 256 channels at 50x84 and 512 channels at 25x42.
+
+Every measurement runs in its own fresh process (this script with a hidden flag), which builds the module
+(gamma set non-zero) and an input that requires grad, then runs one warm-up forward+backward and --repeat
+timed ones:
+
+- seconds: the median of the timed forward+backward passes (``y.sum().backward()``);
+- peak MB: the peak over all passes, warm-up included, above the process's level just before the first
+  forward: on CPU the peak resident set size (``ru_maxrss``), so it also counts the allocator's
+  fragmentation and the library code the first pass pages in; on CUDA ``torch.cuda.max_memory_allocated``.
+
+It prints one table: the seconds and peak MB of the three, with the ratios mmcv/sdpa and reference/sdpa
+(above 1: sdpa is faster or smaller), and which SDPA kernel torch ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+IMPLEMENTATIONS = ("mmcv", "reference", "sdpa")
+SHAPES = {"stage 3": (256, 50, 84), "stage 4": (512, 25, 42)}  # channels, height, width at 800x1333
+BATCH, HEADS, KV_STRIDE = 2, 8, 2
+ALL_CODES = [f"{i:04b}" for i in range(16)]
+
+
+def options() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--codes", default="1111,0010", help='comma-separated codes, or "all" (%(default)s)')
+    parser.add_argument("--repeat", type=int, default=3, help="timed passes, after one warm-up (median)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--measure", nargs=3, metavar=("MODULE", "CODE", "SHAPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.codes = ALL_CODES if args.codes == "all" else [c.strip() for c in args.codes.split(",") if c.strip()]
+    bad = [c for c in args.codes if c not in ALL_CODES]
+    if bad:
+        parser.error(f"bad codes {bad}: each is 4 characters of 0 and 1, or 'all'")
+    return args
+
+
+def build(module: str, code: str, channels: int) -> Any:
+    import torch
+
+    kwargs: dict[str, Any] = dict(num_heads=HEADS, kv_stride=KV_STRIDE, attention_type=code)
+    torch.manual_seed(0)
+    if module == "mmcv":
+        from mmcv.cnn.bricks import GeneralizedAttention as MmcvAttention
+
+        block = MmcvAttention(channels, **kwargs)
+    else:
+        from ablation.attention import GeneralizedAttention
+
+        block = GeneralizedAttention(channels, implementation=module, **kwargs)
+    with torch.no_grad():
+        block.gamma.fill_(0.5)  # as after some training; at 0 the block's output is its input
+    return block
+
+
+def sdpa_kernels(block: Any, x: Any) -> list[str]:
+    """The names of the scaled-dot-product-attention kernels one forward+backward runs."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        block(x).sum().backward()
+    names = {e.key for e in prof.key_averages() if "scaled_dot_product" in e.key or "attention" in e.key}
+    return sorted(n for n in names if n.startswith("aten::_"))
+
+
+def measure(module: str, code: str, shape: str, repeat: int, device: str) -> dict[str, Any]:
+    """One module, code and shape, in this (fresh) process: seconds (median) and peak MB, or an error."""
+    import torch
+
+    warnings.simplefilter("ignore")
+    channels, height, width = SHAPES[shape]
+    block = build(module, code, channels).to(device)
+    x = torch.randn(BATCH, channels, height, width, device=device, requires_grad=True)
+    cuda = device == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    sync()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        baseline = torch.cuda.memory_allocated()
+    else:
+        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KB on Linux
+    times = []
+    try:
+        for i in range(repeat + 1):
+            x.grad = None
+            block.zero_grad(set_to_none=True)
+            sync()
+            start = time.perf_counter()
+            block(x).sum().backward()
+            sync()
+            if i:  # the first is the warm-up
+                times.append(time.perf_counter() - start)
+    except RuntimeError as error:
+        return {"error": str(error).splitlines()[0]}
+    if cuda:
+        peak = torch.cuda.max_memory_allocated() - baseline
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+    result: dict[str, Any] = {"seconds": statistics.median(times), "peak_mb": peak / 2**20}
+    if module == "sdpa":
+        result["kernels"] = sdpa_kernels(block, x)
+    return result
+
+
+def run_child(module: str, code: str, shape: str, args: argparse.Namespace) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--measure", module, code, shape]
+    command += ["--repeat", str(args.repeat), "--device", args.device]
+    root = Path(__file__).resolve().parents[1]
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=root)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode or not lines:
+        return {"error": f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1:] or ['no output']}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def ratio(numerator: dict[str, Any], denominator: dict[str, Any], key: str) -> str:
+    if key not in numerator or key not in denominator:
+        return "-"
+    return f"{numerator[key] / denominator[key]:.2f}x"
+
+
+def cell(result: dict[str, Any], key: str, digits: int) -> str:
+    return f"{result[key]:.{digits}f}" if key in result else "fails"
+
+
+def main() -> None:
+    args = options()
+    if args.measure:
+        module, code, shape = args.measure
+        print(json.dumps(measure(module, code, shape, args.repeat, args.device)))
+        return
+    import torch
+
+    threads = torch.get_num_threads() if args.device == "cpu" else None
+    print(
+        f"GeneralizedAttention forward+backward, batch {BATCH}, {HEADS} heads, kv_stride {KV_STRIDE}, "
+        f"{args.device}{f' ({threads} threads)' if threads else ''}, torch {torch.__version__}; "
+        f"median of {args.repeat} after a warm-up, each in a fresh process"
+    )
+    memory = "peak RSS increase" if args.device == "cpu" else "peak allocated increase"
+    header = (
+        f"{'code':<6}{'shape':<18}"
+        f"{'mmcv s':>9}{'ref s':>9}{'sdpa s':>9}{'mmcv/sdpa':>11}{'ref/sdpa':>10}"
+        f"{'mmcv MB':>10}{'ref MB':>10}{'sdpa MB':>10}{'mmcv/sdpa':>11}{'ref/sdpa':>10}"
+    )
+    print(f"(seconds; MB: {memory})")
+    print(header)
+    print("-" * len(header))
+    kernels: set[str] = set()
+    errors: dict[str, str] = {}
+    for code in args.codes:
+        for shape, (channels, height, width) in SHAPES.items():
+            results = {m: run_child(m, code, shape, args) for m in IMPLEMENTATIONS}
+            kernels.update(results["sdpa"].get("kernels", []))
+            for m, r in results.items():
+                if "error" in r:
+                    errors[f"{m} {code} {shape}"] = r["error"]
+            mm, ref, sdpa = (results[m] for m in IMPLEMENTATIONS)
+            label = f"{shape} {channels}@{height}x{width}"
+            print(
+                f"{code:<6}{label:<18}"
+                f"{cell(mm, 'seconds', 3):>9}{cell(ref, 'seconds', 3):>9}{cell(sdpa, 'seconds', 3):>9}"
+                f"{ratio(mm, sdpa, 'seconds'):>11}{ratio(ref, sdpa, 'seconds'):>10}"
+                f"{cell(mm, 'peak_mb', 0):>10}{cell(ref, 'peak_mb', 0):>10}{cell(sdpa, 'peak_mb', 0):>10}"
+                f"{ratio(mm, sdpa, 'peak_mb'):>11}{ratio(ref, sdpa, 'peak_mb'):>10}",
+                flush=True,
+            )
+    print(f"sdpa kernels run: {', '.join(sorted(kernels)) or 'none (the codes took the one-query shortcut)'}")
+    for what, error in errors.items():
+        print(f"fails: {what}: {error}")
+
+
+if __name__ == "__main__":
+    main()
