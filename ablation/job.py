@@ -22,12 +22,14 @@ from typing import Any
 import submitit
 
 from .errors import CellFailed
+from .fsio import write_atomic
 from .locks import one_slot_of, try_exclusive
 from .results import METRICS, CellResult, write_result
 
 __all__ = ["CellJob", "CellRunner", "run_cell"]
 
 LOCK_FILE = ".job.lock"
+LAST_CHECKPOINT = "last_checkpoint"  # mmengine's pointer to the checkpoint to resume from
 _TAIL_LINES = 40
 
 
@@ -58,6 +60,37 @@ class CellJob:
     dataset: str | None = None
     attention_module: str | None = None
     attention_impl: str | None = None
+
+
+def checkpoints(work_dir: Path) -> list[Path]:
+    """mmengine's checkpoints in a work_dir, oldest first (by epoch or iteration number)."""
+    found = [*work_dir.glob("epoch_*.pth"), *work_dir.glob("iter_*.pth")]
+
+    def number(path: Path) -> int:
+        tail = path.stem.rsplit("_", 1)[-1]
+        return int(tail) if tail.isdigit() else -1
+
+    return sorted(found, key=lambda p: (p.stem.startswith("iter"), number(p)))
+
+
+def resume_point(work_dir: Path) -> Path | None:
+    """The checkpoint a resumed run starts from. mmengine resumes from the file ``last_checkpoint`` names;
+    when that file is gone (a job killed between mmengine's removal of an old checkpoint and the writing of a
+    new one, with an older mmengine setting), the pointer is moved to the newest checkpoint there is, or
+    removed when there is none, so the run resumes or starts over instead of failing."""
+    pointer = work_dir / LAST_CHECKPOINT
+    try:
+        named = Path(pointer.read_text(encoding="utf-8").strip())
+    except FileNotFoundError:
+        return None
+    if named.is_file():
+        return named
+    existing = checkpoints(work_dir)
+    if existing:
+        write_atomic(pointer, str(existing[-1]))
+        return existing[-1]
+    pointer.unlink(missing_ok=True)
+    return None
 
 
 def git_commit() -> str | None:
@@ -149,10 +182,13 @@ def _attempt(job: CellJob, work_dir: Path) -> CellResult:
         result.timings["total_s"] = time.perf_counter() - began
         write_result(work_dir, result)
         raise CellFailed(f"cell {job.cell} failed: {result.error.splitlines()[0]}") from error
-    if job.keep_checkpoints == "none":
-        for checkpoint in [*work_dir.glob("epoch_*.pth"), *work_dir.glob("iter_*.pth")]:
-            checkpoint.unlink()
-        (work_dir / "last_checkpoint").unlink(missing_ok=True)
+    if job.keep_checkpoints != "all":
+        keep = set() if job.keep_checkpoints == "none" else {resume_point(work_dir)}
+        for checkpoint in checkpoints(work_dir):
+            if checkpoint not in keep:
+                checkpoint.unlink()
+        if not keep:
+            (work_dir / LAST_CHECKPOINT).unlink(missing_ok=True)
     result.status = "done"
     result.finished = now()
     result.timings["total_s"] = time.perf_counter() - began
@@ -189,7 +225,12 @@ def _train_test_measure(job: CellJob, result: CellResult, measure: bool = True) 
     cfg.work_dir = job.work_dir
     cfg.resume = True  # from the work_dir's last checkpoint, when there is one
     if job.keep_checkpoints != "all":
-        cfg.default_hooks.checkpoint.max_keep_ckpts = 1
+        # Two, not one: mmengine deletes the oldest checkpoint before it writes the next, so with one a job
+        # killed while saving (a requeue, a time limit) would leave nothing to resume from. The extra one is
+        # removed when the cell is done.
+        cfg.default_hooks.checkpoint.max_keep_ckpts = 2
+    if measure:  # rank 0
+        resume_point(Path(job.work_dir))
     if job.tasks > 1:  # one process per GPU; a port per job, so two jobs on one node never collide
         cfg.launcher = "slurm"
         os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000))

@@ -244,8 +244,9 @@ class ResourceSettings:
     time_limit_min: int = setting(24 * 60, "wall-clock limit of one cell's job, in minutes")
     keep_checkpoints: str = setting(
         "all",
-        '"all": every epoch\'s (mmdet\'s default); "last": only the newest; "none": the newest while the '
-        "cell runs (to resume from), none once it is done",
+        '"all": every epoch\'s (mmdet\'s default); "last": the newest (and the one before while the cell '
+        'runs, so that a job killed while saving can resume); "none": as "last" while the cell runs, none '
+        "once it is done",
     )
 
     def __post_init__(self) -> None:

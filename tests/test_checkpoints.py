@@ -71,3 +71,24 @@ def test_a_checkpoint_that_would_run_code_is_still_refused(
     with pytest.raises((pickle.UnpicklingError, ValueError)):
         torch.load(path)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_pointer_to_a_removed_checkpoint_moves_to_the_newest_there_is(tmp_path: Path) -> None:
+    """mmengine removes the old checkpoint before writing the next: a job killed in between leaves
+    last_checkpoint naming a file that is gone (seen on Slurm after a requeue)."""
+    from ablation.job import LAST_CHECKPOINT, checkpoints, resume_point
+
+    for name in ("epoch_9.pth", "epoch_10.pth", "iter_5.pth"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in checkpoints(tmp_path)] == ["epoch_9.pth", "epoch_10.pth", "iter_5.pth"]
+    (tmp_path / "iter_5.pth").unlink()
+    pointer = tmp_path / LAST_CHECKPOINT
+    pointer.write_text(str(tmp_path / "epoch_11.pth"))
+    assert resume_point(tmp_path) == tmp_path / "epoch_10.pth"
+    assert pointer.read_text() == str(tmp_path / "epoch_10.pth")
+    assert resume_point(tmp_path) == tmp_path / "epoch_10.pth"  # a valid pointer is left alone
+    for checkpoint in checkpoints(tmp_path):
+        checkpoint.unlink()
+    pointer.write_text(str(tmp_path / "epoch_11.pth"))
+    assert resume_point(tmp_path) is None and not pointer.exists()  # nothing to resume: start over
+    assert resume_point(tmp_path) is None
