@@ -121,13 +121,16 @@ class SlurmBackend:
 
     name = "slurm"
     GRACE = timedelta(minutes=2)  # a job sbatch just accepted may not be in the accounting database yet
+    # A cell resumes from its last checkpoint, so reaching the time limit only costs a requeue: allow many
+    # (submitit's default, 3, would fail a 12-epoch run whose time limit fits 3 epochs).
+    MAX_TIMEOUTS = 20
 
     def executor(self, folder: Path, sweep: Sweep, name: str, options: dict[str, Any]) -> Any:
         import submitit
 
         from .slurm import parameters
 
-        executor = submitit.SlurmExecutor(folder=folder / "%j")
+        executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=self.MAX_TIMEOUTS)
         executor.update_parameters(job_name=name, **parameters(sweep, options))
         return executor
 
@@ -141,7 +144,7 @@ class SlurmBackend:
 
         for index, spec in enumerate(specs):
             delayed = submitit.helpers.DelayedSubmission(CellRunner(), spec)
-            delayed.set_timeout(time_min, 3)
+            delayed.set_timeout(time_min, self.MAX_TIMEOUTS)
             path = _intent_pickle(folder, name, index)
             path.parent.mkdir(parents=True, exist_ok=True)
             delayed.dump(path)
