@@ -49,6 +49,9 @@ def _positive(text: str) -> int:
     return value
 
 
+_EXECUTORS = ("local", "slurm")  # the names of executors.BACKENDS, without importing it at start-up
+
+
 def _default_root() -> Path:
     return Path(os.environ.get("ABLATION_ROOT", "runs"))
 
@@ -91,6 +94,14 @@ def _print_states(states: Sequence[CellStatus]) -> None:
 
     print(text_table(HEADER, rows(states)))
     print(f"\n{summary(states)}")
+    _warn_unreadable(states)
+
+
+def _warn_unreadable(states: Sequence[CellStatus]) -> int:
+    """Name each cell whose result file cannot be read (its state is failed); 1 if there is one, else 0."""
+    problems = [f"{s.name}: {s.problem}" for s in states if s.problem]
+    _warn(problems)
+    return 1 if problems else 0
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
@@ -118,11 +129,11 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     skipped = ", ".join(f"{n} {state}" for state, n in sorted(report.skipped.items()))
     print(
         f"submitted {len(report.submitted)} of {len(report.before)} cells of sweep {sweep.name} "
-        f"({args.executor})" + (f"; left alone: {skipped}" if skipped else "")
+        f"({report.executor})" + (f"; left alone: {skipped}" if skipped else "")
     )
     if not args.wait:
         print(f"follow with: ablation status --sweep {args.sweep}" + _root_flag(args))
-        return 0
+        return _warn_unreadable(report.before)
     return _wait_and_report(sweep, args, [s.name for s in report.before])
 
 
@@ -137,7 +148,7 @@ def _wait_and_report(sweep: Sweep, args: argparse.Namespace, names: list[str]) -
 
     try:
         with Watcher(len(names)) as watcher:
-            states = wait(sweep, args.root, names, executor=args.executor, on_poll=watcher.update)
+            states = wait(sweep, args.root, names, on_poll=watcher.update)
     except KeyboardInterrupt:  # the jobs are not ours to stop: they go on
         print(f"\nstopped waiting; the jobs go on (ablation status --sweep {args.sweep}{_root_flag(args)})")
         return 130
@@ -161,17 +172,22 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.sweep)
     while True:
-        states = status(sweep, args.root, args.executor, **_selection(args))  # type: ignore[arg-type]
+        states = _on_executor(status(sweep, args.root, **_selection(args)), args.executor)  # type: ignore[arg-type]
         if args.watch and sys.stdout.isatty():
             print("\033[2J\033[H", end="")  # a live view: redraw in place
         _print_states(states)
+        unreadable = 1 if any(s.problem for s in states) else 0
         if not args.watch or not any(s.state in UNFINISHED for s in states):
-            return 0
-        try:
-            time.sleep(args.interval)
-        except KeyboardInterrupt:
-            return 0
+            return unreadable
+        time.sleep(args.interval)  # Ctrl-C stops watching: exit 130, as everywhere
         print()
+
+
+def _on_executor(states: list[CellStatus], executor: str | None) -> list[CellStatus]:
+    """``--executor`` of status and cancel: only the cells whose latest job went there."""
+    if executor is None:
+        return states
+    return [s for s in states if s.submission is not None and s.submission.executor == executor]
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
@@ -179,8 +195,8 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     from .sweep import load_sweep
 
     sweep = load_sweep(args.sweep)
-    states = status(sweep, args.root, args.executor, **_selection(args))  # type: ignore[arg-type]
-    cancelled = cancel(states, args.executor)
+    states = _on_executor(status(sweep, args.root, **_selection(args)), args.executor)  # type: ignore[arg-type]
+    cancelled = cancel(states)
     for s in cancelled:
         print(f"cancelled {s.name} (job {s.submission.job_id if s.submission else '?'})")
     print(f"{len(cancelled)} job{'s' if len(cancelled) != 1 else ''} cancelled")
@@ -315,9 +331,7 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _cmd_dashboard(args: argparse.Namespace) -> int:
-    import subprocess
-
+def _cmd_dashboard(args: argparse.Namespace) -> NoReturn:
     from .errors import EnvironmentProblem
 
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -340,10 +354,9 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         f"dashboard: http://{args.address}:{args.port}/ (store {_shown(store.path)}; Ctrl-C stops it)",
         flush=True,
     )
-    try:
-        return subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        return 0
+    # Streamlit takes this process' place: a signal to `ablation dashboard` (Ctrl-C, a service manager's
+    # TERM) reaches the server itself, and no server outlives the command.
+    os.execve(sys.executable, command, env)
 
 
 def _cmd_sweeps(args: argparse.Namespace) -> int:
@@ -396,12 +409,21 @@ def build_parser() -> argparse.ArgumentParser:
             help="folder of sweep folders (default: $ABLATION_ROOT or ./runs)",
         )
 
-    def executor_choice(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--executor", choices=("local", "slurm"), default="local", help="where the jobs run")
+    def executor_filter(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--executor",
+            choices=_EXECUTORS,
+            help="only the cells whose latest job went to this executor (each job is judged where it runs)",
+        )
 
     def executing(p: argparse.ArgumentParser, executor: bool = True) -> None:
         if executor:
-            executor_choice(p)
+            p.add_argument(
+                "--executor",
+                choices=_EXECUTORS,
+                help="where new jobs go (default: where the sweep's jobs already are; local for a new "
+                "sweep); existing jobs are always judged where they run",
+            )
             slurm = p.add_argument_group("Slurm (override the sweep's [slurm] and [resources])")
             slurm.add_argument("--partition")
             slurm.add_argument("--gpus", type=_positive, metavar="N", help="GPUs per job (one task per GPU)")
@@ -471,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a table of the cells, their states and figures",
         "Show each cell's state (planned, pending, running, done, failed, lost) and figures.",
         cells_of_a_sweep,
-        executor_choice,
+        executor_filter,
         watching,
     ).set_defaults(run=_cmd_status)
     command(
@@ -479,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
         "cancel the jobs of pending and running cells",
         "Cancel the jobs of a sweep's pending and running cells (they become lost).",
         cells_of_a_sweep,
-        executor_choice,
+        executor_filter,
     ).set_defaults(run=_cmd_cancel)
 
     command(
@@ -579,17 +601,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Every failure is one line on stderr: ``error: ...`` with the error's exit status (2
+    for a user mistake, 1 otherwise), ``interrupted`` and 130 on Ctrl-C, and ``internal error: ...`` and 1
+    for a bug. --debug or ABLATION_DEBUG shows the traceback instead."""
     args = build_parser().parse_args(argv)
+    debug = bool(args.debug or os.environ.get("ABLATION_DEBUG"))
     try:
         return int(args.run(args))
     except AblationError as error:
-        if args.debug or os.environ.get("ABLATION_DEBUG"):
+        if debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return error.exit_code
     except BrokenPipeError:  # the reader stopped early (`ablation plan ... | head`): no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug: one line saying so, and how to see where
+        if debug:
+            raise
+        print(
+            f"internal error: {type(error).__name__}: {_one_line(error)} "
+            "(run `ablation --debug ...` or set ABLATION_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line (its lines joined)."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or "(no message)"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,7 @@
     │   └── DatasetError        the dataset a sweep names is missing or malformed
     ├── EnvironmentProblem      the machine lacks something the command needs (mmdet); exit 1
     ├── StoreError              a results-store file that cannot be read (corrupt, a newer schema); exit 1
+    ├── ManifestError           a sweep folder's manifest.json that cannot be read (corrupt, newer); exit 1
     ├── LogFormatError          a log or metrics file that is not what its name says (harvest, import-log)
     ├── WriteError              an output cannot be written (permissions, a file where a folder goes); exit 1
     └── CellFailed              a cell's job failed; its result file holds the error and the log's tail
@@ -25,6 +26,7 @@ __all__ = [
     "EnvironmentProblem",
     "InputError",
     "LogFormatError",
+    "ManifestError",
     "StoreError",
     "SweepFileError",
     "UnknownSweepError",
@@ -66,6 +68,11 @@ class EnvironmentProblem(AblationError):
 
 class StoreError(AblationError):
     """A file of the results store that cannot be read; the store's other runs are still read."""
+
+
+class ManifestError(AblationError):
+    """A sweep folder's manifest.json that cannot be read (corrupt, of another or a newer version): the
+    command stops before it submits or cancels anything."""
 
 
 class LogFormatError(AblationError):

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from .errors import InputError
 from .manifest import Submission
+from .submitit_internals import dump_submission, is_local_controller, local_process, submitted_pickle
 from .sweep import Sweep
 
 __all__ = ["BACKENDS", "Backend", "LocalBackend", "SlurmBackend", "backend"]
@@ -35,8 +36,9 @@ class Backend(Protocol):
     def track(self, job: Any) -> None:
         """Keep what this process needs of a job it just submitted."""
 
-    def find(self, name: str) -> list[str]:
-        """Ids of the jobs submitted under ``name`` (array tasks one by one), for a launch that died."""
+    def find(self, name: str, since: str) -> list[str]:
+        """Ids of the jobs submitted under ``name`` (array tasks one by one) at ``since`` (an ISO time) or
+        later, for a launch that died."""
 
     def before_submit(self, folder: Path, name: str, specs: Sequence[Any], time_min: int) -> None:
         """Keep, before submitting, what a later launch needs to complete this one."""
@@ -64,7 +66,7 @@ class LocalBackend:
         self._processes: dict[str, Any] = {}
 
     def track(self, job: Any) -> None:
-        process = getattr(job, "_process", None)
+        process = local_process(job)
         if process is not None:
             self._processes[str(job.job_id)] = process
 
@@ -81,7 +83,7 @@ class LocalBackend:
     def alive(self, submissions: Sequence[Submission]) -> set[str]:
         return {s.job_id for s in submissions if self._runs(s.job_id)}
 
-    def find(self, name: str) -> list[str]:
+    def find(self, name: str, since: str) -> list[str]:
         return []  # a local job's id is its process id, known only once started: nothing to find
 
     def before_submit(self, folder: Path, name: str, specs: Sequence[Any], time_min: int) -> None:
@@ -113,7 +115,7 @@ def _controller_runs(job_id: str) -> bool:
         command = Path(f"/proc/{int(job_id)}/cmdline").read_bytes()
     except (OSError, ValueError):
         return False
-    return b"submitit.local._local" in command
+    return is_local_controller(command)
 
 
 class SlurmBackend:
@@ -138,21 +140,17 @@ class SlurmBackend:
         """Each job's pickle, written before sbatch under the launch's name: submitit moves its own pickles
         to the jobs' folders only after sbatch answers, and a job without its folder and pickle cannot start
         (the jobs are submitted held, and released once both are there)."""
-        import submitit
-
         from .job import CellRunner
 
         for index, spec in enumerate(specs):
-            delayed = submitit.helpers.DelayedSubmission(CellRunner(), spec)
-            delayed.set_timeout(time_min, self.MAX_TIMEOUTS)
-            path = _intent_pickle(folder, name, index)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            delayed.dump(path)
+            dump_submission(
+                CellRunner(), spec, _intent_pickle(folder, name, index), time_min, self.MAX_TIMEOUTS
+            )
 
     def complete(self, folder: Path, name: str, index: int, job_id: str) -> None:
         from .slurm import release
 
-        target = folder / job_id / f"{job_id}_submitted.pkl"
+        target = submitted_pickle(folder, job_id)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(_intent_pickle(folder, name, index), target)
@@ -178,10 +176,13 @@ class SlurmBackend:
     def track(self, job: Any) -> None:
         pass
 
-    def find(self, name: str) -> list[str]:
+    def find(self, name: str, since: str) -> list[str]:
         from .slurm import sacct_ids, squeue_ids
 
-        return sorted(set(squeue_ids(name)) | set(sacct_ids(name)))
+        # sacct --name looks only at jobs since midnight unless told a start: from an hour before the intent
+        # (clocks of the login node and the controller may differ)
+        start = datetime.fromisoformat(since) - timedelta(hours=1)
+        return sorted(set(squeue_ids(name)) | set(sacct_ids(name, start)))
 
     def cancel(self, submissions: Sequence[Submission]) -> None:
         from .slurm import scancel

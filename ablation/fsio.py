@@ -1,9 +1,14 @@
-"""File writes that never leave a half-written file behind."""
+"""File writes that never leave a half-written file behind, with the permissions ``open()`` would give.
+
+The temp file is created with mode 0o666 and the kernel applies the process' umask (and a folder's default
+ACL), as for any file ``open()`` creates: under umask 022 a shared runs/ folder and store stay readable to
+the group and others. ``tempfile.mkstemp`` would make every file 0600 whatever the umask.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 from .errors import WriteError
@@ -24,7 +29,7 @@ def write_atomic(path: Path, text: str | bytes) -> bool:
         except FileNotFoundError:
             pass
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = _create_temp(path)
     except OSError as error:
         raise _cannot_write(path, error) from None
     try:
@@ -39,6 +44,18 @@ def write_atomic(path: Path, text: str | bytes) -> bool:
             raise _cannot_write(path, error) from None
         raise
     return True
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new, empty temp file beside ``path`` (a random name, never an existing file), open for writing."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp file name beside {path}")
 
 
 def _cannot_write(path: Path, error: OSError) -> WriteError:

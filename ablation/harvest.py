@@ -96,6 +96,9 @@ def harvest(
         except LogFormatError as error:
             report.problems.append(str(error))
             continue
+        except OSError as error:  # a folder or file of the run that cannot be listed or read
+            report.problems.append(f"{error.filename or run}: cannot read ({error.strerror or error})")
+            continue
         report.put(store, record)
     return report
 
@@ -108,38 +111,41 @@ def record_from_result(work_dir: Path) -> RunRecord:
 
 def _from_cell_result(result: CellResult, origin: Path) -> RunRecord:
     memory = None if result.memory_mb is None else result.memory_mb / 1024
-    record = RunRecord(
-        sweep=result.sweep,
-        cell=result.cell,
-        run_id=result.cell_id,
-        source="run",
-        status=result.status,
-        code=result.code,
-        dcn=result.dcn,
-        backbone=result.backbone,
-        schedule=result.schedule,
-        dataset=result.dataset,
-        attention_module=result.attention_module,
-        attention_impl=result.attention_impl,
-        fps=result.fps,
-        device=result.fps_device,
-        memory_gb=memory,
-        memory_kind=result.memory_kind,
-        flops=result.flops,
-        params=result.params,
-        epochs=result.epochs,
-        iterations=result.iterations,
-        train_s=result.timings.get("train_s"),
-        error=result.error,
-        log_tail=result.log_tail,
-        config=result.config,
-        config_hash=result.config_hash,
-        git_commit=result.git_commit,
-        host=result.host,
-        started=_when(result.started),
-        finished=_when(result.finished),
-        origin=str(origin),
-    )
+    try:
+        record = RunRecord(
+            sweep=result.sweep,
+            cell=result.cell,
+            run_id=result.cell_id,
+            source="run",
+            status=result.status,
+            code=result.code,
+            dcn=result.dcn,
+            backbone=result.backbone,
+            schedule=result.schedule,
+            dataset=result.dataset,
+            attention_module=result.attention_module,
+            attention_impl=result.attention_impl,
+            fps=result.fps,
+            device=result.fps_device,
+            memory_gb=memory,
+            memory_kind=result.memory_kind,
+            flops=result.flops,
+            params=result.params,
+            epochs=result.epochs,
+            iterations=result.iterations,
+            train_s=result.timings.get("train_s"),
+            error=result.error,
+            log_tail=result.log_tail,
+            config=result.config,
+            config_hash=result.config_hash,
+            git_commit=result.git_commit,
+            host=result.host,
+            started=_when(result.started),
+            finished=_when(result.finished),
+            origin=str(origin),
+        )
+    except ValueError as error:  # a value the store rejects, e.g. a bad attention code (BadCodeError)
+        raise LogFormatError(f"{origin}: not a run of the store: {error}") from None
     record.versions(result.versions)
     record.set_metrics(result.metrics)
     return record

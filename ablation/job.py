@@ -5,11 +5,18 @@ in its work_dir when there is one (so a requeued or re-run cell never starts ove
 CocoMetric on the val split, measures inference speed, training memory, FLOPs and parameters, and writes
 ``result.json`` (see ``results``). While it runs it holds the cell's lock, so a second job for the same cell
 returns at once without touching anything; with local slots it first waits for one of them.
+
+A Slurm job of N > 1 tasks runs one process per task, all in one torch.distributed group (gloo on CPU, NCCL
+on GPUs; see ``distributed``), training and testing together with mmengine's distributed Runner. Rank 0
+holds the lock, writes ``result.json`` and measures (fps, FLOPs); the other ranks train and test only. Rank
+0 takes the lock before the group forms, and the group's first collective carries its answer to every
+rank, so the ranks of a duplicate job all step aside together, none left waiting for a rank 0 that did.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import time
@@ -21,6 +28,7 @@ from typing import Any
 
 import submitit
 
+from . import distributed
 from .errors import CellFailed
 from .fsio import write_atomic
 from .locks import one_slot_of, try_exclusive
@@ -53,7 +61,7 @@ class CellJob:
     threads: int | None = None  # torch CPU threads; None: torch's default
     slots: str | None = None  # folder of local slot locks; None: no cap (a scheduler caps)
     parallel: int = 1  # how many slots
-    tasks: int = 1  # processes of one cell, one per GPU (Slurm tasks, mmengine's launcher='slurm')
+    tasks: int = 1  # processes of one cell, one per GPU (Slurm tasks); the job runs with as many as it has
     keep_checkpoints: str = "all"  # "all", "last", or "none" (removed once the cell is done)
     backbone: str | None = None  # what the results table shows: "R-50", "1x", "coco", "ablation"
     schedule: str | None = None
@@ -132,16 +140,48 @@ def run_cell(job: CellJob) -> CellResult | None:
     recording a failure, so that the executor sees the job fail too."""
     work_dir = Path(job.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    if job.tasks > 1 and int(os.environ.get("SLURM_PROCID", "0")) > 0:  # rank 0 records; the others compute
-        os.chdir(job.cwd)
-        _train_test_measure(job, _blank(job), measure=False)
-        return None
+    task = distributed.slurm_task() if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" else None
+    if task is not None:
+        return _run_distributed(dataclasses.replace(job, tasks=task.world_size), work_dir, task)
+    job = dataclasses.replace(job, tasks=1)  # the tasks it runs with, whatever was asked
     with try_exclusive(work_dir / LOCK_FILE) as mine:
         if not mine:
             return None
         slot = one_slot_of(Path(job.slots), job.parallel) if job.slots else contextlib.nullcontext()
         with slot:
             return _attempt(job, work_dir)
+
+
+def _run_distributed(job: CellJob, work_dir: Path, task: distributed.Task) -> CellResult | None:
+    """One rank of a multi-task cell. Rank 0 tries the cell's lock first and, when it gets it, fixes the
+    resume point; then every rank joins the group, whatever rank 0's answer (even when trying the lock
+    raised), and learns the answer from the group's first collective (``distributed.join``): all of them run
+    the cell, or all of them return None at once. Each rank takes the CPUs Slurm gave its task as torch
+    threads (one per task by default)."""
+    job = dataclasses.replace(job, threads=job.threads or task.cpus)
+    with contextlib.ExitStack() as held:
+        mine, problem = task.rank > 0, None
+        if task.rank == 0:
+            try:
+                mine = held.enter_context(try_exclusive(work_dir / LOCK_FILE))
+                if mine:
+                    resume_point(work_dir)  # before the others read the pointer: they wait for the answer
+            except Exception as error:  # the others wait for an answer all the same: "no"
+                mine, problem = False, error
+        go = distributed.join(task, go=mine)
+        if problem is not None:
+            raise problem
+        if not go:
+            print(f"ablation: {job.cell}: rank {task.rank} of {task.world_size} steps aside (no lock)")
+            return None
+        try:
+            if task.rank == 0:
+                return _attempt(job, work_dir)
+            os.chdir(job.cwd)
+            _train_test_measure(job, _blank(job), measure=False)
+            return None
+        finally:
+            distributed.leave()
 
 
 def _blank(job: CellJob) -> CellResult:
@@ -164,6 +204,7 @@ def _blank(job: CellJob) -> CellResult:
         attention_module=job.attention_module,
         attention_impl=job.attention_impl,
         git_commit=git_commit(),
+        tasks=job.tasks,
     )
 
 
@@ -231,9 +272,13 @@ def _train_test_measure(job: CellJob, result: CellResult, measure: bool = True) 
         cfg.default_hooks.checkpoint.max_keep_ckpts = 2
     if measure:  # rank 0
         resume_point(Path(job.work_dir))
-    if job.tasks > 1:  # one process per GPU; a port per job, so two jobs on one node never collide
-        cfg.launcher = "slurm"
-        os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000))
+    if job.tasks > 1:
+        _distributed_config(cfg)
+        rank = torch.distributed.get_rank()
+        print(
+            f"ablation: {job.cell}: rank {rank} of {job.tasks} ({torch.distributed.get_backend()}, torch "
+            f"threads {torch.get_num_threads()}), resumes from {_pointer(Path(job.work_dir)) or 'nothing'}"
+        )
     runner = Runner.from_cfg(cfg)
     peak = PeakCudaMemory()
     runner.register_hook(peak, priority="ABOVE_NORMAL")  # before the logger resets the CUDA peak
@@ -241,6 +286,8 @@ def _train_test_measure(job: CellJob, result: CellResult, measure: bool = True) 
     with _timed(result, "train_s"):
         runner.train()
     result.epochs, result.iterations = runner.epoch, runner.iter
+    if job.tasks > 1:
+        print(f"ablation: {job.cell}: rank {rank} trained to epoch {runner.epoch}, iteration {runner.iter}")
     model = getattr(runner.model, "module", runner.model)
     device = next(model.parameters()).device
     if device.type == "cuda":
@@ -251,6 +298,10 @@ def _train_test_measure(job: CellJob, result: CellResult, measure: bool = True) 
     with _timed(result, "test_s"):
         metrics = runner.test()
     result.metrics = {name: _metric(metrics.get(f"coco/{name}")) for name in METRICS}
+    if job.tasks > 1:
+        # the ranks' last collective is behind them: rank 0 measures alone, out of the group (building a
+        # loader in it would broadcast a seed to ranks that have returned)
+        distributed.leave()
     if not measure:
         return
 
@@ -263,6 +314,39 @@ def _train_test_measure(job: CellJob, result: CellResult, measure: bool = True) 
     with _timed(result, "flops_s"):
         result.flops, result.params = complexity(model, *job.test_size, device)
     result.flops_input = list(job.test_size)
+
+
+def _distributed_config(cfg: Any) -> None:
+    """Let mmengine's Runner use the group ``distributed.join`` formed: any launcher but 'none' makes it
+    distributed (MMDistributedDataParallel, a sharded DefaultSampler, metrics gathered over the ranks), and
+    since a group exists it skips its own ``init_dist``, whose Slurm launcher needs CUDA. The config records
+    the group's backend. On CPU a DistributedDataParallel wrapper gets no ``device_ids`` (mmengine passes
+    ``[LOCAL_RANK]``, which DistributedDataParallel refuses for a CPU module)."""
+    import torch
+    from mmengine.registry import MODEL_WRAPPERS
+
+    cfg.launcher = "slurm"
+    env_cfg = dict(cfg.get("env_cfg") or {})
+    env_cfg["dist_cfg"] = dict(env_cfg.get("dist_cfg") or {}, backend=torch.distributed.get_backend())
+    cfg.env_cfg = env_cfg
+    if not torch.cuda.is_available():
+        wrapper = dict(  # mmengine's own default when the config has none
+            cfg.get("model_wrapper_cfg")
+            or dict(broadcast_buffers=False, find_unused_parameters=cfg.get("find_unused_parameters", False))
+        )
+        wrapper.setdefault("type", "MMDistributedDataParallel")
+        kind = MODEL_WRAPPERS.get(wrapper["type"])
+        if isinstance(kind, type) and issubclass(kind, torch.nn.parallel.DistributedDataParallel):
+            wrapper["device_ids"] = None
+        cfg.model_wrapper_cfg = wrapper
+
+
+def _pointer(work_dir: Path) -> str | None:
+    """The checkpoint mmengine resumes from: what ``last_checkpoint`` names, if anything."""
+    try:
+        return (work_dir / LAST_CHECKPOINT).read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
 
 
 def _metric(value: Any) -> float | None:

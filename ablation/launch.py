@@ -7,12 +7,15 @@ the result file its job writes (see ``results``)::
     pending   its job is alive and has not started computing (waiting for a slot or in a queue)
     running   its job is computing
     done      finished, with figures
-    failed    its job recorded a failure
+    failed    its job recorded a failure, or its result file cannot be read (``problem`` says why)
     lost      its job is gone without a final result (killed, timed out, cancelled)
 
 ``launch`` submits only planned cells (and failed or lost ones with ``retry_failed``), so launching again
 never starts a second job for a cell that has a live or finished one; the launch lock keeps two launchers
 from racing, and a job's own cell lock keeps two jobs of one cell from both computing.
+
+A job is always judged by the executor recorded with it in the manifest, whatever a command is told: the
+executor given to ``launch`` only chooses where new jobs go (by default, where the sweep's jobs already are).
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ from typing import Any
 
 from . import dataset
 from .codes import AttentionCode
-from .executors import Backend, backend
+from .errors import LogFormatError
+from .executors import backend
 from .job import CellJob, CellRunner, now
 from .locks import exclusive
 from .manifest import Manifest, Submission, load_manifest, save_manifest
 from .plan import Plan, PlannedCell, plan
 from .records import backbone_label
-from .results import CellResult, read_result
+from .results import RESULT_FILE, CellResult, load_result
 from .sweep import Sweep
 
 __all__ = [
@@ -44,6 +48,7 @@ __all__ = [
     "LaunchReport",
     "RecordedCell",
     "cancel",
+    "default_executor",
     "launch",
     "recorded_status",
     "status",
@@ -63,6 +68,7 @@ class CellStatus:
     state: str
     submission: Submission | None
     result: CellResult | None
+    problem: str | None = None  # why the cell's result file cannot be read
 
     @property
     def name(self) -> str:
@@ -72,6 +78,7 @@ class CellStatus:
 @dataclass(frozen=True)
 class LaunchReport:
     plan: Plan
+    executor: str  # where this launch's new jobs went (or would go)
     submitted: tuple[Submission, ...]
     before: tuple[CellStatus, ...]  # the cells' states before this launch
     script: str | None = None  # with dry_run: the sbatch script it would submit
@@ -91,30 +98,55 @@ def work_dir(sweep_dir: Path, planned: PlannedCell) -> Path:
 def status(
     sweep: Sweep,
     root: Path,
-    executor: str = "local",
     codes: Iterable[AttentionCode] | None = None,
     dcn: bool | None = None,
 ) -> list[CellStatus]:
     """Every selected cell of the sweep with its state (plans without writing configs)."""
     planned = plan(sweep, root, codes, dcn, write=False)
-    return _states(planned, load_manifest(planned.directory, sweep.name), executor)
+    return _states(planned, load_manifest(planned.directory, sweep.name))
 
 
-def _states(planned: Plan, manifest: Manifest, executor: str) -> list[CellStatus]:
+def _alive(submissions: Iterable[Submission]) -> set[str]:
+    """The ids of the live jobs among ``submissions``, each asked of the executor it was submitted to (one
+    call per executor)."""
+    recorded = [s for s in submissions if s.recorded]
+    alive: set[str] = set()
+    for name in sorted({s.executor for s in recorded}):
+        alive |= backend(name).alive([s for s in recorded if s.executor == name])
+    return alive
+
+
+def default_executor(manifest: Manifest) -> str:
+    """Where a sweep's new jobs go when no executor is given: where its latest job went ("local" for a
+    sweep with none)."""
+    recorded = [s for s in manifest.history if s.recorded]
+    return max(recorded, key=lambda s: s.submitted).executor if recorded else "local"
+
+
+def _states(planned: Plan, manifest: Manifest) -> list[CellStatus]:
     current = {
         p.name: s
         for p in planned.cells
         if (s := manifest.latest.get(p.name)) is not None and s.cell_id == p.cell_id
     }
-    alive = backend(executor).alive(list(current.values()))
+    alive = _alive(current.values())
     states = []
     for p in planned.cells:
         submission = current.get(p.name)
-        result = read_result(work_dir(planned.directory, p))
-        if result is not None and result.cell_id != p.cell_id:
-            result = None
-        states.append(CellStatus(p, _state(submission, result, alive), submission, result))
+        result, problem = _result(work_dir(planned.directory, p), p.cell_id)
+        states.append(CellStatus(p, _state(submission, result, problem, alive), submission, result, problem))
     return states
+
+
+def _result(folder: Path, cell_id: str) -> tuple[CellResult | None, str | None]:
+    """The result file of this config in a work_dir (None when there is none), or why it cannot be read."""
+    if not (folder / RESULT_FILE).exists():
+        return None, None
+    try:
+        result = load_result(folder)
+    except LogFormatError as error:
+        return None, str(error)
+    return (result, None) if result.cell_id == cell_id else (None, None)
 
 
 @dataclass(frozen=True)
@@ -124,6 +156,7 @@ class RecordedCell:
     submission: Submission
     state: str
     result: CellResult | None
+    problem: str | None = None  # why the cell's result file cannot be read
 
 
 def recorded_status(folder: Path) -> list[RecordedCell]:
@@ -131,34 +164,37 @@ def recorded_status(folder: Path) -> list[RecordedCell]:
     executor once which of its jobs are alive: what the dashboard shows of sweeps it has no sweep file of."""
     manifest = load_manifest(folder, folder.name)
     latest = [s for s in manifest.latest.values() if s.recorded]
-    alive: set[str] = set()
-    for executor in sorted({s.executor for s in latest}):
-        alive |= backend(executor).alive([s for s in latest if s.executor == executor])
+    alive = _alive(latest)
     cells = []
     for submission in latest:
-        result = read_result(Path(submission.work_dir))
-        if result is not None and result.cell_id != submission.cell_id:
-            result = None
-        cells.append(RecordedCell(submission, _state(submission, result, alive), result))
+        result, problem = _result(Path(submission.work_dir), submission.cell_id)
+        state = _state(submission, result, problem, alive)
+        cells.append(RecordedCell(submission, state, result, problem))
     return cells
 
 
-def _state(submission: Submission | None, result: CellResult | None, alive: set[str]) -> str:
+def _state(
+    submission: Submission | None, result: CellResult | None, problem: str | None, alive: set[str]
+) -> str:
+    """A cell's state; an unreadable result file makes it failed (not planned or lost, which a launch would
+    resubmit without being asked) unless its job still runs and will write the file again."""
     if submission is None:
+        if problem is not None:
+            return "failed"
         return "done" if result is not None and result.status == "done" else "planned"
     this_attempt = result is not None and result.attempt == submission.attempt
     if this_attempt and result is not None and result.status in ("done", "failed"):
         return result.status
     if submission.job_id in alive:
         return "running" if this_attempt else "pending"
-    return "lost"
+    return "failed" if problem is not None else "lost"
 
 
 def launch(
     sweep: Sweep,
     root: Path,
     *,
-    executor: str = "local",
+    executor: str | None = None,
     codes: Iterable[AttentionCode] | None = None,
     dcn: bool | None = None,
     retry_failed: bool = False,
@@ -168,7 +204,9 @@ def launch(
     dry_run: bool = False,
 ) -> LaunchReport:
     """Plan the sweep, check its dataset, and submit every cell that needs a job as one job array; returns
-    at once. ``options`` override the sweep's Slurm settings (partition, gpus, cpus, mem_gb, time_min, ...).
+    at once. ``executor`` chooses where the new jobs go (None: ``default_executor``); every cell's latest job
+    is judged by the executor it went to. ``options`` override the sweep's Slurm settings (partition, gpus,
+    cpus, mem_gb, time_min, ...).
 
     Before submitting, the launch writes its intent (cells, array positions, job name) to the manifest; after,
     the job ids. A launch killed in between is completed by the next one, which finds the jobs by name, so
@@ -177,11 +215,14 @@ def launch(
     planned = plan(sweep, root, codes, dcn)
     dataset.prepare(sweep.dataset, cwd, sweep.dataset.synthetic)
     folder = planned.directory.resolve()
-    chosen = backend(executor)
+    if executor is not None:
+        backend(executor)  # an unknown one is a mistake before anything is submitted
     with exclusive(folder / LAUNCH_LOCK):
         manifest = load_manifest(folder, sweep.name)
-        _complete_intents(manifest, folder, chosen)
-        before = _states(planned, manifest, executor)
+        _complete_intents(manifest, folder)
+        executor = executor or default_executor(manifest)
+        chosen = backend(executor)
+        before = _states(planned, manifest)
         wanted = ("planned", *RETRYABLE) if retry_failed else ("planned",)
         todo = [s for s in before if s.state in wanted]
         submitted: list[Submission] = []
@@ -190,7 +231,7 @@ def launch(
 
             name = f"ablation-{sweep.name}-DRYRUN"
             script = sbatch_script(folder / "jobs", name, parameters(sweep, options or {}), len(todo))
-            return LaunchReport(plan=planned, submitted=(), before=tuple(before), script=script)
+            return LaunchReport(planned, executor, submitted=(), before=tuple(before), script=script)
         if todo:
             name = f"ablation-{sweep.name}-{uuid.uuid4().hex[:8]}"
             local_parallel, threads = _local_slots(sweep, parallel) if executor == "local" else (None, None)
@@ -224,17 +265,19 @@ def launch(
                 submitted.append(done)
             save_manifest(folder, manifest)
             chosen.submitted(jobs)
-    return LaunchReport(plan=planned, submitted=tuple(submitted), before=tuple(before))
+    return LaunchReport(planned, executor, submitted=tuple(submitted), before=tuple(before))
 
 
-def _complete_intents(manifest: Manifest, folder: Path, chosen: Backend) -> None:
+def _complete_intents(manifest: Manifest, folder: Path) -> None:
     """Give the intents of a launch that died while submitting their job ids, or drop them if nothing was
-    submitted."""
+    submitted; each launch's jobs are looked for where its intents say they went."""
     intents = [s for s in manifest.history if not s.recorded]
     for name in sorted({s.job_name for s in intents}):
-        found = chosen.find(name)
+        launched = [s for s in intents if s.job_name == name]
+        chosen = backend(launched[0].executor)
+        found = chosen.find(name, since=min(s.submitted for s in launched))
         by_index = {int(i.rsplit("_", 1)[1]) if "_" in i else 0: i for i in found}
-        for intent in (s for s in intents if s.job_name == name):
+        for intent in launched:
             job_id = by_index.get(intent.index)
             if job_id is None:
                 manifest.forget(intent)
@@ -247,10 +290,12 @@ def _complete_intents(manifest: Manifest, folder: Path, chosen: Backend) -> None
         save_manifest(folder, manifest)
 
 
-def cancel(states: Sequence[CellStatus], executor: str = "local") -> list[CellStatus]:
-    """Cancel the jobs of the cells among ``states`` that are pending or running; returns those cells."""
-    live = [s for s in states if s.state in UNFINISHED]
-    backend(executor).cancel([s.submission for s in live if s.submission is not None])
+def cancel(states: Sequence[CellStatus]) -> list[CellStatus]:
+    """Cancel the jobs of the cells among ``states`` that are pending or running, each through the executor
+    it was submitted to; returns those cells."""
+    live = [s for s in states if s.state in UNFINISHED and s.submission is not None]
+    for name in sorted({s.submission.executor for s in live if s.submission is not None}):
+        backend(name).cancel([s.submission for s in live if s.submission and s.submission.executor == name])
     return live
 
 
@@ -291,7 +336,7 @@ def _job(
         threads=threads,
         slots=str(folder / "slots") if parallel is not None else None,
         parallel=parallel or 1,
-        tasks=1 if parallel is not None else max(1, sweep.resources.gpus),  # local: one process
+        tasks=1 if parallel is not None else sweep.resources.task_count(),  # local: one process
         keep_checkpoints=sweep.resources.keep_checkpoints,
         backbone=backbone_label(sweep.model.backbone),
         schedule=sweep.schedule.name,
@@ -312,13 +357,12 @@ def wait(
     root: Path,
     names: Sequence[str],
     *,
-    executor: str = "local",
     poll_s: float = 2.0,
     on_poll: Callable[[list[CellStatus]], None] | None = None,
 ) -> list[CellStatus]:
     """Poll until none of the cells ``names`` is pending or running; returns their final states."""
     while True:
-        states = [s for s in status(sweep, root, executor) if s.name in names]
+        states = [s for s in status(sweep, root) if s.name in names]
         if on_poll is not None:
             on_poll(states)
         if not any(s.state in UNFINISHED for s in states):

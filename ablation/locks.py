@@ -14,12 +14,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import WriteError
+
 __all__ = ["exclusive", "one_slot_of", "try_exclusive"]
 
 
 def _open(path: Path) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    """The lock file's descriptor, creating the file (and its folders); ``WriteError`` naming it when it
+    cannot be (a read-only folder, a file where a folder goes, a folder where the lock goes)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        reason = f"{error.filename} is not a folder" if isinstance(error, FileExistsError) else error.strerror
+        raise WriteError(f"cannot write the lock file {path}: {reason or error}") from None
 
 
 @contextmanager

@@ -11,9 +11,8 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from .errors import InputError
+from .errors import ManifestError
 from .fsio import write_atomic
 
 __all__ = ["MANIFEST_FILE", "Manifest", "Submission", "load_manifest", "save_manifest"]
@@ -78,20 +77,48 @@ class Manifest:
 
 
 def load_manifest(sweep_dir: Path, sweep: str) -> Manifest:
+    """The sweep folder's manifest (empty when there is none); ``ManifestError`` naming the file when it
+    cannot be read, is not a manifest, or was written by a newer version."""
     path = sweep_dir / MANIFEST_FILE
     try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return Manifest(sweep=sweep)
     except (OSError, ValueError) as error:
-        raise InputError(f"{path}: cannot read the manifest: {error}") from None
-    try:
-        history = [Submission(**entry) for entry in data["history"]]
-    except (KeyError, TypeError) as error:
-        raise InputError(f"{path}: not a manifest of this version ({error})") from None
-    manifest = Manifest(sweep=data.get("sweep", sweep), history=history)
+        raise ManifestError(f"{path}: cannot read the manifest: {str(error).splitlines()[0]}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("history"), list):
+        raise ManifestError(f'{path}: not a manifest (a JSON object with a "history" list is expected)')
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ManifestError(f"{path}: not a manifest (schema_version {json.dumps(version)} is not a number)")
+    if version > SCHEMA_VERSION:
+        raise ManifestError(
+            f"{path}: written with manifest schema {version}, newer than this ablation's {SCHEMA_VERSION}; "
+            "upgrade ablation to read it"
+        )
+    history = [_submission(entry, path, i) for i, entry in enumerate(data["history"])]
+    manifest = Manifest(sweep=str(data.get("sweep", sweep)), history=history)
     manifest._relatest()
     return manifest
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Submission)}
+_TYPES = {name: (int if f.type == "int" else str) for name, f in _FIELDS.items()}
+
+
+def _submission(entry: object, path: Path, index: int) -> Submission:
+    where = f"{path}: history entry {index}"
+    if not isinstance(entry, dict):
+        raise ManifestError(f"{where} is not a JSON object")
+    missing = [n for n, f in _FIELDS.items() if n not in entry and f.default is dataclasses.MISSING]
+    if missing:
+        raise ManifestError(f"{where} has no {', '.join(map(repr, missing))}")
+    for name, value in entry.items():
+        kind = _TYPES.get(name)
+        if kind is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            expected = "an integer" if kind is int else "a string"
+            raise ManifestError(f"{where}: {name!r} is {json.dumps(value)}, expected {expected}")
+    return Submission(**{k: v for k, v in entry.items() if k in _FIELDS})
 
 
 def save_manifest(sweep_dir: Path, manifest: Manifest) -> None:

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Union
 
 from .errors import LogFormatError
 from .fsio import write_atomic
@@ -70,6 +73,7 @@ class CellResult:
     attention_module: str | None = None
     attention_impl: str | None = None
     git_commit: str | None = None
+    tasks: int | None = None  # processes it ran with (the torch.distributed world size); None: not recorded
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -81,6 +85,9 @@ class CellResult:
         return self.metrics.get("bbox_mAP")
 
 
+_HINTS = typing.get_type_hints(CellResult)
+
+
 def write_result(work_dir: Path, result: CellResult) -> Path:
     path = work_dir / RESULT_FILE
     write_atomic(path, json.dumps(dataclasses.asdict(result), indent=2, sort_keys=True) + "\n")
@@ -88,7 +95,8 @@ def write_result(work_dir: Path, result: CellResult) -> Path:
 
 
 def load_result(work_dir: Path) -> CellResult:
-    """The cell's result; ``LogFormatError`` naming the file when it is missing, not JSON or not a result."""
+    """The cell's result; ``LogFormatError`` naming the file when it is missing, not JSON, not a result, of a
+    newer schema version, or has a field of the wrong type (naming the field)."""
     path = work_dir / RESULT_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -98,11 +106,84 @@ def load_result(work_dir: Path) -> CellResult:
         raise LogFormatError(f"{path}: not readable JSON ({str(error).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise LogFormatError(f"{path}: not a result (a JSON object is expected)")
-    known = {f.name for f in dataclasses.fields(CellResult)}
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise LogFormatError(
+            f"{path}: written with result schema {version}, newer than this ablation's {SCHEMA_VERSION}; "
+            "upgrade ablation to read it"
+        )
+    fields = {f.name: f for f in dataclasses.fields(CellResult)}
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise LogFormatError(f"{path}: not a result (missing field {', '.join(map(repr, missing))})")
+    for name in fields:
+        if name in data and not _is(data[name], _HINTS[name]):
+            value = data[name]
+            why = "beyond 64-bit integers" if _too_big(value) else f"expected {_expected(_HINTS[name])}"
+            raise LogFormatError(f"{path}: field {name!r} is {_shown(value)}, {why}")
+    for name, valid in (("status", STATUSES), ("memory_kind", (None, *MEMORY_KINDS))):
+        if data.get(name) not in valid:
+            shown = ", ".join(json.dumps(v) for v in valid)
+            raise LogFormatError(f"{path}: field {name!r} is {_shown(data[name])}, expected one of {shown}")
     try:
-        return CellResult(**{k: v for k, v in data.items() if k in known})
+        return CellResult(**{k: v for k, v in data.items() if k in fields})
     except (TypeError, ValueError) as error:
         raise LogFormatError(f"{path}: not a result ({str(error).splitlines()[0]})") from None
+
+
+def _is(value: object, hint: Any) -> bool:
+    """Whether a JSON value fits a field's type (an int is a float; a bool is neither)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_is(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and _is(v, args[1]) for k, v in value.items()
+        )
+    if origin is list:
+        return isinstance(value, list) and all(_is(v, args[0]) for v in value)
+    if isinstance(value, bool):
+        return hint is bool
+    if _too_big(value):  # the store holds 64-bit integers (and floats no larger)
+        return False
+    if hint is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, hint)
+
+
+def _too_big(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63
+
+
+def _expected(hint: Any, plural: bool = False) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_expected(arg, plural) for arg in args)
+    if origin is dict:
+        return "objects" if plural else f"an object of {_expected(args[1], plural=True)}"
+    if origin is list:
+        return "lists" if plural else f"a list of {_expected(args[0], plural=True)}"
+    return _NAMES[hint][plural]
+
+
+_NAMES = {
+    type(None): ("null", "nulls"),
+    bool: ("true or false", "true or false"),
+    int: ("an integer", "integers"),
+    float: ("a number", "numbers"),
+    str: ("a string", "strings"),
+}
+
+
+def _shown(value: object) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def read_result(work_dir: Path) -> CellResult | None:

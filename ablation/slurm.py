@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,9 @@ def parameters(sweep: Sweep, options: dict[str, Any]) -> dict[str, Any]:
         "array_parallelism": options.get("array_parallelism") or s.array_parallelism,
         "cpus_per_task": cpus,
         "nodes": 1,
-        # one task per GPU, as mmengine's launcher='slurm' expects; submitit does not pin GPUs per task
-        "ntasks_per_node": max(1, gpus),
+        # one task per GPU (or [resources] tasks CPU processes), one rank each of the cell's process group
+        # (ablation.distributed); submitit does not pin GPUs per task
+        "ntasks_per_node": r.task_count(gpus),
         # held until the launcher has put each job's pickle and folder in place, then released: a launcher
         # killed in between leaves held jobs, which the next launch completes and releases
         "additional_parameters": {"requeue": True, "hold": True, **s.sbatch_options()},
@@ -83,17 +85,12 @@ def parameters(sweep: Sweep, options: dict[str, Any]) -> dict[str, Any]:
 def sbatch_script(folder: Path, name: str, params: dict[str, Any], count: int) -> str:
     """The sbatch script submitit writes for a job array of ``count`` cells (``count`` 1: a plain job)."""
     import submitit
-    from submitit.slurm.slurm import _make_sbatch_string
+
+    from .submitit_internals import sbatch_string
 
     executor = submitit.SlurmExecutor(folder=folder / "%j")
     executor.update_parameters(job_name=name, **params)
-    arguments: dict[str, Any] = dict(executor.parameters)
-    if count > 1:
-        arguments["map_count"] = count
-    script: str = _make_sbatch_string(
-        command=executor._submitit_command_str, folder=executor.folder, **arguments
-    )
-    return script
+    return sbatch_string(executor, count)
 
 
 def _run(command: list[str]) -> str:
@@ -139,8 +136,11 @@ def squeue_ids(name: str) -> list[str]:
     return [one for line in out.split() for one in _expand(line.strip())]
 
 
-def sacct_ids(name: str) -> list[str]:
-    out = _run(["sacct", "-n", "-X", "-P", "--format=JobID", "--name", name])
+def sacct_ids(name: str, since: datetime) -> list[str]:
+    """Ids of the jobs named ``name`` that sacct knows, submitted since ``since``: without a start time,
+    sacct --name looks only at jobs since midnight."""
+    start = since.astimezone().strftime("%Y-%m-%dT%H:%M:%S")  # sacct reads the controller's local time
+    out = _run(["sacct", "-n", "-X", "-P", "--format=JobID", "--name", name, "--starttime", start])
     return [one for line in out.split() for one in _expand(line.strip())]
 
 

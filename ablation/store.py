@@ -160,7 +160,11 @@ class Store:
                 mask = pc.is_in(cached[_FILE_COLUMN], value_set=pa.array(keep, pa.string()))
                 tables.append(cached.filter(mask))
         with ThreadPoolExecutor(max_workers=4) as pool:  # parquet reads release the GIL
-            outcomes = list(pool.map(_try_read, [self.runs_dir / name for name in sorted(fresh)]))
+            try:
+                outcomes = list(pool.map(_try_read, [self.runs_dir / name for name in sorted(fresh)]))
+            except BaseException:  # Ctrl-C: stop at once, not after the thousands of reads still queued
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
         for name, outcome in zip(sorted(fresh), outcomes, strict=True):
             if isinstance(outcome, StoreError):
                 problems.append(str(outcome))

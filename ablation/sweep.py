@@ -8,6 +8,9 @@ setting, so a sweep file states only what it changes.
 
 from __future__ import annotations
 
+import datetime
+import keyword
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,6 +242,11 @@ class DatasetSettings:
 @dataclass(frozen=True)
 class ResourceSettings:
     gpus: int = setting(8, "GPUs per cell (0: one CPU process)")
+    tasks: int | None = setting(
+        None,
+        "processes per cell, training as one (Slurm tasks; batch tasks x images_per_gpu): unset, one per "
+        "GPU; with gpus = 0, this many CPU processes (gloo) instead of one; with gpus > 0, equal to gpus",
+    )
     images_per_gpu: int = setting(2, "training images per GPU (per process on CPU)")
     workers_per_gpu: int = setting(2, "data loading worker processes per GPU")
     time_limit_min: int = setting(24 * 60, "wall-clock limit of one cell's job, in minutes")
@@ -251,6 +259,11 @@ class ResourceSettings:
 
     def __post_init__(self) -> None:
         _check(self.gpus >= 0, f"gpus must be at least 0, got {self.gpus}")
+        _check(self.tasks is None or self.tasks >= 1, f"tasks must be at least 1, got {self.tasks}")
+        _check(
+            self.tasks is None or not self.gpus or self.tasks == self.gpus,
+            f"tasks must equal gpus (one process per GPU), got tasks = {self.tasks} with gpus = {self.gpus}",
+        )
         _check(self.time_limit_min >= 1, f"time_limit_min must be at least 1, got {self.time_limit_min}")
         _check(
             self.keep_checkpoints in ("all", "last", "none"),
@@ -258,6 +271,12 @@ class ResourceSettings:
         )
         _check(self.images_per_gpu >= 1, f"images_per_gpu must be at least 1, got {self.images_per_gpu}")
         _check(self.workers_per_gpu >= 0, f"workers_per_gpu must be at least 0, got {self.workers_per_gpu}")
+
+    def task_count(self, gpus: int | None = None) -> int:
+        """Processes of one cell (Slurm tasks): one per GPU, else ``tasks`` (1 when unset); ``gpus``, when
+        given, replaces the sweep's (``--gpus``)."""
+        gpus = self.gpus if gpus is None else gpus
+        return gpus if gpus else self.tasks or 1
 
 
 @dataclass(frozen=True)
@@ -322,6 +341,46 @@ class SweepFile:
         "config values merged over every cell's config, as mmdet's --cfg-options "
         "(e.g. model.train_cfg.rcnn.sampler.num = 64)"
     )
+
+    def __post_init__(self) -> None:
+        _check_overrides(self.overrides, "")  # the keys and values a config can hold
+
+
+_OVERRIDE_VALUES = "strings, integers, finite numbers, true or false, and lists and tables of those"
+_TOML_TIMES = ((datetime.datetime, "date-time"), (datetime.date, "date"), (datetime.time, "time"))
+
+
+def _check_overrides(table: dict[str, Any], where: str) -> None:
+    """[overrides] becomes Python source in every config: its keys must be Python names (they become config
+    variables and dict keys) and its values plain finite values, or the config would not load."""
+    for key, value in table.items():
+        path = f"{where}.{key}" if where else key
+        if not (key.isidentifier() and not keyword.iskeyword(key)):
+            inside = f" (under {where})" if where else ""
+            dotted = "; write nested keys unquoted, as model.backbone.depth = 50" if "." in key else ""
+            raise InputError(
+                f"[overrides] key {key!r}{inside} is not a Python name (letters, digits and '_', not "
+                f"starting with a digit, not a keyword): the keys become names in the config{dotted}"
+            )
+        if path == "_base_":
+            raise InputError("[overrides] key '_base_': set the base config with [model] base_config")
+        _check_override_value(value, path)
+
+
+def _check_override_value(value: Any, path: str) -> None:
+    if isinstance(value, dict):
+        _check_overrides(value, path)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_override_value(item, f"{path}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InputError(
+            f"[overrides] {path} = {value!r} is not a finite number; values may be {_OVERRIDE_VALUES}"
+        )
+    elif not isinstance(value, (str, int, float, bool)):
+        kind = next((name for cls, name in _TOML_TIMES if isinstance(value, cls)), type(value).__name__)
+        shown = value.isoformat() if hasattr(value, "isoformat") else repr(value)
+        raise InputError(f"[overrides] {path} = {shown} is a TOML {kind}; values may be {_OVERRIDE_VALUES}")
 
 
 @dataclass(frozen=True)

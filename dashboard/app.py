@@ -321,6 +321,7 @@ def status_page() -> None:
                         "job": c.submission.job_id,
                         "submitted": c.submission.submitted,
                         "box AP": None if c.result is None or c.result.ap is None else 100 * c.result.ap,
+                        "problem": c.problem or "",
                     }
                     for c in cells
                 ]

@@ -279,3 +279,10 @@ def test_a_slurm_dry_run_prints_the_sbatch_script_exactly(
     shown = out.replace(str(tmp_path / "R"), "<root>").replace(sys.executable, "<python>")
     assert shown == GOLDEN_SBATCH.read_text(), "refresh: see this test's docstring"
     assert not (tmp_path / "R" / "smoke" / "manifest.json").exists()  # nothing submitted
+
+
+def test_the_executor_flags_name_every_backend() -> None:
+    from ablation.cli import _EXECUTORS
+    from ablation.executors import BACKENDS
+
+    assert tuple(BACKENDS) == _EXECUTORS

@@ -16,7 +16,7 @@ from ablation.codes import ALL_CODES
 from ablation.manifest import Manifest, Submission, save_manifest
 from ablation.modelzoo import load_reference
 from ablation.records import RunRecord
-from ablation.results import CellResult, write_result
+from ablation.results import RESULT_FILE, CellResult, write_result
 from ablation.store import Store
 
 from .conftest import REPO
@@ -261,7 +261,7 @@ def test_status_page_reads_the_manifests(
     root = tmp_path / "runs"
     folder = root / "live"
     manifest = Manifest(sweep="live")
-    for i, status in enumerate(("done", "failed", None)):
+    for i, status in enumerate(("done", "failed", None, "corrupt")):
         work = folder / "work" / f"cell{i}" / "id"
         work.mkdir(parents=True)
         manifest.record(
@@ -276,7 +276,9 @@ def test_status_page_reads_the_manifests(
                 submitted="2026-01-01T00:00:00+00:00",
             )
         )
-        if status:
+        if status == "corrupt":
+            (work / RESULT_FILE).write_text("{not json")
+        elif status:
             write_result(
                 work,
                 CellResult(
@@ -302,7 +304,10 @@ def test_status_page_reads_the_manifests(
         "cell0": "done",
         "cell1": "failed",
         "cell2": "lost",
+        "cell3": "failed",  # not lost: a launch must not resubmit it unasked
     }
+    (problem,) = [p for p in table["problem"] if p]
+    assert problem.startswith(f"{folder / 'work' / 'cell3' / 'id' / RESULT_FILE}: not readable JSON")
     assert at.subheader[0].value == "live"
 
 

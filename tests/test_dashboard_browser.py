@@ -74,6 +74,8 @@ def served(tmp_path: Path) -> Iterator[str]:
             assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "the dashboard did not come up in 90 s"
             time.sleep(0.5)
+        # the command became the server (exec), so stopping it stops the server: none outlives the test
+        assert b"streamlit" in Path(f"/proc/{server.pid}/cmdline").read_bytes()
         yield url
     finally:
         server.terminate()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from ablation.launch import _state
-from ablation.manifest import Submission
+from ablation.executors import SlurmBackend
+from ablation.launch import _state, default_executor
+from ablation.manifest import Manifest, Submission
 from ablation.report import progress
 from ablation.results import CellResult
 from ablation.slurm import _expand, parameters
@@ -44,7 +47,21 @@ def result(status: str, attempt: int) -> CellResult:
     ],
 )
 def test_state(submission: Submission | None, found: CellResult | None, alive: bool, state: str) -> None:
-    assert _state(submission, found, {"42"} if alive else set()) == state
+    assert _state(submission, found, None, {"42"} if alive else set()) == state
+
+
+@pytest.mark.parametrize(
+    ("submission", "alive", "state"),
+    [
+        (None, False, "failed"),  # not planned: a launch would resubmit it without being asked
+        (JOB, False, "failed"),  # not lost, for the same reason
+        (JOB, True, "pending"),  # its job still runs and will write the file again
+    ],
+)
+def test_an_unreadable_result_file_fails_the_cell(
+    submission: Submission | None, alive: bool, state: str
+) -> None:
+    assert _state(submission, None, "w/result.json: not readable JSON", {"42"} if alive else set()) == state
 
 
 def test_progress_comes_from_the_newest_log_s_last_training_line(tmp_path: Path) -> None:
@@ -84,3 +101,39 @@ def test_slurm_parameters_give_one_task_per_gpu_and_flags_win() -> None:
 )
 def test_sacct_job_ids_expand_pending_array_ranges(shown: str, ids: list[str]) -> None:
     assert _expand(shown) == ids
+
+
+def test_new_jobs_go_where_the_sweep_s_latest_job_went() -> None:
+    manifest = Manifest(sweep="s")
+    assert default_executor(manifest) == "local"  # a new sweep
+    manifest.record(dataclasses.replace(JOB, submitted="2026-01-02T00:00:00+00:00"))
+    manifest.record(
+        dataclasses.replace(
+            JOB, cell="d", executor="slurm", job_id="7_0", submitted="2026-01-03T00:00:00+00:00"
+        )
+    )
+    assert default_executor(manifest) == "slurm"
+    intent = dataclasses.replace(
+        JOB, cell="e", job_id="", job_name="n", submitted="2026-01-04T00:00:00+00:00"
+    )
+    manifest.record(intent)  # a launch that died before its job ids were known does not count
+    assert default_executor(manifest) == "slurm"
+
+
+def test_a_dead_launch_s_jobs_are_looked_for_since_its_intent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sacct --name sees only jobs since midnight unless given a start: the lookup gives one (the only fake
+    is the sacct executable, which records its arguments)."""
+    calls = tmp_path / "calls"
+    for name, output in (("sacct", "12_0\n12_1\n"), ("squeue", "")):
+        script = tmp_path / name
+        script.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\nprintf "{output}"\n')
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    found = SlurmBackend().find("ablation-s-1234", since="2025-12-31T23:30:00+00:00")
+    assert found == ["12_0", "12_1"]
+    (sacct_call,) = [line for line in calls.read_text().splitlines() if "--name" in line]
+    start = sacct_call.split("--starttime ")[1].split()[0]
+    expected = datetime(2025, 12, 31, 22, 30, tzinfo=timezone.utc).astimezone().replace(tzinfo=None)
+    assert datetime.fromisoformat(start) == expected

@@ -11,6 +11,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -75,6 +76,17 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     with in_folder(folder), contextlib.redirect_stdout(output):  # data_root is relative: the data goes here
         code = main(["launch", "--sweep", str(sweep_file), "--root", str(root), "--wait", "--parallel", "2"])
     yield Run(folder, sweep_file, root, code, output.getvalue())
+
+
+def copy_of(run: Run, tmp_path: Path) -> Run:
+    """The module's run in a folder of its own, for a test that changes it: every test sees the run as the
+    fixture left it, whatever ran before. Files are hard links (the checkpoints take GBs); the tool replaces
+    files atomically or writes new ones, so the original is never changed through them."""
+    folder = tmp_path / "run"
+    shutil.copytree(run.folder, folder, copy_function=os.link)
+    return dataclasses.replace(
+        run, folder=folder, sweep_file=folder / run.sweep_file.name, root=folder / run.root.name
+    )
 
 
 @contextlib.contextmanager
@@ -146,7 +158,8 @@ def test_no_more_than_the_parallel_cells_computed_at_once(ran: Run) -> None:
 
 
 def test_a_second_launch_submits_nothing(ran: Run, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = cli(capsys, "launch", "--sweep", str(ran.sweep_file), "--root", str(ran.root))
+    with in_folder(ran.folder):
+        code, out = cli(capsys, "launch", "--sweep", str(ran.sweep_file), "--root", str(ran.root))
     assert code == 0
     assert out.startswith("submitted 0 of 6 cells of sweep mini (local); left alone: 5 done, 1 failed")
 
@@ -161,10 +174,13 @@ def test_status_from_a_new_process(ran: Run) -> None:
     assert broken_row.split()[3] == "failed"
 
 
-def test_retry_failed_resubmits_only_the_failed_cell(ran: Run, capsys: pytest.CaptureFixture[str]) -> None:
+def test_retry_failed_resubmits_only_the_failed_cell(
+    ran: Run, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    ran = copy_of(ran, tmp_path)
     sweep = load_sweep(ran.sweep_file)
     (broken,) = [s for s in status(sweep, ran.root) if s.name == BROKEN]
-    dead = Path(broken.submission.work_dir)  # type: ignore[union-attr]
+    dead = work_dir(ran.root / "mini", broken.planned)
     (dead / "epoch_1.pth").unlink()
     (dead / "last_checkpoint").unlink()
     with in_folder(ran.folder):
@@ -184,20 +200,21 @@ def test_retry_failed_resubmits_only_the_failed_cell(ran: Run, capsys: pytest.Ca
     assert (r["status"], r["attempt"]) == ("done", 2)
 
 
-def test_a_rerun_resumes_from_the_last_checkpoint(ran: Run) -> None:
+def test_a_rerun_resumes_from_the_last_checkpoint(ran: Run, tmp_path: Path) -> None:
     """Through torch's safe unpickler: mmengine's checkpoints load with only their classes allowed."""
+    ran = copy_of(ran, tmp_path)
     (first,) = [r for r in results(ran).values() if r["code"] == "0010" and r["dcn"] is False]
     (cell,) = [s for s in status(load_sweep(ran.sweep_file), ran.root) if s.name == first["cell"]]
-    assert cell.submission is not None
+    assert cell.submission is not None and cell.state == "done"
     spec = CellJob(
         sweep="mini",
         cell=str(first["cell"]),
         cell_id=str(first["cell_id"]),
         code="0010",
         dcn=False,
-        config=str(first["config"]),
+        config=str(cell.planned.path),
         config_hash=str(first["config_hash"]),
-        work_dir=cell.submission.work_dir,
+        work_dir=str(work_dir(ran.root / "mini", cell.planned)),
         cwd=str(ran.folder),
         attempt=2,
         test_size=(128, 192),
@@ -210,10 +227,11 @@ def test_a_rerun_resumes_from_the_last_checkpoint(ran: Run) -> None:
     job = executor.submit(run_cell, spec)
     again = job.result()
     assert again is not None and again.status == "done"
-    assert again.iterations == first["iterations"]  # nothing trained again
-    assert again.timings["train_s"] < 0.5 * float(first["timings"]["train_s"])  # type: ignore[index]
+    assert again.iterations == first["iterations"]
     logs = sorted(Path(spec.work_dir).glob("*/*.log"))
-    assert "resumed epoch: 2" in logs[-1].read_text()
+    resumed = logs[-1].read_text()
+    assert "resumed epoch: 2" in resumed
+    assert "Epoch(train)" not in resumed  # nothing trained again (a time would depend on the load)
 
 
 def test_a_second_job_for_a_running_cell_steps_aside(tmp_path: Path) -> None:

@@ -76,6 +76,17 @@ def manifest(root: Path, sweep: str) -> list[dict[str, object]]:
     return json.loads((root / sweep / "manifest.json").read_text())["history"]  # type: ignore[no-any-return]
 
 
+def squeue(job_ids: list[str]) -> list[str]:
+    """The ids among ``job_ids`` that the controller still lists."""
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "PD,R,S,CF,CG", "-o", "%i", "-j", ",".join(job_ids)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
 def wait_for(check: object, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():  # type: ignore[operator]
@@ -130,7 +141,8 @@ def test_a_relaunch_after_a_killed_launcher_submits_nothing_and_every_cell_runs_
 ) -> None:
     folder, root, name = grid
     sweep = str(folder / f"{MINI}.toml")
-    again = ablation(folder, "launch", "--sweep", sweep, "--root", str(root), "--executor", "slurm", "--wait")
+    # no --executor: the dead launcher's intents are completed where they went, and nothing goes elsewhere
+    again = ablation(folder, "launch", "--sweep", sweep, "--root", str(root), "--wait")
     assert again.stdout.startswith(f"submitted 0 of 4 cells of sweep {MINI} (slurm)"), (
         again.stdout + again.stderr
     )
@@ -198,23 +210,29 @@ def single_cell(folder: Path, name: str, **changes: str) -> tuple[Path, Path]:
     return write_sweep(folder, text, name), folder / "runs"
 
 
-def test_a_requeued_cell_resumes_from_its_checkpoint(cluster: None, tmp_path: Path) -> None:
-    """Slurm gives a requeued job KillWait (30 s) to end before killing it: the cell is long enough to be
-    killed mid-training."""
-    sweep, root = single_cell(tmp_path, "requeue", **{"epochs = 2": "epochs = 16"})
+def requeued(tmp_path: Path, name: str, **changes: str) -> tuple[dict[str, object], Path, dict[str, object]]:
+    """A one-cell sweep launched on Slurm, requeued (``scontrol requeue``) once it wrote its first
+    checkpoint, and waited for: its manifest entry, work_dir and final result."""
+    sweep, root = single_cell(tmp_path, name, **changes)
     args = ("--sweep", str(sweep), "--root", str(root), "--executor", "slurm")
     assert ablation(tmp_path, "launch", *args).returncode == 0
-    (entry,) = manifest(root, "requeue")
+    (entry,) = manifest(root, name)
     work = Path(str(entry["work_dir"]))
     wait_for(lambda: any(work.glob("epoch_*.pth")), 240, "the first checkpoint")
     subprocess.run(["scontrol", "requeue", str(entry["job_id"])], check=True)
     done = ablation(tmp_path, "launch", *args, "--wait")
     assert done.returncode == 0, done.stdout + done.stderr
-    r = results(root, "requeue")
-    (one,) = r.values()
-    assert (one["status"], one["epochs"], one["iterations"]) == ("done", 16, 32)
+    (one,) = results(root, name).values()
     logs = sorted(work.glob("*/*.log"))
     assert len(logs) == 2 and "resumed epoch" in logs[-1].read_text()
+    return entry, work, one
+
+
+def test_a_requeued_cell_resumes_from_its_checkpoint(cluster: None, tmp_path: Path) -> None:
+    """Slurm gives a requeued job KillWait (30 s) to end before killing it: the cell is long enough to be
+    killed mid-training."""
+    _, _, one = requeued(tmp_path, "requeue", **{"epochs = 2": "epochs = 16"})
+    assert (one["status"], one["epochs"], one["iterations"]) == ("done", 16, 32)
 
 
 def test_a_cell_at_its_time_limit_is_requeued_and_finishes(cluster: None, tmp_path: Path) -> None:
@@ -239,21 +257,180 @@ def test_a_cell_at_its_time_limit_is_requeued_and_finishes(cluster: None, tmp_pa
     assert len(list(work.glob("*/*.log"))) >= 2  # more than one attempt: it was requeued
 
 
-def test_cancel_from_a_new_process_then_retry(cluster: None, tmp_path: Path) -> None:
-    sweep, root = single_cell(tmp_path, "cancel", **{"epochs = 2": "epochs = 16"})
-    args = ("--sweep", str(sweep), "--root", str(root), "--executor", "slurm")
-    assert ablation(tmp_path, "launch", *args).returncode == 0
-    (entry,) = manifest(root, "cancel")
-    job_id = str(entry["job_id"])
-    wait_for(lambda: (Path(str(entry["work_dir"])) / RESULT_FILE).exists(), 240, "the cell to start")
+def test_every_command_judges_a_slurm_job_where_it_runs(cluster: None, tmp_path: Path) -> None:
+    """Launched with --executor slurm, then followed with the commands the tool's hints give, none of which
+    names the executor: status, launch --retry-failed and cancel all see the Slurm jobs."""
+    text = sweep_text(**{"epochs = 2": "epochs = 16"}).replace("dcn = [false, true]", "dcn = [false]")
+    sweep, root = write_sweep(tmp_path, text, "judged"), tmp_path / "runs"
+    args = ("--sweep", str(sweep), "--root", str(root))
+    launched = ablation(tmp_path, "launch", *args, "--executor", "slurm")
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    assert launched.stdout.splitlines() == [
+        "submitted 2 of 2 cells of sweep judged (slurm)",
+        f"follow with: ablation status --sweep {sweep} --root runs",
+    ]
+    entries = manifest(root, "judged")
+    job_ids = [str(e["job_id"]) for e in entries]
+    for entry in entries:
+        wait_for(lambda e=entry: (Path(str(e["work_dir"])) / RESULT_FILE).exists(), 240, "the cells to start")
+
+    shown = ablation(tmp_path, "status", *args)  # as the hint says
+    assert shown.stdout.splitlines()[-1] == "2 cells: 2 running", shown.stdout + shown.stderr
+    again = ablation(tmp_path, "launch", *args, "--retry-failed")
+    assert again.stdout.startswith("submitted 0 of 2 cells of sweep judged (slurm); left alone: 2 running")
+    assert json.loads((root / "judged" / "manifest.json").read_text())["history"] == entries  # no new job
+    elsewhere = ablation(tmp_path, "cancel", *args, "--executor", "local")
+    assert elsewhere.stdout.splitlines()[-1] == "0 jobs cancelled"
     done = ablation(tmp_path, "cancel", *args)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "1 job cancelled"
-    wait_for(lambda: sacct("--format=State", "-j", job_id)[0][0].startswith("CANCELLED"), 120, "scancel")
+    assert done.stdout.splitlines()[-1] == "2 jobs cancelled"
+
+    def cancelled() -> bool:
+        return all(
+            state.startswith("CANCELLED") for (state,) in sacct("--format=State", "-j", ",".join(job_ids))
+        )
+
+    wait_for(cancelled, 120, "scancel")
+    wait_for(lambda: squeue(job_ids) == [], 120, "the cancelled tasks to leave the queue")
     shown = ablation(tmp_path, "status", *args)
-    assert shown.stdout.splitlines()[-1] == "1 cell: 1 lost"
+    assert shown.stdout.splitlines()[-1] == "2 cells: 2 lost"
     again = ablation(tmp_path, "launch", *args)
-    assert again.stdout.startswith("submitted 0 of 1 cells"), again.stdout  # lost needs --retry-failed
+    assert again.stdout.startswith("submitted 0 of 2 cells"), again.stdout  # lost needs --retry-failed
     retried = ablation(tmp_path, "launch", *args, "--retry-failed")
-    assert retried.stdout.startswith("submitted 1 of 1 cells"), retried.stdout
-    assert ablation(tmp_path, "cancel", *args).returncode == 0  # leave the cluster idle
+    assert retried.stdout.startswith("submitted 2 of 2 cells of sweep judged (slurm)"), retried.stdout
+    assert ablation(tmp_path, "cancel", *args).stdout.splitlines()[-1] == "2 jobs cancelled"  # leave it idle
+
+
+# Two processes per cell on the CPU node: [resources] tasks = 2 with gpus = 0 asks for two Slurm tasks of one
+# CPU each (cpus_per_task: workers_per_gpu + 1 = 1), which train the cell as one gloo group.
+TWO_TASKS = {"gpus = 0": "gpus = 0\ntasks = 2"}
+
+
+def task_log(entry: dict[str, object], rank: int, job_id: str | None = None) -> str:
+    """What task ``rank`` of the entry's job (or of job ``job_id`` in the entry's jobs folder) printed:
+    submitit's per-task log, which Slurm appends to on a requeue."""
+    job_id = job_id or str(entry["job_id"])
+    path = Path(str(entry["folder"])).parent / job_id / f"{job_id}_{rank}_log.out"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def test_a_two_task_cell_trains_as_one_group_with_half_the_iterations(cluster: None, tmp_path: Path) -> None:
+    """The same cell as one task and as two: each of the two ranks takes half of every epoch's 4 images, in
+    batches of 2, so an epoch is 1 iteration instead of 2 (the effective batch is tasks x images_per_gpu)."""
+    launched = {}
+    for name, changes in (("onetask", {}), ("twotasks", TWO_TASKS)):
+        sweep, root = single_cell(tmp_path, name, **changes)
+        args = ("--sweep", str(sweep), "--root", str(root), "--executor", "slurm")
+        assert ablation(tmp_path, "launch", *args).returncode == 0
+        launched[name] = args
+    for args in launched.values():
+        done = ablation(tmp_path, "launch", *args, "--wait")
+        assert done.returncode == 0, done.stdout + done.stderr
+    (one,) = results(root, "onetask").values()
+    (two,) = results(root, "twotasks").values()
+    assert (one["status"], one["epochs"], one["iterations"], one["tasks"]) == ("done", 2, 4, 1)
+    assert (two["status"], two["epochs"], two["iterations"], two["tasks"]) == ("done", 2, 2, 2)
+    assert two["fps"] and two["flops"] and two["params"] == one["params"]  # measured by rank 0
+    (entry,) = manifest(root, "twotasks")
+    job_id = str(entry["job_id"])
+    wait_for(lambda: sacct("--format=State", "-j", job_id)[0][0] not in LIVE_STATES, 60, "the job to end")
+    assert sacct("--format=State,AllocCPUS", "-j", job_id) == [["COMPLETED", "2"]]
+    for rank in (0, 1):
+        log = task_log(entry, rank)
+        assert f"rank {rank} of 2 (gloo, torch threads 1), resumes from nothing" in log, log[-3000:]
+        assert f"rank {rank} trained to epoch 2, iteration 2" in log
+
+
+def test_a_requeued_two_task_cell_resumes_from_its_checkpoint_on_every_rank(
+    cluster: None, tmp_path: Path
+) -> None:
+    """As test_a_requeued_cell_resumes_from_its_checkpoint, with two tasks: both ranks of the requeued job
+    load the checkpoint (a rank that started over would train other iterations than its peer)."""
+    # 1 iteration each, 2 to 3 s here: the 30 s of KillWait after the first checkpoint end by epoch 17
+    epochs = 22
+    entry, work, one = requeued(tmp_path, "requeue2", **TWO_TASKS, **{"epochs = 2": f"epochs = {epochs}"})
+    assert (one["status"], one["epochs"], one["iterations"], one["tasks"]) == ("done", epochs, epochs, 2)
+    for rank in (0, 1):
+        log = task_log(entry, rank)
+        starts = [line for line in log.splitlines() if f"rank {rank} of 2 (gloo" in line]
+        assert len(starts) == 2 and starts[0].endswith("resumes from nothing"), starts
+        resumed = starts[1].rpartition("resumes from ")[2]
+        assert Path(resumed).parent == work and Path(resumed).name.startswith("epoch_"), starts
+        assert int(Path(resumed).stem.split("_")[1]) < epochs  # killed mid-training
+        assert f"rank {rank} trained to epoch {epochs}, iteration {epochs}" in log
+
+
+def test_a_duplicate_two_task_job_of_a_running_cell_steps_aside_on_every_rank(
+    cluster: None, tmp_path: Path
+) -> None:
+    """A second job of a cell whose two-task job is training (the same pickle submitted again): its rank 0
+    finds the cell's lock held, and its ranks all end at once, rank 1 not left waiting for a rank 0 that
+    stepped aside. Both jobs fit on the node's 2 CPUs with --overcommit (two tasks on one CPU); the
+    duplicate asks for --ntasks, since Slurm places --ntasks-per-node=2 only where 2 CPUs are free."""
+    from submitit import SlurmExecutor
+    from submitit.core.utils import DelayedSubmission
+
+    sweep, root = single_cell(
+        tmp_path,
+        "duplicate",
+        **TWO_TASKS,
+        **{"epochs = 2": "epochs = 30", "[benchmark]": '[slurm]\nsbatch = ["--overcommit"]\n\n[benchmark]'},
+    )
+    args = ("--sweep", str(sweep), "--root", str(root), "--executor", "slurm")
+    assert ablation(tmp_path, "launch", *args).returncode == 0
+    (entry,) = manifest(root, "duplicate")
+    running = str(entry["job_id"])
+    work = Path(str(entry["work_dir"]))
+    wait_for(lambda: any(work.glob("epoch_*.pth")), 240, "the cell's first epoch")
+    before = json.loads((work / RESULT_FILE).read_text())
+    assert before["status"] == "running"
+
+    executor = SlurmExecutor(folder=Path(str(entry["folder"])).parent / "%j")
+    executor.update_parameters(
+        job_name="ablation-duplicate",
+        time=10,
+        nodes=1,
+        cpus_per_task=1,
+        stderr_to_stdout=True,
+        additional_parameters={"ntasks": 2, "overcommit": True},
+    )
+    delayed = DelayedSubmission.load(Path(str(entry["folder"])) / f"{running}_submitted.pkl")
+    duplicate = str(executor.submit(delayed.function, *delayed.args).job_id)
+    try:
+        # sacct may not know a job sbatch just accepted
+        wait_for(
+            lambda: (sacct("--format=State", "-j", duplicate) or [["PENDING"]])[0][0] not in LIVE_STATES,
+            150,
+            "the duplicate to end",
+        )
+        ((state, elapsed_s, cpus),) = sacct("--format=State,ElapsedRaw,AllocCPUS", "-j", duplicate)
+        assert (state, cpus) == ("COMPLETED", "1"), (state, task_log(entry, 0, duplicate)[-3000:])
+        assert int(elapsed_s) < 60  # no rank waited for a rendezvous or a rank 0 that is gone
+        for rank in (0, 1):
+            log = task_log(entry, rank, duplicate)
+            assert f"rank {rank} of 2 steps aside (no lock)" in log, log[-3000:]
+            assert "trained" not in log and "Epoch(train)" not in log
+        assert sacct("--format=State", "-j", running) == [["RUNNING"]]  # the cell's own job goes on
+        after = json.loads((work / RESULT_FILE).read_text())
+        assert (after["status"], after["pid"], after["attempt"]) == ("running", before["pid"], 1)
+    finally:
+        subprocess.run(["scancel", duplicate, running], check=False)
+    wait_for(lambda: squeue([duplicate, running]) == [], 120, "the jobs to leave the queue")
+
+
+def test_tasks_without_gpus_ask_slurm_for_cpu_tasks_only(tmp_path: Path) -> None:
+    """What the cluster tests above submit: [resources] tasks = 2 with gpus = 0 asks for 2 tasks of 1 CPU
+    and no GPU; with GPUs there is one task per GPU, --gpus included; tasks other than gpus is refused."""
+    from ablation.distributed import first_host
+    from ablation.errors import InputError
+    from ablation.slurm import parameters
+
+    sweep = load_sweep(write_sweep(tmp_path, sweep_text(**TWO_TASKS), "cputasks"))
+    params = parameters(sweep, {})
+    assert (params["ntasks_per_node"], params["cpus_per_task"], "gpus_per_node" in params) == (2, 1, False)
+    flagged = parameters(sweep, {"gpus": 4})
+    assert (flagged["ntasks_per_node"], flagged["gpus_per_node"]) == (4, 4)
+    with pytest.raises(InputError, match="tasks must equal gpus"):
+        load_sweep(write_sweep(tmp_path, sweep_text(**{"gpus = 0": "gpus = 8\ntasks = 2"}), "mismatch"))
+    hosts = ("vm", "node[03-05,9],gpu1", "rack[1-2]-n[7-8]", "gpu-[001-004]")
+    assert [first_host(h) for h in hosts] == ["vm", "node03", "rack1-n7", "gpu-001"]
