@@ -6,6 +6,7 @@ be SIGKILLed at the worst moment: the jobs are in Slurm, their ids not yet in th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -271,6 +272,22 @@ def test_every_command_judges_a_slurm_job_where_it_runs(cluster: None, tmp_path:
     ]
     entries = manifest(root, "judged")
     job_ids = [str(e["job_id"]) for e in entries]
+    with cancelled_at_the_end(job_ids):
+        judged_where_they_run(tmp_path, args, root, entries, job_ids)
+
+
+@contextlib.contextmanager
+def cancelled_at_the_end(job_ids: list[str]) -> Iterator[None]:
+    """Whatever happens, leave the cluster idle for the next test."""
+    try:
+        yield
+    finally:
+        subprocess.run(["scancel", *job_ids], check=False)
+
+
+def judged_where_they_run(
+    tmp_path: Path, args: tuple[str, ...], root: Path, entries: list[dict[str, object]], job_ids: list[str]
+) -> None:
     for entry in entries:
         wait_for(lambda e=entry: (Path(str(e["work_dir"])) / RESULT_FILE).exists(), 240, "the cells to start")
 
@@ -434,3 +451,62 @@ def test_tasks_without_gpus_ask_slurm_for_cpu_tasks_only(tmp_path: Path) -> None
         load_sweep(write_sweep(tmp_path, sweep_text(**{"gpus = 0": "gpus = 8\ntasks = 2"}), "mismatch"))
     hosts = ("vm", "node[03-05,9],gpu1", "rack[1-2]-n[7-8]", "gpu-[001-004]")
     assert [first_host(h) for h in hosts] == ["vm", "node03", "rack1-n7", "gpu-001"]
+
+
+SLURMD_PID = Path(os.environ.get("ABLATION_SLURM_STATE", "/var/lib/ablation-slurm")) / "run" / "slurmd.pid"
+
+
+def crash_the_node(job_id: str, jobs_folder: Path) -> None:
+    """What a node that dies leaves behind: no slurmd, none of the job's processes (its slurmstepd, srun and
+    the cell's python, killed with SIGKILL: nothing is cleaned up), and a controller that marks it down."""
+    subprocess.run(["kill", "-9", SLURMD_PID.read_text().strip()], check=True)
+    base = job_id.split("_")[0]
+    for pattern in (rf"slurmstepd: \[{base}\.", str(jobs_folder)):
+        subprocess.run(["pkill", "-9", "-f", pattern], check=False)
+    node = subprocess.run(["hostname", "-s"], capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(
+        ["scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=ablation-test-node-failure"],
+        check=True,
+    )
+
+
+def test_a_node_failure_requeues_the_cell_which_resumes_from_its_checkpoint(
+    cluster: None, tmp_path: Path
+) -> None:
+    """Slurm requeues a --requeue job whose node fails (NODE_FAIL): the cell is pending, not lost, nothing
+    submits a second job for it, and once a node is back it resumes from its checkpoint. (Where Slurm does not
+    requeue, the cell is lost, and --retry-failed resumes it from the same work_dir's checkpoint.)"""
+    if not SLURMD_PID.is_file():
+        pytest.skip(f"no {SLURMD_PID}: this test kills and restarts slurm/cluster's own slurmd only")
+    sweep, root = single_cell(tmp_path, "nodefail", **{"epochs = 2": "epochs = 16"})
+    args = ("--sweep", str(sweep), "--root", str(root))
+    assert ablation(tmp_path, "launch", *args, "--executor", "slurm").returncode == 0
+    (entry,) = manifest(root, "nodefail")
+    job_id, work = str(entry["job_id"]), Path(str(entry["work_dir"]))
+    with cancelled_at_the_end([job_id]):
+        crashed_and_resumed(tmp_path, args, root, job_id, work)
+
+
+def crashed_and_resumed(tmp_path: Path, args: tuple[str, ...], root: Path, job_id: str, work: Path) -> None:
+    wait_for(lambda: any(work.glob("epoch_*.pth")), 240, "the first checkpoint")
+    try:
+        crash_the_node(job_id, root / "nodefail" / "jobs")
+        wait_for(
+            lambda: sacct("--format=State", "-j", job_id)[0][0] in ("PENDING", "REQUEUED"), 60, "requeue"
+        )
+        # alive, not lost: pending, or running as its attempt's result file still says (sacct cannot tell
+        # a requeued job's PENDING from the accounting database lagging behind a start)
+        (row,) = [line for line in ablation(tmp_path, "status", *args).stdout.splitlines() if "0010" in line]
+        assert row.split()[3] in ("pending", "running"), row
+        again = ablation(tmp_path, "launch", *args, "--retry-failed")
+        assert again.stdout.startswith("submitted 0 of 1 cells of sweep nodefail (slurm); left alone: 1 ")
+    finally:  # the node back: slurmd started again, the node resumed
+        up = subprocess.run(["bash", str(REPO / "slurm" / "cluster"), "up"], capture_output=True, text=True)
+        assert up.returncode == 0, up.stdout + up.stderr
+    done = ablation(tmp_path, "launch", *args, "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (one,) = results(root, "nodefail").values()
+    assert (one["status"], one["epochs"], one["iterations"], one["attempt"]) == ("done", 16, 32, 1)
+    logs = sorted(work.glob("*/*.log"))
+    assert len(logs) == 2 and "resumed epoch" in logs[-1].read_text()
+    assert [e["job_id"] for e in manifest(root, "nodefail")] == [job_id]  # one job, requeued by Slurm
