@@ -241,18 +241,20 @@ def test_a_cell_at_its_time_limit_is_requeued_and_finishes(cluster: None, tmp_pa
         tmp_path,
         "timeout",
         **{
-            # 14 epochs take about 45 s here, idle: longer than the 30 s before USR2, whatever the load; each
-            # later attempt spends ~10 s starting and resuming, so it takes 3 or 4 attempts
-            "epochs = 2": "epochs = 14",
+            # Each attempt has 50 s before USR2 (Slurm's shortest limit, 1 min, less 10 s), of which starting
+            # and resuming take ~20 s idle and ~35 s with the other core busy (with 30 s, a busy machine
+            # trained nothing before each USR2 and timed out 20 times). 20 epochs take about 65 s idle: 2 or 3
+            # attempts idle, about 6 busy.
+            "epochs = 2": "epochs = 20",
             "time_limit_min = 30": "time_limit_min = 1",
-            "[benchmark]": "[slurm]\nsignal_delay_s = 30\n\n[benchmark]",
+            "[benchmark]": "[slurm]\nsignal_delay_s = 10\n\n[benchmark]",
         },
     )
     args = ("--sweep", str(sweep), "--root", str(root), "--executor", "slurm")
     done = ablation(tmp_path, "launch", *args, "--wait")
     assert done.returncode == 0, done.stdout + done.stderr
     (one,) = results(root, "timeout").values()
-    assert (one["status"], one["epochs"], one["iterations"]) == ("done", 14, 28)
+    assert (one["status"], one["epochs"], one["iterations"]) == ("done", 20, 40)
     (entry,) = manifest(root, "timeout")
     work = Path(str(entry["work_dir"]))
     assert len(list(work.glob("*/*.log"))) >= 2  # more than one attempt: it was requeued
