@@ -143,7 +143,11 @@ def run_cell(job: CellJob) -> CellResult | None:
     task = distributed.slurm_task() if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" else None
     if task is not None:
         return _run_distributed(dataclasses.replace(job, tasks=task.world_size), work_dir, task)
-    job = dataclasses.replace(job, tasks=1)  # the tasks it runs with, whatever was asked
+    # the tasks it runs with, whatever was asked; on Slurm, as many torch threads as the CPUs it was given
+    # (torch would take every core of the node, and its threads spin against the other jobs there)
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    slurm = os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and cpus.isdigit()
+    job = dataclasses.replace(job, tasks=1, threads=job.threads or (int(cpus) if slurm else None))
     with try_exclusive(work_dir / LOCK_FILE) as mine:
         if not mine:
             return None
