@@ -11,7 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
-from .errors import WriteError
+from ablation.errors import WriteError
 
 __all__ = ["write_atomic"]
 

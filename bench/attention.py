@@ -7,7 +7,7 @@ the same arguments:
 
 - mmcv: ``mmcv.cnn.bricks.GeneralizedAttention`` (2.1.0), which fails on non-square maps for the codes
   0100, 0110, 1100 and 1110 (shown as 'fails');
-- reference: ``ablation.attention.GeneralizedAttention`` as corrected, the energy materialised;
+- reference: ``ablation.model.attention.GeneralizedAttention`` as corrected, the energy materialised;
 - sdpa: the same module with ``implementation="sdpa"`` (torch's scaled_dot_product_attention);
 
 at the shapes GeneralizedAttention sees in ResNet stages 3 and 4 of an 800x1333 image (the model zoo's
@@ -70,7 +70,7 @@ def build(module: str, code: str, channels: int) -> Any:
 
         block = MmcvAttention(channels, **kwargs)
     else:
-        from ablation.attention import GeneralizedAttention
+        from ablation.model.attention import GeneralizedAttention
 
         block = GeneralizedAttention(channels, implementation=module, **kwargs)
     with torch.no_grad():

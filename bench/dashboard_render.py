@@ -25,7 +25,7 @@ import streamlit as st
 from store_read import fill, options
 from streamlit.testing.v1 import AppTest
 
-from ablation.store import CACHE_FILE, Store
+from ablation.results.store import CACHE_FILE, Store
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 TARGET_S = 3.0

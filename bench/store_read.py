@@ -20,18 +20,18 @@ import random
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ablation.records import RunRecord
-from ablation.store import Store
+from ablation.results.records import RunRecord
+from ablation.results.store import Store
 
 
 def fill(store: Store, runs: int) -> None:
     rng = random.Random(0)
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     for i in range(runs):
         code = f"{i % 16:04b}"
         store.put(

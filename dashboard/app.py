@@ -2,8 +2,8 @@
 
 Started by ``ablation dashboard [--store DIR] [--root DIR] [--port N]``, which runs
 ``streamlit run dashboard/app.py`` with ABLATION_STORE and ABLATION_ROOT set. The figures and numbers come
-from ``ablation.figures`` and ``ablation.analysis``; this file only lays them out. ``?page=effects`` (or
-trade-offs, runs, status, downloads) opens a page directly.
+from ``ablation.analysis.figures`` and ``ablation.analysis.numbers``; this file only lays them out.
+``?page=effects`` (or trade-offs, runs, status, downloads) opens a page directly.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ablation import analysis, figures
-from ablation.export import FORMATS, TableOptions, render, results_table
-from ablation.records import SOURCES
-from ablation.store import Store
+from ablation.analysis import figures
+from ablation.analysis import numbers as analysis
+from ablation.results.export import FORMATS, TableOptions, render, results_table
+from ablation.results.latest import latest_runs
+from ablation.results.records import SOURCES
+from ablation.results.store import Store
 
 PAGES = {
     "trade-offs": "Trade-offs",
@@ -92,7 +94,7 @@ def filters(frame: pd.DataFrame) -> pd.DataFrame:
 
 def tradeoffs_page(frame: pd.DataFrame) -> None:
     st.header("Accuracy against efficiency")
-    points = analysis.latest_runs(frame)
+    points = latest_runs(frame)
     st.caption(
         f"{len(points)} cells (the latest finished run of each cell of each sweep and source). Colour: DCN; "
         "circles: own runs, diamonds: imported logs, open stars: the published model zoo. Dashed: the Pareto "
@@ -143,7 +145,7 @@ def effects_page(frame: pd.DataFrame) -> None:
         format_func=lambda g: f"{g[0]} ({g[1]})",
         key="effects-group",
     )
-    rows = analysis.latest_runs(frame[(frame["sweep"] == group[0]) & (frame["source"] == group[1])])
+    rows = latest_runs(frame[(frame["sweep"] == group[0]) & (frame["source"] == group[1])])
     present = len(rows)
     st.caption(
         f"{present} of 32 cells of the 2^4 attention factors x DCN grid have a finished run; an effect is "
@@ -291,8 +293,8 @@ def _clean(value: Any) -> Any:
 
 
 def status_page() -> None:
-    from ablation.launch import STATES, recorded_status
-    from ablation.report import progress
+    from ablation.cli.report import progress
+    from ablation.run.launch import STATES, recorded_status
 
     st.header("Live sweeps")
     folders = sorted(p.parent for p in ROOT.glob("*/manifest.json"))

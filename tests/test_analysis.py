@@ -8,7 +8,7 @@ import itertools
 import json
 import math
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +16,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ablation.analysis import (
+from ablation.analysis.numbers import (
     FACTOR_COLUMNS,
     GRID_COLUMNS,
     ap_grid,
     describe_code,
     factor_label,
     interactions,
-    latest_runs,
     main_effects,
     pareto_front,
     training_curves,
     work_dir_of,
 )
 from ablation.errors import LogFormatError
-from ablation.export import results_table
-from ablation.records import METRICS, RunRecord
-from ablation.store import Store
+from ablation.results.export import results_table
+from ablation.results.latest import latest_runs
+from ablation.results.records import RunRecord
+from ablation.results.store import Store
+from ablation.run.result_file import METRICS
 
 Flags = dict[str, bool]
 
@@ -54,7 +55,7 @@ def run(code: str | None, dcn: bool | None, **fields: Any) -> RunRecord:
         "cell": f"{code}-{dcn}",
         "run_id": "r1",
         "source": "run",
-        "finished": datetime(2024, 1, 1, tzinfo=timezone.utc),
+        "finished": datetime(2024, 1, 1, tzinfo=UTC),
     }
     defaults.update(fields)
     return RunRecord(code=code, dcn=dcn, **defaults)
@@ -117,7 +118,7 @@ def test_describe_code_decodes_the_cell() -> None:
 
 def test_latest_runs_keeps_the_latest_done_run_of_each_cell(tmp_path: Path) -> None:
     def at(day: int | None) -> datetime | None:
-        return None if day is None else datetime(2024, 3, day, tzinfo=timezone.utc)
+        return None if day is None else datetime(2024, 3, day, tzinfo=UTC)
 
     runs = [
         run("0010", False, run_id="b", finished=at(2)),

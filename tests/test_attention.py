@@ -20,7 +20,7 @@ from mmengine.registry import DefaultScope
 from torch import Tensor
 
 from ablation import ALL_CODES, BadCodeError
-from ablation.attention import REGISTERED_NAME, GeneralizedAttention
+from ablation.model.attention import REGISTERED_NAME, GeneralizedAttention
 
 CODES = [str(c) for c in ALL_CODES]
 BROKEN_IN_MMCV = ["0100", "0110", "1100", "1110"]  # bit 2 on, bit 4 off: mmdetection issue #8179

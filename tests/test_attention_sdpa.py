@@ -23,7 +23,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 
 from ablation import ALL_CODES
-from ablation.attention import IMPLEMENTATIONS, REGISTERED_NAME, GeneralizedAttention
+from ablation.model.attention import IMPLEMENTATIONS, REGISTERED_NAME, GeneralizedAttention
 
 CODES = [str(c) for c in ALL_CODES]
 CHANNELS = 32

@@ -12,7 +12,7 @@ import torch
 from mmengine.logging import MessageHub
 from mmengine.logging.history_buffer import HistoryBuffer
 
-from ablation.checkpoints import allow_mmengine_checkpoints
+from ablation.model.checkpoints import allow_mmengine_checkpoints
 
 
 class _RunsCode:
@@ -76,7 +76,7 @@ def test_a_checkpoint_that_would_run_code_is_still_refused(
 def test_a_pointer_to_a_removed_checkpoint_moves_to_the_newest_there_is(tmp_path: Path) -> None:
     """mmengine removes the old checkpoint before writing the next: a job killed in between leaves
     last_checkpoint naming a file that is gone (seen on Slurm after a requeue)."""
-    from ablation.job import LAST_CHECKPOINT, checkpoints, resume_point
+    from ablation.run.job import LAST_CHECKPOINT, checkpoints, resume_point
 
     for name in ("epoch_9.pth", "epoch_10.pth", "iter_5.pth"):
         (tmp_path / name).write_bytes(b"x")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ablation.cli import main
+from ablation.cli.commands import main
 
 from .conftest import REPO, run_script, venv_bin, write_sweep
 
@@ -86,7 +86,7 @@ def test_the_root_comes_from_the_environment(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ABLATION_ROOT", str(tmp_path / "elsewhere"))
-    from ablation.cli import build_parser
+    from ablation.cli.commands import build_parser
 
     args = build_parser().parse_args(["plan", "--sweep", "smoke", "--dcn", "off"])
     assert args.root == tmp_path / "elsewhere"
@@ -282,7 +282,7 @@ def test_a_slurm_dry_run_prints_the_sbatch_script_exactly(
 
 
 def test_the_executor_flags_name_every_backend() -> None:
-    from ablation.cli import _EXECUTORS
-    from ablation.executors import BACKENDS
+    from ablation.cli.commands import _EXECUTORS
+    from ablation.run.executors import BACKENDS
 
     assert tuple(BACKENDS) == _EXECUTORS

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ablation import ALL_CODES, FACTORS, AttentionCode, BadCodeError
-from ablation.codes import factor_legend
+from ablation.model.codes import factor_legend
 
 codes = st.text(alphabet="01", min_size=4, max_size=4)
 

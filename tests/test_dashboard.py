@@ -1,5 +1,5 @@
 """The dashboard through Streamlit's AppTest: every page opened and its widgets used, with no exception, and
-the figures' data checked against the store, computed here independently of ``ablation.analysis``."""
+the figures' data checked against the store, computed here independently of ``ablation.analysis.numbers``."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ablation.codes import ALL_CODES
-from ablation.manifest import Manifest, Submission, save_manifest
-from ablation.modelzoo import load_reference
-from ablation.records import RunRecord
-from ablation.results import RESULT_FILE, CellResult, write_result
-from ablation.store import Store
+from ablation.model.codes import ALL_CODES
+from ablation.results.modelzoo import load_reference
+from ablation.results.records import RunRecord
+from ablation.results.store import Store
+from ablation.run.manifest import Manifest, Submission, save_manifest
+from ablation.run.result_file import RESULT_FILE, CellResult, write_result
 
 from .conftest import REPO
 
@@ -312,7 +312,7 @@ def test_status_page_reads_the_manifests(
 
 
 def test_downloads_are_what_export_writes(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
-    from ablation.export import TableOptions, render, results_table
+    from ablation.results.export import TableOptions, render, results_table
 
     at = open_app(monkeypatch, store, page="downloads")
     at.checkbox(key="dl-breakdown").check().run()

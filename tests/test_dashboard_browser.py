@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ablation.modelzoo import load_reference
-from ablation.store import Store
+from ablation.results.modelzoo import load_reference
+from ablation.results.store import Store
 
 from .conftest import venv_bin
 from .test_dashboard import grid_runs
@@ -38,6 +38,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_until_served(url: str, server: subprocess.Popen[bytes], log: Path, limit_s: float = 90) -> None:
+    """Until streamlit's health endpoint at ``url`` answers ok; fails with the log's tail if the server
+    exits first or takes longer than ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                if answer.read() == b"ok":
+                    return
+        except OSError:
+            pass
+        assert server.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"the dashboard did not come up in {limit_s:.0f} s"
+        time.sleep(0.5)
 
 
 @pytest.fixture
@@ -63,17 +79,7 @@ def served(tmp_path: Path) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                    if answer.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the dashboard did not come up in 90 s"
-            time.sleep(0.5)
+        wait_until_served(url, server, tmp_path / "server.log")
         # the command became the server (exec), so stopping it stops the server: none outlives the test
         assert b"streamlit" in Path(f"/proc/{server.pid}/cmdline").read_bytes()
         yield url

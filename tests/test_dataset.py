@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ablation.dataset import check, data_root, prepare
+from ablation.data.dataset import check, data_root, prepare
+from ablation.data.synthetic import SHAPES
 from ablation.errors import DatasetError, InputError
-from ablation.sweep import DatasetSettings
-from ablation.synthetic import SHAPES
+from ablation.grid.sweep import DatasetSettings
 
 SHAPES_SETTINGS = DatasetSettings(
     name="shapes",

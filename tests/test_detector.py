@@ -16,8 +16,8 @@ from mmengine.structures import InstanceData
 from torch import nn
 
 from ablation import Cell, Plan, load_sweep, plan
-from ablation.attention import GeneralizedAttention
-from ablation.render import cell_name
+from ablation.grid.render import cell_name
+from ablation.model.attention import GeneralizedAttention
 
 from .conftest import write_sweep
 
@@ -31,7 +31,7 @@ def coco_plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
 
 
 def build(config: Path) -> nn.Module:
-    cfg = Config.fromfile(str(config))  # imports ablation.attention through custom_imports
+    cfg = Config.fromfile(str(config))  # imports ablation.model.attention through custom_imports
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         return MODELS.build(cfg.model)  # type: ignore[no-any-return]
 
@@ -116,7 +116,7 @@ def test_a_fresh_process_finds_our_module_through_the_config_alone(coco_plan: Pl
         [sys.executable, "-c", script, str(planned.path)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["ablation.attention", "0100"]
+    assert done.stdout.split() == ["ablation.model.attention", "0100"]
 
 
 def features_and_gradients(model: nn.Module) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:

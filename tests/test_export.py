@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from ablation.errors import InputError
-from ablation.export import FORMATS, ResultsTable, TableOptions, render, results_table, select
-from ablation.records import RunRecord
-from ablation.store import Store
+from ablation.results.export import FORMATS, ResultsTable, TableOptions, render, results_table, select
+from ablation.results.records import RunRecord
+from ablation.results.store import Store
 
 BASE_HEADERS = (
     "Backbone",
@@ -38,7 +38,7 @@ def run(code: str, dcn: bool, **figures: Any) -> RunRecord:
         "source": "reference",
         "backbone": "R-50",
         "schedule": "1x",
-        "finished": datetime(2024, 1, 1, tzinfo=timezone.utc),
+        "finished": datetime(2024, 1, 1, tzinfo=UTC),
     }
     defaults.update(figures)
     return RunRecord(code=code, dcn=dcn, **defaults)
@@ -129,7 +129,7 @@ def test_source_column_with_several_sources_keeps_both_runs_of_a_cell(tmp_path: 
 
 def test_latest_run_of_a_cell_wins_and_the_rest_are_counted(tmp_path: Path) -> None:
     def at(day: int | None) -> datetime | None:
-        return None if day is None else datetime(2024, 3, day, tzinfo=timezone.utc)
+        return None if day is None else datetime(2024, 3, day, tzinfo=UTC)
 
     runs = [
         run("0010", False, source="run", run_id="b", finished=at(2), bbox_mAP=0.385),
@@ -147,9 +147,7 @@ def test_latest_run_of_a_cell_wins_and_the_rest_are_counted(tmp_path: Path) -> N
 
 def test_failed_runs_are_left_out_even_when_newer(tmp_path: Path) -> None:
     done = run("1111", True, run_id="a", bbox_mAP=0.421)
-    failed = run(
-        "1111", True, run_id="b", status="failed", finished=datetime(2025, 1, 1, tzinfo=timezone.utc)
-    )
+    failed = run("1111", True, run_id="b", status="failed", finished=datetime(2025, 1, 1, tzinfo=UTC))
     table = results_table(stored(tmp_path, [done, failed]))
     assert column(table, "box AP") == ["42.1"]
     assert table.left_out == 1

@@ -17,16 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from ablation import locks, manifest, results
-from ablation.cli import main
+from ablation.cli.commands import main
 from ablation.errors import LogFormatError, ManifestError, WriteError
-from ablation.results import CellResult, load_result, read_result, write_result
-from ablation.store import Store
+from ablation.results.store import Store
+from ablation.run import locks, manifest
+from ablation.run import result_file as results
+from ablation.run.result_file import CellResult, load_result, read_result, write_result
 
 from .conftest import venv_bin, write_sweep
 
-plan_module = importlib.import_module("ablation.plan")  # the package's attribute `plan` is the function
-harvest_module = importlib.import_module("ablation.harvest")
+plan_module = importlib.import_module("ablation.grid.plan")  # the package's attribute `plan` is the function
+harvest_module = importlib.import_module("ablation.results.harvest")
 
 HINT = "(run `ablation --debug ...` or set ABLATION_DEBUG=1 for the traceback)"
 VALUES = "values may be strings, integers, finite numbers, true or false, and lists and tables of those"

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from ablation import logs
-from ablation.cli import main
-from ablation.harvest import find_runs, harvest, record_from_work_dir
-from ablation.records import METRICS
-from ablation.store import Store
+from ablation.cli.commands import main
+from ablation.results import logs
+from ablation.results.harvest import find_runs, harvest, record_from_work_dir
+from ablation.results.store import Store
+from ablation.run.result_file import METRICS
 
 from .conftest import REPO, write_sweep
 from .test_run import in_folder, replaced

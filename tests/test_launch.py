@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from ablation.executors import SlurmBackend
-from ablation.launch import _state, default_executor
-from ablation.manifest import Manifest, Submission
-from ablation.report import progress
-from ablation.results import CellResult
-from ablation.slurm import _expand, parameters
-from ablation.sweep import load_sweep
+from ablation.cli.report import progress
+from ablation.grid.sweep import load_sweep
+from ablation.run.executors import SlurmBackend
+from ablation.run.launch import _state, default_executor
+from ablation.run.manifest import Manifest, Submission
+from ablation.run.result_file import CellResult
+from ablation.run.slurm import _expand, parameters
 
 JOB = Submission(
     cell="c", cell_id="i", executor="local", job_id="42", folder="f", work_dir="w", attempt=2, submitted="t"
@@ -135,5 +135,5 @@ def test_a_dead_launch_s_jobs_are_looked_for_since_its_intent(
     assert found == ["12_0", "12_1"]
     (sacct_call,) = [line for line in calls.read_text().splitlines() if "--name" in line]
     start = sacct_call.split("--starttime ")[1].split()[0]
-    expected = datetime(2025, 12, 31, 22, 30, tzinfo=timezone.utc).astimezone().replace(tzinfo=None)
+    expected = datetime(2025, 12, 31, 22, 30, tzinfo=UTC).astimezone().replace(tzinfo=None)
     assert datetime.fromisoformat(start) == expected

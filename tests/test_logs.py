@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from ablation import logs
 from ablation.errors import AblationError, LogFormatError
-from ablation.records import METRICS
+from ablation.results import logs
+from ablation.run.result_file import METRICS
 
 HEADER = {
     "env_info": "sys.platform: linux\nPython: 3.7.10\nCUDA available: True\nPyTorch: 1.7.0",

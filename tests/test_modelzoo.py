@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ablation.cli import main
+from ablation.cli.commands import main
 from ablation.errors import InputError
-from ablation.modelzoo import import_log, load_reference
-from ablation.store import Store
+from ablation.results.modelzoo import import_log, load_reference
+from ablation.results.store import Store
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = Path(__file__).parent / "golden"

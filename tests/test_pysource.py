@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ablation.pysource import WIDTH, Ref, assignments, literal
+from ablation.grid.pysource import WIDTH, Ref, assignments, literal
 
 names = st.from_regex(r"[a-z_][a-z0-9_]{0,11}", fullmatch=True).filter(lambda n: not keyword.iskeyword(n))
 scalars = (

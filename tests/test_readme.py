@@ -7,9 +7,9 @@ import re
 import subprocess
 from pathlib import Path
 
-from ablation.schema import describe
-from ablation.sweep import SweepFile
-from ablation.table import markdown_table
+from ablation.cli.table import markdown_table
+from ablation.grid.schema import describe
+from ablation.grid.sweep import SweepFile
 
 from .conftest import REPO, run_script
 

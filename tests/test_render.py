@@ -12,7 +12,7 @@ import pytest
 from mmengine.config import Config
 
 from ablation import AttentionCode, Cell, Plan, PlannedCell, SweepFileError, load_sweep, plan, render
-from ablation.render import cell_name
+from ablation.grid.render import cell_name
 
 from .conftest import REPO, write_sweep
 
@@ -104,7 +104,9 @@ def test_by_default_shipped_cells_differ_from_mmdetection_s_only_in_the_attentio
     if code == "0000":  # no attention, nothing to import
         assert ours == theirs
         return
-    assert ours.pop("custom_imports") == dict(imports=["ablation.attention"], allow_failed_imports=False)
+    assert ours.pop("custom_imports") == dict(
+        imports=["ablation.model.attention"], allow_failed_imports=False
+    )
     (plugin,) = ours["model"]["backbone"]["plugins"]
     assert plugin["cfg"]["type"] == "AblationGeneralizedAttention"
     plugin["cfg"]["type"] = "GeneralizedAttention"
@@ -189,6 +191,61 @@ def test_ids_depend_on_the_config_not_on_order_or_other_cells(tmp_path: Path) ->
     assert all(ids_b[k] == v for k, v in ids_a.items())
     changed = load_sweep(write_sweep(tmp_path, '[grid]\ncodes = ["0010"]\n[schedule]\nlr = 0.01\n', "c"))
     assert render(changed, changed.cells[0]).cell_id != ids_a["0010False"]
+
+
+def _id(sweep_file: Path) -> str:
+    """The id of the sweep's one cell."""
+    sweep = load_sweep(sweep_file)
+    (planned,) = plan(sweep, sweep_file.parent / "runs", write=False).cells
+    return planned.cell_id
+
+
+ONE_CELL = '[grid]\ncodes = ["1111"]\ndcn = [false]\n'
+
+
+def test_ids_cover_what_changes_training_or_measurement(tmp_path: Path) -> None:
+    """Settings outside the config that change what is trained (the effective batch: processes x images per
+    process; the generated dataset) or measured (the benchmark) each give their own id."""
+    synthetic = '[dataset]\ndata_root = "data/s/"\nclasses = ["a", "b", "c"]\n'
+    variants = {
+        "paper": "",
+        "4 gpus": "[resources]\ngpus = 4\n",
+        "1 image per gpu": "[resources]\nimages_per_gpu = 1\n",
+        "1 cpu process": "[resources]\ngpus = 0\n",
+        "2 cpu processes": "[resources]\ngpus = 0\ntasks = 2\n",
+        "synthetic 8+4": synthetic + "synthetic = [8, 4]\n",
+        "synthetic 16+4": synthetic + "synthetic = [16, 4]\n",
+        "dataset on disk": synthetic,
+        "100 timed images": "[benchmark]\ntimed_images = 100\n",
+        "10 warm-up images": "[benchmark]\nwarmup_images = 10\n",
+    }
+    ids = {
+        name: _id(write_sweep(tmp_path, ONE_CELL + extra, f"v{i}"))
+        for i, (name, extra) in enumerate(variants.items())
+    }
+    assert len(set(ids.values())) == len(ids), ids
+    # what does not change training or measuring keeps the id: the sweep's name and its Slurm settings
+    same = write_sweep(tmp_path, ONE_CELL + '[slurm]\npartition = "gpu"\nsignal_delay_s = 60\n', "renamed")
+    assert _id(same) == ids["paper"]
+
+
+def test_an_id_follows_the_base_config_s_content_not_its_path(tmp_path: Path) -> None:
+    """A local base (and what it inherits) enters the id by content: a moved checkout keeps every id, an edit
+    of an inherited file changes them."""
+    sweep_text = ONE_CELL + '[model]\nbase_config = "configs/base.py"\n'
+
+    def checkout(folder: Path, parent_lr: str = "0.02") -> Path:
+        (folder / "configs").mkdir(parents=True)
+        (folder / "configs" / "parent.py").write_text(
+            "_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'\n"
+            f"optim_wrapper = dict(optimizer=dict(lr={parent_lr}))\n"
+        )
+        (folder / "configs" / "base.py").write_text("_base_ = ['./parent.py']\n")
+        return write_sweep(folder, sweep_text)
+
+    here = _id(checkout(tmp_path / "here"))
+    assert _id(checkout(tmp_path / "moved" / "elsewhere")) == here
+    assert _id(checkout(tmp_path / "edited", parent_lr="0.01")) != here
 
 
 def test_replanning_is_idempotent_and_leaves_other_cells_alone(tmp_path: Path) -> None:

@@ -20,11 +20,11 @@ import pytest
 import submitit
 
 from ablation import load_sweep, plan
-from ablation.cli import main
-from ablation.job import CellJob, run_cell
-from ablation.launch import status, work_dir
-from ablation.locks import try_exclusive
-from ablation.results import RESULT_FILE, read_result
+from ablation.cli.commands import main
+from ablation.run.job import CellJob, run_cell
+from ablation.run.launch import status, work_dir
+from ablation.run.locks import try_exclusive
+from ablation.run.result_file import RESULT_FILE, read_result
 
 from .conftest import REPO, run_script, write_sweep
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from ablation import load_sweep, plan
-from ablation.launch import work_dir
-from ablation.results import RESULT_FILE, CellResult
-from ablation.slurm import LIVE_STATES
+from ablation.run.launch import work_dir
+from ablation.run.result_file import RESULT_FILE, CellResult
+from ablation.run.slurm import LIVE_STATES
 
 from .conftest import REPO, venv_bin, write_sweep
 
@@ -440,9 +440,9 @@ def test_a_duplicate_two_task_job_of_a_running_cell_steps_aside_on_every_rank(
 def test_tasks_without_gpus_ask_slurm_for_cpu_tasks_only(tmp_path: Path) -> None:
     """What the cluster tests above submit: [resources] tasks = 2 with gpus = 0 asks for 2 tasks of 1 CPU
     and no GPU; with GPUs there is one task per GPU, --gpus included; tasks other than gpus is refused."""
-    from ablation.distributed import first_host
     from ablation.errors import InputError
-    from ablation.slurm import parameters
+    from ablation.run.distributed import first_host
+    from ablation.run.slurm import parameters
 
     sweep = load_sweep(write_sweep(tmp_path, sweep_text(**TWO_TASKS), "cputasks"))
     params = parameters(sweep, {})

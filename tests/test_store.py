@@ -6,7 +6,7 @@ import dataclasses
 import math
 import multiprocessing
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -16,10 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ablation import store as store_module
 from ablation.errors import BadCodeError
-from ablation.records import MEMORY_KINDS, SOURCES, STATUSES, RunRecord
-from ablation.store import CACHE_FILE, SCHEMA, SCHEMA_VERSION, Store
+from ablation.results import store as store_module
+from ablation.results.records import SOURCES, RunRecord
+from ablation.results.store import CACHE_FILE, SCHEMA, SCHEMA_VERSION, Store
+from ablation.run.result_file import MEMORY_KINDS, STATUSES
 
 
 def run(cell: str = "c", run_id: str = "r", sweep: str = "s", **values: object) -> RunRecord:
@@ -39,7 +40,7 @@ maybe_text = st.none() | st.text(max_size=30)
 maybe_float = st.none() | st.floats(allow_nan=False, allow_infinity=False, width=64)
 maybe_int = st.none() | st.integers(min_value=-(2**62), max_value=2**62)
 moments = st.none() | st.datetimes(
-    min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(timezone.utc)
+    min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
 )
 records = st.builds(
     RunRecord,
@@ -213,6 +214,22 @@ def test_old_schema_versions_are_upgraded_on_read(tmp_path: Path, monkeypatch: p
     assert row["memory_gb"] == 8.0 and "memory_mb" not in row and row["schema_version"] == SCHEMA_VERSION
 
 
+def test_a_version_1_file_reads_as_the_current_schema(tmp_path: Path) -> None:
+    """Version 1 had the cell's setting after ``source`` and ``status``; version 2 only reorders."""
+    store = Store(tmp_path)
+    store.put(run(cell="c", code="0110", dcn=True, backbone="R-50", attention_impl="sdpa"))
+    (path,) = store.runs_dir.glob("*.parquet")
+    current = pq.read_table(path)
+    setting = ["code", "dcn", "backbone", "schedule", "dataset", "attention_module", "attention_impl"]
+    rest = [n for n in current.column_names if n not in setting and n != "schema_version"]
+    order = [*rest[:5], *setting, *rest[5:]]
+    assert order[:5] == ["sweep", "cell", "run_id", "source", "status"]
+    old = current.select(order).append_column("schema_version", pa.array([1], pa.int64()))
+    _write_raw(store, path.name, old)
+    (row,) = rows(store)
+    assert row == current.to_pylist()[0]
+
+
 def test_unreadable_files_are_named_and_the_rest_is_read(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.put(run(cell="good"))
@@ -231,7 +248,9 @@ def test_unreadable_files_are_named_and_the_rest_is_read(tmp_path: Path) -> None
     text = " ".join(result.problems)
     assert "garbage.parquet: not a readable parquet file" in text
     assert "truncated.parquet: not a readable parquet file" in text
-    assert "future.parquet: written with store schema 99, newer than this ablation's 1" in text
+    assert (
+        f"future.parquet: written with store schema 99, newer than this ablation's {SCHEMA_VERSION}" in text
+    )
     assert "foreign.parquet: no schema_version" in text
 
 

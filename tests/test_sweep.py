@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ablation import ALL_CODES, AttentionCode, InputError, SweepFileError, UnknownSweepError, load_sweep
-from ablation.grid import select
-from ablation.schema import describe
-from ablation.sweep import SweepFile, available_sweeps
+from ablation.grid.cells import select
+from ablation.grid.schema import describe
+from ablation.grid.sweep import SweepFile, available_sweeps
 
 from .conftest import write_sweep
 

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
+from ablation.data.synthetic import SHAPES, STAMP, SyntheticDataset, ensure, generate
 from ablation.errors import DatasetError
-from ablation.synthetic import SHAPES, STAMP, SyntheticDataset, ensure, generate
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_ensure_generates_once(tmp_path: Path) -> None:
     assert ensure(root, train=3, val=2)
     stamp = json.loads((root / STAMP).read_text(encoding="utf-8"))
     assert stamp == {
-        "generator": "ablation.synthetic",
+        "generator": "ablation.data.synthetic",
         "version": 1,
         "complete": True,
         "train": 3,

@@ -1,10 +1,10 @@
 # Written by `ablation plan` from coco-1x.toml: edit the sweep, not this file.
-# cell faster-rcnn_r50-attn0010-dcn_fpn_1x_coco  id a00caad92b13
+# cell faster-rcnn_r50-attn0010-dcn_fpn_1x_coco  id 59989c6aff33
 # attention 0010: key content only; DCN on
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 
 custom_imports = dict(
-    imports=['ablation.attention'],
+    imports=['ablation.model.attention'],
     allow_failed_imports=False,
 )
 

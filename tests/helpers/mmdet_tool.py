@@ -13,7 +13,7 @@ from pathlib import Path
 
 import mmdet
 
-from ablation.checkpoints import allow_mmengine_checkpoints
+from ablation.model.checkpoints import allow_mmengine_checkpoints
 
 allow_mmengine_checkpoints()
 tool = Path(mmdet.__file__).parent / ".mim" / "tools" / sys.argv[1]

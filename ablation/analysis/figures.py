@@ -1,0 +1,249 @@
+"""The dashboard's Plotly figures, built from store frames (see ``analysis``), with no Streamlit in them.
+
+Conventions: box AP in percent on the y axis; DCN off blue, on red; own runs are circles, imported logs
+diamonds and the published model-zoo numbers large open stars, so a reference point is never mistaken for
+one of ours; the hover decodes the attention code into its factors. Each point carries its run's key
+(sweep, cell, run_id, source) as ``customdata``, so a selection in the dashboard leads to the run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ablation.analysis.numbers import FACTOR_COLUMNS, describe_code, factor_label
+from ablation.model.codes import AttentionCode
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+    from pandas import DataFrame
+
+__all__ = [
+    "AXES",
+    "KEY_COLUMNS",
+    "ap_heatmap",
+    "curves_figure",
+    "effects_figure",
+    "interactions_figure",
+    "tradeoff_figure",
+]
+
+KEY_COLUMNS = ("sweep", "cell", "run_id", "source")
+# x-axis column -> (title, whether higher is better)
+AXES = {
+    "fps": ("inference speed (img/s, batch 1)", True),
+    "memory_gb": ("training memory (GB)", False),
+    "flops": ("GFLOPs (one test image)", False),
+}
+MEMORY_TITLES = {"cuda_peak_allocated": "CUDA peak allocated", "cpu_peak_rss": "CPU peak RSS"}
+DCN_COLOURS = {False: "#1f77b4", True: "#d62728"}
+SOURCE_MARKERS = {
+    "run": ("circle", "own runs", 9),
+    "log": ("diamond", "imported logs", 10),
+    "reference": ("star-open", "model zoo (published)", 16),
+}
+_LABELLED_POINTS = 64  # code labels beside the points up to this many
+
+
+def _scale(column: str) -> float:
+    return 1e-9 if column == "flops" else 1.0
+
+
+def tradeoff_figure(
+    points: DataFrame, x: str, front: DataFrame | None = None, memory_kind: str | None = None
+) -> go.Figure:
+    """Box AP against ``x`` (a key of AXES), one point per row of ``points``, with the Pareto ``front``
+    (rows of the same frame) drawn as a line. Rows with no AP or no ``x`` are not drawn."""
+    import plotly.graph_objects as go
+
+    title, _ = AXES[x]
+    if x == "memory_gb" and memory_kind:
+        title = f"training memory (GB, {MEMORY_TITLES.get(memory_kind, memory_kind)})"
+    figure = go.Figure()
+    drawn = points.dropna(subset=[x, "bbox_mAP"])
+    label = len(drawn) <= _LABELLED_POINTS
+    for source, (symbol, name, size) in SOURCE_MARKERS.items():
+        for dcn, colour in DCN_COLOURS.items():
+            group = drawn[(drawn["source"] == source) & (drawn["dcn"].fillna(False) == dcn)]
+            if group.empty:
+                continue
+            figure.add_trace(
+                go.Scattergl(
+                    x=(group[x].astype(float) * _scale(x)).tolist(),
+                    y=(group["bbox_mAP"].astype(float) * 100).tolist(),
+                    mode="markers+text" if label else "markers",
+                    text=[str(c) for c in group["code"]] if label else None,
+                    textposition="top center",
+                    name=f"{name}, DCN {'on' if dcn else 'off'}",
+                    marker={
+                        "symbol": symbol,
+                        "size": size,
+                        "color": colour,
+                        "line": {"width": 1, "color": "#222"},
+                    },
+                    customdata=group[list(KEY_COLUMNS)].astype(str).values.tolist(),
+                    hovertext=[_hover(row, x) for row in group.to_dict("records")],
+                    hoverinfo="text",
+                )
+            )
+    if front is not None and not front.empty:
+        line = front.dropna(subset=[x, "bbox_mAP"]).sort_values(x)
+        figure.add_trace(
+            go.Scatter(
+                x=(line[x].astype(float) * _scale(x)).tolist(),
+                y=(line["bbox_mAP"].astype(float) * 100).tolist(),
+                mode="lines",
+                name="Pareto frontier",
+                line={"dash": "dash", "color": "#555", "shape": "hv" if AXES[x][1] else "vh"},
+                hoverinfo="skip",
+            )
+        )
+    figure.update_layout(
+        xaxis_title=title,
+        yaxis_title="box AP (%)",
+        legend={"orientation": "h", "y": -0.2},
+        margin={"t": 30, "l": 10, "r": 10},
+        height=520,
+    )
+    return figure
+
+
+def _hover(row: dict[str, Any], x: str) -> str:
+    code = describe_code(_text(row.get("code")), _flag(row.get("dcn")))
+    ap = _number(row.get("bbox_mAP"))
+    parts = [
+        f"<b>{code}</b>",
+        f"{row.get('sweep')} / {row.get('cell')} ({row.get('source')})",
+        f"box AP {ap * 100:.1f}" if ap is not None else "box AP -",
+    ]
+    module, implementation = _text(row.get("attention_module")), _text(row.get("attention_impl"))
+    if module:
+        parts.append(f"attention: {module}" + (f" ({implementation})" if implementation else ""))
+    for column, unit, scale in (("fps", "img/s", 1.0), ("memory_gb", "GB", 1.0), ("flops", "GFLOPs", 1e-9)):
+        value = _number(row.get(column))
+        if value is not None:
+            parts.append(f"{value * scale:.1f} {unit}")
+    return "<br>".join(parts)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def _flag(value: Any) -> bool | None:
+    try:
+        return None if value is None or value != value else bool(value)
+    except (TypeError, ValueError):  # pandas' NA
+        return None
+
+
+def effects_figure(
+    effects: DataFrame, metric: str, name: str | None = None, unit: str = "", scale: float = 1.0
+) -> go.Figure:
+    """Main effects of one metric: a bar per factor (mean with it on minus mean with it off); a factor whose
+    effect cannot be computed has no bar and says so."""
+    import plotly.graph_objects as go
+
+    rows = effects[effects["metric"] == metric]
+    values = [None if _number(v) is None else float(v) * scale for v in rows["effect"]]
+    figure = go.Figure(
+        go.Bar(
+            x=[str(v) for v in rows["label"]],
+            y=values,
+            text=["no data" if v is None else f"{v:+.2f}" for v in values],
+            marker_color=["#2ca02c" if (v or 0) >= 0 else "#d62728" for v in values],
+        )
+    )
+    figure.update_layout(
+        yaxis_title=f"effect on {name or metric}{f' ({unit})' if unit else ''}", height=360, margin={"t": 20}
+    )
+    return figure
+
+
+def interactions_figure(table: DataFrame, metric: str = "box AP", scale: float = 100.0) -> go.Figure:
+    """Two-factor interactions as a symmetric heatmap over the factors (diagonal empty)."""
+    import plotly.graph_objects as go
+
+    labels = [factor_label(c) for c in FACTOR_COLUMNS]
+    index = {c: i for i, c in enumerate(FACTOR_COLUMNS)}
+    z: list[list[float | None]] = [[None] * len(labels) for _ in labels]
+    for row in table.to_dict("records"):
+        value = _number(row["effect"])
+        i, j = index[row["a"]], index[row["b"]]
+        z[i][j] = z[j][i] = None if value is None else value * scale
+    figure = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=labels,
+            y=labels,
+            colorscale="RdBu",
+            zmid=0,
+            text=[["" if v is None else f"{v:+.2f}" for v in row] for row in z],
+            texttemplate="%{text}",
+            colorbar={"title": metric},
+        )
+    )
+    figure.update_layout(height=420, margin={"t": 20})
+    return figure
+
+
+def ap_heatmap(grid: DataFrame) -> go.Figure:
+    """Box AP (%) of the 16 codes x DCN; a missing cell stays empty and is labelled 'missing', never 0."""
+    import plotly.graph_objects as go
+
+    z = [[_number(v) for v in row] for row in grid.to_numpy().tolist()]
+    figure = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[f"DCN {c}" for c in grid.columns],
+            y=[f"{code} {AttentionCode(str(code)).label}" for code in grid.index],
+            colorscale="Viridis",
+            text=[["missing" if v is None else f"{v:.1f}" for v in row] for row in z],
+            texttemplate="%{text}",
+            colorbar={"title": "box AP"},
+            hoverongaps=True,
+        )
+    )
+    figure.update_layout(height=640, margin={"t": 20}, yaxis={"autorange": "reversed"})
+    return figure
+
+
+def curves_figure(train: DataFrame, val: DataFrame) -> go.Figure:
+    """Training loss and learning rate per iteration, and validation box AP per epoch."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(
+        rows=1, cols=2, subplot_titles=("training", "validation"), specs=[[{"secondary_y": True}, {}]]
+    )
+    iters = train["iter"].astype(float).tolist()
+    figure.add_trace(go.Scatter(x=iters, y=train["loss"].astype(float).tolist(), name="loss"), row=1, col=1)
+    figure.add_trace(
+        go.Scatter(x=iters, y=train["lr"].astype(float).tolist(), name="lr", line={"dash": "dot"}),
+        row=1,
+        col=1,
+        secondary_y=True,
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=val["epoch"].astype(float).tolist(),
+            y=(val["bbox_mAP"].astype(float) * 100).tolist(),
+            name="box AP",
+            mode="lines+markers",
+        ),
+        row=1,
+        col=2,
+    )
+    figure.update_xaxes(title_text="iteration", row=1, col=1)
+    figure.update_xaxes(title_text="epoch", row=1, col=2)
+    figure.update_yaxes(title_text="box AP (%)", row=1, col=2)
+    figure.update_layout(height=360, margin={"t": 40})
+    return figure

@@ -1,0 +1,391 @@
+"""The numbers behind the dashboard, computed from store frames (``Store(path).read().frame()``) with
+pandas and numpy only: Pareto fronts, the factorial analysis of the 2^4 x 2 grid, the AP
+grid, and a run's training curves.
+
+Frames are as ``ReadResult.frame`` returns them (nullable ``boolean``/``Int64``/``string`` columns, float
+columns with NaN, tz-aware UTC timestamps); frames built by hand from ``dataclasses.asdict(RunRecord)`` work
+as well. Box AP stays a fraction here (0.400 is 40.0 AP) except in :func:`ap_grid`, which gives percent.
+
+Which runs count is :func:`ablation.results.latest.latest_runs`, the rule the exported tables share.
+
+The factorial analysis (:func:`main_effects`, :func:`interactions`) treats the rows it is given as one design:
+pass it ``latest_runs`` of one sweep and one source. The factors are the four attention factors of the code
+and DCN (:data:`FACTOR_COLUMNS`). A row whose factor is unknown (no code, or no DCN setting) or whose metric
+is missing is left out of that factor's or metric's figures. Memory figures of different kinds (CUDA peak
+allocated, CPU peak RSS) measure different things: a computation on ``memory_gb`` over rows holding more than
+one kind raises ValueError rather than mix them (a memory figure with no kind recorded counts as no kind).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from ablation.errors import BadCodeError, LogFormatError
+from ablation.model.codes import ALL_CODES, FACTORS, AttentionCode
+from ablation.results.latest import column_values
+from ablation.results.logs import figure, read_json_lines, show, whole_number
+from ablation.run.result_file import METRICS, RESULT_FILE
+
+__all__ = [
+    "FACTOR_COLUMNS",
+    "GRID_COLUMNS",
+    "TRAIN_COLUMNS",
+    "VAL_COLUMNS",
+    "ap_grid",
+    "describe_code",
+    "factor_label",
+    "interactions",
+    "main_effects",
+    "pareto_front",
+    "training_curves",
+    "work_dir_of",
+]
+
+# The five two-level factors of the grid: the code's four attention factors in bit order, then DCN.
+FACTOR_COLUMNS: tuple[str, ...] = (*(f.key for f in FACTORS), "dcn")
+GRID_COLUMNS = ("off", "on")  # ap_grid's columns: DCN off, DCN on
+TRAIN_COLUMNS = ("iter", "epoch", "loss", "lr")
+VAL_COLUMNS = ("epoch", *METRICS)
+
+_DCN_LABEL = "deformable convolution"
+_LABELS = {**{f.key: f.name for f in FACTORS}, "dcn": _DCN_LABEL}
+_MEMORY = "memory_gb"
+_TIMESTAMP = re.compile(r"\d{8}_\d{6}")  # mmengine's run folders in a work_dir
+_SCALARS = Path("vis_data") / "scalars.json"
+_COCO = "coco/"
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+# --- reading columns as numpy arrays, whatever their dtype ------------------------------------------------
+
+
+def _floats(frame: pd.DataFrame, column: str, required: bool = True) -> FloatArray:
+    """A numeric column as floats, missing values NaN. No such column: ValueError naming it if ``required``,
+    else all NaN."""
+    if column not in frame.columns:
+        if not required:
+            return np.full(len(frame), np.nan)
+        have = ", ".join(str(c) for c in frame.columns) or "none"
+        raise ValueError(f"the frame has no column {column!r}; its columns: {have}")
+    values: FloatArray = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
+    return values
+
+
+def _flags(frame: pd.DataFrame, column: str) -> tuple[BoolArray, BoolArray]:
+    """(known, on) of a boolean column: whether each row has a value, and whether that value is true."""
+    if column not in frame.columns:
+        return np.zeros(len(frame), dtype=bool), np.zeros(len(frame), dtype=bool)
+    series = frame[column]
+    known: BoolArray = series.notna().to_numpy(dtype=bool)
+    on: BoolArray = series.fillna(False).astype(bool).to_numpy(dtype=bool)
+    return known, on & known
+
+
+def _check_one_memory_kind(frame: pd.DataFrame) -> None:
+    """ValueError if the rows with a memory figure hold more than one memory_kind (a missing kind is none)."""
+    present = ~np.isnan(_floats(frame, _MEMORY))
+    kinds = sorted({str(k) for k in column_values(frame, "memory_kind")[present] if k is not None})
+    if len(kinds) > 1:
+        raise ValueError(
+            f"the rows mix memory kinds ({', '.join(kinds)}); pass the rows of one memory_kind, a CUDA peak "
+            "and a CPU RSS are not comparable"
+        )
+
+
+# --- labels -----------------------------------------------------------------------------------------------
+
+
+def factor_label(column: str) -> str:
+    """A factor column's name for people: the attention factor's name, 'deformable convolution' for dcn."""
+    try:
+        return _LABELS[column]
+    except KeyError:
+        raise ValueError(f"unknown factor {column!r}; factors: {', '.join(FACTOR_COLUMNS)}") from None
+
+
+def describe_code(code: str | None, dcn: bool | None) -> str:
+    """A cell decoded for a hover: '1010 + DCN: query-key content, key content only',
+    '0000: no attention (plain baseline)'. ' + DCN' only when dcn is true; a missing or bad code says so."""
+    suffix = " + DCN" if dcn else ""
+    if code is None:
+        return f"no code{suffix}: attention unknown"
+    try:
+        description = AttentionCode.parse(code).description
+    except BadCodeError:
+        return f"{code}{suffix}: not an attention code"
+    return f"{code}{suffix}: {description}"
+
+
+# --- trade-offs -------------------------------------------------------------------------------------------
+
+
+def pareto_front(
+    frame: pd.DataFrame, x: str, y: str = "bbox_mAP", higher_x_is_better: bool = True
+) -> pd.DataFrame:
+    """The rows that no other row dominates, sorted by ``x`` ascending (then ``y``).
+
+    A row dominates another if it is at least as good on both ``x`` and ``y`` and better on one; higher
+    ``y`` is better, higher ``x`` too unless ``higher_x_is_better`` is False (memory_gb, flops). Rows with NaN
+    in ``x`` or ``y`` are ignored; identical points dominate neither each other, so all of them are kept.
+    ``x == 'memory_gb'`` over rows of more than one memory_kind raises ValueError.
+    """
+    if x == _MEMORY or y == _MEMORY:
+        _check_one_memory_kind(frame)
+    xs, ys = _floats(frame, x), _floats(frame, y)
+    valid = np.flatnonzero(~np.isnan(xs) & ~np.isnan(ys))
+    if valid.size == 0:
+        return frame.iloc[0:0]
+    goodness = xs[valid] if higher_x_is_better else -xs[valid]
+    heights = ys[valid]
+    # Per distinct x (best first): the highest y there, and the highest y at any strictly better x.
+    levels, group = np.unique(-goodness, return_inverse=True)  # levels ascending = best x first
+    best_here = np.full(levels.size, -np.inf)
+    np.maximum.at(best_here, group, heights)
+    best_before = np.concatenate(([-np.inf], np.maximum.accumulate(best_here)[:-1]))
+    keep = (heights == best_here[group]) & (heights > best_before[group])
+    kept = valid[keep]
+    order = np.lexsort((ys[kept], xs[kept]))
+    return frame.iloc[kept[order]]
+
+
+# --- the factorial analysis -------------------------------------------------------------------------------
+
+
+def main_effects(
+    frame: pd.DataFrame, metrics: Sequence[str] = ("bbox_mAP", "fps", "memory_gb")
+) -> pd.DataFrame:
+    """Each factor's main effect on each metric, over the rows given (one design: one sweep and source).
+
+    effect = mean(metric | factor on) - mean(metric | factor off), each mean over the rows where the metric is
+    present and the factor known; NaN when either side has no row. In a full balanced design this is the
+    classical 2^k main effect; with cells missing the other factors are no longer balanced across the two
+    sides, so an effect then also carries theirs. Columns: factor, label, metric, effect, mean_on, mean_off,
+    n_on, n_off; one row per (metric, factor), metrics in the order given, factors in FACTOR_COLUMNS order.
+    Asking for memory_gb over rows of more than one memory_kind raises ValueError.
+    """
+    if _MEMORY in metrics:
+        _check_one_memory_kind(frame)
+    flags = {column: _flags(frame, column) for column in FACTOR_COLUMNS}
+    rows: list[dict[str, Any]] = []
+    for metric in metrics:
+        values = _floats(frame, metric)
+        present = ~np.isnan(values)
+        for column in FACTOR_COLUMNS:
+            known, on = flags[column]
+            side_on, side_off = present & on, present & known & ~on
+            n_on, n_off = int(side_on.sum()), int(side_off.sum())
+            mean_on = float(values[side_on].mean()) if n_on else math.nan
+            mean_off = float(values[side_off].mean()) if n_off else math.nan
+            rows.append(
+                {
+                    "factor": column,
+                    "label": factor_label(column),
+                    "metric": metric,
+                    "effect": mean_on - mean_off,  # NaN when either side is
+                    "mean_on": mean_on,
+                    "mean_off": mean_off,
+                    "n_on": n_on,
+                    "n_off": n_off,
+                }
+            )
+    columns = ["factor", "label", "metric", "effect", "mean_on", "mean_off", "n_on", "n_off"]
+    result = pd.DataFrame(rows, columns=columns)
+    return result.astype({"effect": "float64", "mean_on": "float64", "mean_off": "float64"}).astype(
+        {"n_on": "int64", "n_off": "int64"}
+    )
+
+
+def interactions(frame: pd.DataFrame, metric: str = "bbox_mAP") -> pd.DataFrame:
+    """The two-factor interaction of every pair of FACTOR_COLUMNS (10 pairs) on ``metric``.
+
+    Definition: with m_ab the mean of the metric over the rows where factor A is at level a and B at level b
+    (1 on, 0 off; rows with the metric present and both factors known), the interaction is
+
+        effect_AB = ((m_11 - m_01) - (m_10 - m_00)) / 2  =  (m_11 + m_00) / 2 - (m_10 + m_01) / 2,
+
+    half the change of A's effect when B is switched on. In ±1 coding it is the mean of y where A·B = +1
+    (A == B) minus the mean where A·B = -1 (A != B), the four cells weighted equally; in a full balanced 2^k
+    design that is exactly the classical 2^k interaction effect (y = +1 when A == B else -1 gives 2.0; a y
+    that depends on A alone gives 0, and, because the cells are weighted equally, still 0 when the A x B
+    cells hold unequal numbers of rows). NaN when any of the four cells has no row.
+
+    Columns: a, b, label_a, label_b, effect, n (the rows used); pairs in FACTOR_COLUMNS order. ``metric``
+    memory_gb over rows of more than one memory_kind raises ValueError.
+    """
+    if metric == _MEMORY:
+        _check_one_memory_kind(frame)
+    values = _floats(frame, metric)
+    present = ~np.isnan(values)
+    flags = {column: _flags(frame, column) for column in FACTOR_COLUMNS}
+    rows: list[dict[str, Any]] = []
+    for a, b in itertools.combinations(FACTOR_COLUMNS, 2):
+        (known_a, on_a), (known_b, on_b) = flags[a], flags[b]
+        used = present & known_a & known_b
+        cell = (2 * on_a[used] + on_b[used]).astype(
+            np.int64
+        )  # 0: A off B off, 1: off on, 2: on off, 3: on on
+        counts = np.bincount(cell, minlength=4)
+        sums = np.bincount(cell, weights=values[used], minlength=4)
+        if (counts == 0).any():
+            effect = math.nan
+        else:
+            m00, m01, m10, m11 = (sums / counts).tolist()
+            effect = ((m11 - m01) - (m10 - m00)) / 2
+        rows.append(
+            {
+                "a": a,
+                "b": b,
+                "label_a": factor_label(a),
+                "label_b": factor_label(b),
+                "effect": effect,
+                "n": int(used.sum()),
+            }
+        )
+    result = pd.DataFrame(rows, columns=["a", "b", "label_a", "label_b", "effect", "n"])
+    return result.astype({"effect": "float64", "n": "int64"})
+
+
+def ap_grid(frame: pd.DataFrame) -> pd.DataFrame:
+    """Box AP in percent (100 * bbox_mAP) of every cell of the grid: index the 16 codes '0000'..'1111' in
+    order (named 'code'), columns 'off' and 'on' (DCN; named 'dcn').
+
+    A cell that no row has, or whose rows all lack AP, is NaN, never 0. Rows without a code or a DCN setting
+    are left out. Where several rows share a cell (several sweeps, sources or backbones given), the value is
+    the mean of their APs (the rows with an AP).
+    """
+    codes = [code.bits for code in ALL_CODES]
+    row_of = {code: i for i, code in enumerate(codes)}
+    known, on = _flags(frame, "dcn")
+    index = np.array(
+        [row_of.get(c, -1) if isinstance(c, str) else -1 for c in column_values(frame, "code")],
+        dtype=np.int64,
+    )
+    ap = _floats(frame, "bbox_mAP", required=False)
+    used = known & (index >= 0) & ~np.isnan(ap)
+    slot = index[used] * 2 + on[used].astype(np.int64)
+    counts = np.bincount(slot, minlength=2 * len(codes)).astype(np.float64)
+    sums = np.bincount(slot, weights=ap[used], minlength=2 * len(codes))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, 100.0 * sums / np.where(counts > 0, counts, 1.0), np.nan)
+    return pd.DataFrame(
+        means.reshape(len(codes), 2),
+        index=pd.Index(codes, name="code"),
+        columns=pd.Index(list(GRID_COLUMNS), name="dcn"),
+    )
+
+
+# --- a run's training curves ------------------------------------------------------------------------------
+
+
+def work_dir_of(origin: str | None) -> Path | None:
+    """The work_dir of a run from the store's ``origin``: the folder of a cell's ``result.json``, or the
+    folder itself for an mmengine work_dir; None for other files (imported logs, the model zoo's CSV), a
+    missing origin, or a folder that does not exist (any more, or on this machine)."""
+    if not origin:
+        return None
+    path = Path(origin)
+    if path.name == RESULT_FILE:
+        folder = path.parent
+    elif path.is_dir():
+        folder = path
+    else:
+        return None
+    return folder if folder.is_dir() else None
+
+
+def training_curves(work_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A run's training and validation curves from mmengine's ``<work_dir>/<YYYYmmdd_HHMMSS>/vis_data/
+    scalars.json`` files, the timestamp folders read in name order (a resumed run adds a folder).
+
+    train: columns iter, epoch, loss, lr, one row per training line (one with "iter" and "loss"), sorted by
+    iter; epoch and lr are missing (NA, NaN) where the line has none. val: columns epoch, bbox_mAP,
+    bbox_mAP_50, bbox_mAP_75, bbox_mAP_s, bbox_mAP_m, bbox_mAP_l from the lines with "coco/bbox_mAP" ("coco/"
+    stripped; the epoch is the line's "step"; pycocotools' -1 becomes NaN), sorted by epoch.
+
+    A resumed run supersedes what the earlier folders logged from where it starts: a folder whose training
+    lines start at iteration i (epoch e) drops the earlier folders' training lines from iteration i on (and
+    their validation lines from epoch e on), so repeated iterations keep the later folder's figures and a
+    crashed run's lines beyond its last checkpoint are not shown. Within one file a repeated iteration or
+    epoch keeps its last line.
+
+    No work_dir, no timestamp folder or no scalars.json: two empty frames with those columns; an empty
+    scalars.json (a run that has just started) adds nothing. A corrupt file raises LogFormatError.
+    """
+    train_rows: list[tuple[int, int | None, float, float]] = []
+    val_rows: list[tuple[float, ...]] = []
+    folders = sorted(d for d in work_dir.iterdir() if d.is_dir()) if work_dir.is_dir() else []
+    for folder in folders:
+        path = folder / _SCALARS
+        if not _TIMESTAMP.fullmatch(folder.name) or not path.is_file():
+            continue
+        train, val = _read_scalars(path)
+        if train:
+            start_iter = min(row[0] for row in train)
+            train_rows = [row for row in train_rows if row[0] < start_iter]
+            epochs = [row[1] for row in train if row[1] is not None]
+            if epochs:
+                val_rows = [row for row in val_rows if row[0] < min(epochs)]
+        train_rows += train
+        val_rows += val
+    train_frame = pd.DataFrame(train_rows, columns=list(TRAIN_COLUMNS))
+    train_frame = train_frame.astype({"iter": "int64", "epoch": "Int64", "loss": "float64", "lr": "float64"})
+    val_frame = pd.DataFrame(val_rows, columns=list(VAL_COLUMNS)).astype("float64").astype({"epoch": "int64"})
+    train_frame = train_frame.drop_duplicates("iter", keep="last").sort_values("iter", kind="stable")
+    val_frame = val_frame.drop_duplicates("epoch", keep="last").sort_values("epoch", kind="stable")
+    return train_frame.reset_index(drop=True), val_frame.reset_index(drop=True)
+
+
+def _read_scalars(path: Path) -> tuple[list[tuple[int, int | None, float, float]], list[tuple[float, ...]]]:
+    """One scalars.json: its training rows (iter, epoch, loss, lr) and validation rows (epoch, *METRICS)."""
+    try:
+        if not path.read_bytes().strip():
+            return [], []
+    except OSError as error:
+        raise LogFormatError(f"{path}: cannot be read ({error.strerror or error})") from None
+    train: list[tuple[int, int | None, float, float]] = []
+    val: list[tuple[float, ...]] = []
+    for number, entry in enumerate(read_json_lines(path), start=1):
+        if _COCO + "bbox_mAP" in entry:
+            if "step" not in entry:
+                raise LogFormatError(f"{path}: record {number} (a validation line) has no 'step' (its epoch)")
+            step = whole_number(entry["step"], path, number, "step")
+            figures = [_nan(_figure(entry.get(_COCO + key), path, number, _COCO + key)) for key in METRICS]
+            val.append((float(step), *figures))
+        elif "iter" in entry and "loss" in entry:
+            iteration = whole_number(entry["iter"], path, number, "iter")
+            epoch_value = entry.get("epoch")
+            epoch = None if epoch_value is None else whole_number(epoch_value, path, number, "epoch")
+            loss = _number(entry["loss"], path, number, "loss")
+            lr = math.nan if entry.get("lr") is None else _number(entry["lr"], path, number, "lr")
+            train.append((iteration, epoch, loss, lr))
+    return train, val
+
+
+def _number(value: object, path: Path, number: int, key: str) -> float:
+    """A logged figure as a float (NaN and infinity kept: a diverged loss is a fact)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise LogFormatError(f"{path}: record {number}: {key} is {show(value)}, not a number")
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _figure(value: object, path: Path, number: int, key: str) -> float | None:
+    """A box AP figure of a validation line; a missing one is no figure."""
+    return None if value is None else figure(value, path, number, key)
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value

@@ -1,0 +1,103 @@
+"""Planning: the cells of a sweep, each with its name, id and rendered config file.
+
+Configs go to ``<root>/<sweep>/configs/<cell name>.py``. Planning is idempotent: the same sweep file gives the
+same files (left untouched) and the same ids, and planning a subset leaves the other cells' files alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ablation.fsio import write_atomic
+from ablation.grid.cells import Cell, select
+from ablation.grid.identity import CellIdentity, backbone_label
+from ablation.grid.render import RenderedConfig, render, resolve_base
+from ablation.grid.sweep import Sweep
+from ablation.model.codes import AttentionCode
+
+__all__ = ["Plan", "PlannedCell", "cell_identity", "plan", "sweep_dir"]
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    config: RenderedConfig
+    path: Path
+    identity: CellIdentity
+
+    @property
+    def cell(self) -> Cell:
+        return self.config.cell
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def cell_id(self) -> str:
+        return self.config.cell_id
+
+
+@dataclass(frozen=True)
+class Plan:
+    sweep: Sweep
+    directory: Path
+    cells: tuple[PlannedCell, ...]
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the user should know before running these cells."""
+        broken = sorted({str(p.cell.code) for p in self.cells if p.cell.code.breaks_stock_mmcv})
+        if self.sweep.model.attention.module == "mmcv" and broken:
+            return (
+                f"mmcv's stock GeneralizedAttention crashes on non-square feature maps for codes "
+                f"{', '.join(broken)} (mmdetection issue #8179); set [model.attention] module = "
+                f'"ablation" to run them',
+            )
+        return ()
+
+
+def cell_identity(sweep: Sweep, cell: Cell, name: str) -> CellIdentity:
+    """The identity a cell's job, result file and store row carry."""
+    attention = sweep.model.attention
+    module = None if cell.code.is_baseline else attention.module
+    return CellIdentity(
+        sweep=sweep.name,
+        cell=name,
+        code=str(cell.code),
+        dcn=cell.dcn,
+        backbone=backbone_label(sweep.model.backbone),
+        schedule=sweep.schedule.name,
+        dataset=sweep.dataset.name,
+        attention_module=module,
+        # which implementation of ablation's own module computes the cell (None: not ablation's module)
+        attention_impl=attention.implementation if module == "ablation" else None,
+    )
+
+
+def sweep_dir(root: Path, sweep: Sweep) -> Path:
+    """The folder that holds everything of one sweep."""
+    return root / sweep.name
+
+
+def plan(
+    sweep: Sweep,
+    root: Path,
+    codes: Iterable[AttentionCode] | None = None,
+    dcn: bool | None = None,
+    write: bool = True,
+) -> Plan:
+    """Render and write the configs of the sweep's cells (those with ``codes`` and ``dcn`` when given);
+    ``write=False`` only tells where they go."""
+    cells = select(sweep.cells, codes, dcn)
+    base = resolve_base(sweep)
+    directory = sweep_dir(root, sweep)
+    planned = []
+    for cell in cells:
+        config = render(sweep, cell, base)
+        path = directory / "configs" / f"{config.name}.py"
+        if write:
+            write_atomic(path, config.text(sweep))
+        planned.append(PlannedCell(config, path, cell_identity(sweep, cell, config.name)))
+    return Plan(sweep=sweep, directory=directory, cells=tuple(planned))

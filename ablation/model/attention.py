@@ -1,0 +1,373 @@
+"""The generalized attention module of Zhu et al. (2019), correct for all 16 attention types on any map.
+
+A drop-in for mmcv's ``GeneralizedAttention``: the same constructor arguments, parameter names and shapes,
+so an mmcv state_dict (a model-zoo checkpoint) loads with ``strict=True``. Importing this module registers it
+in mmdet's model registry as ``AblationGeneralizedAttention``; the planner's configs import it through
+``custom_imports = dict(imports=['ablation.model.attention'])``, so mmdet's own tools run them.
+
+For a query at row i, column j of the (q_stride) query map and a key at row k, column l of the (kv_stride)
+key map, the energy of each head is the sum of the terms the code's bits select::
+
+    bit 1  query-key content         q(i,j) . k(k,l)
+    bit 2  query content & position  q(i,j) . (Rx(j,l) + Ry(i,k))
+    bit 3  key content only          u . k(k,l)
+    bit 4  relative position only    v . (Rx(j,l) + Ry(i,k))
+
+where Rx and Ry are the linear maps ``appr_geom_fc_x``/``_y`` of sinusoidal embeddings of the offsets
+(j * q_stride - l * kv_stride) and (i * q_stride - k * kv_stride), times position_magnitude, over sqrt(2);
+u is ``appr_bias`` and v is ``geom_bias``. Attention is the softmax over the keys, applied to the values and
+projected back; the block returns ``gamma * out + x``.
+
+Where mmcv 2.1.0 differs, this module follows the formula:
+
+- codes that set bit 2 and clear bit 4 (0100, 0110, 1100, 1110): mmcv takes the y-term from the query as
+  permuted for the x-term, which crashes on non-square maps and is silently transposed on square ones
+  (mmdetection issue #8179);
+- spatial_range >= 0: mmcv precomputes its window mask for maps of at most 84 (256 channels) or 42
+  (512 channels) rows and columns and fails on anything else; here the mask is built for the map at hand.
+  The window is mmcv's, with the query's row and column measured on the input (times q_stride) as in the
+  position terms; mmcv measures them on the strided map (the same when q_stride is 1). mmcv's shortcut for
+  code 0010 masks every query with the first query's window; here each query has its own;
+- the mask is derived from the settings, so it is not a parameter: an mmcv state_dict's
+  ``local_constraint_map`` is accepted on load and dropped.
+
+Two implementations compute the same function with the same parameters (``implementation=``, one of
+``IMPLEMENTATIONS``; the choice adds no parameter or buffer, so state_dicts are interchangeable):
+
+- ``"reference"`` (the default) sums the terms over a materialised (n, heads, h, w, h_kv, w_kv) energy, then
+  takes its softmax: memory grows with the product of the query and key map sizes;
+- ``"sdpa"`` never builds the energy itself: it hands the whole block to torch's
+  ``scaled_dot_product_attention``, whose fused kernels (the flash kernel on CPU, flash or memory-efficient
+  on CUDA) compute softmax(energy) @ value tile by tile, in the forward and the backward pass.
+
+Why ``"sdpa"`` is exact: the position terms are separable. The x-term of query (i, j) depends on the key
+only through its column l, the y-term only through its row k, so with p = q * bit2 + v * bit4 and
+c = q * bit1 + u * bit3 the energy is one dot product of an augmented query and an augmented key::
+
+    query (i, j):  [ c(i,j) ,  p(i,j) . Rx(j, 0..w_kv-1) ,  p(i,j) . Ry(i, 0..h_kv-1) ]
+    key   (k, l):  [ k(k,l) ,  one-hot of l (w_kv)        ,  one-hot of k (h_kv)        ]
+
+    query . key = c . k(k,l) + p . Rx(j,l) + p . Ry(i,k)        (the code's terms, as above)
+
+The per-query position scores are (n, heads, h*w, w_kv + h_kv): small beside the energy's h_kv * w_kv keys.
+mmcv applies no 1/sqrt(d) scaling, so the call passes ``scale=1.0``. The spatial window, where set, is
+passed as a boolean ``attn_mask`` (True: may attend). The CPU flash kernel needs the query, key and value
+head sizes equal, so the three are zero-padded to a common size (a multiple of 8) and the output is sliced
+back: the zero columns add nothing to a dot product. Codes whose energy does not depend on the query (0010,
+and 0000 with its uniform attention) take the reference's one-query shortcut unless a window is set.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ablation.model.codes import AttentionCode
+from ablation.model.modules import ATTENTION_IMPLEMENTATIONS, ATTENTION_MODULES
+
+__all__ = ["IMPLEMENTATIONS", "REGISTERED_NAME", "GeneralizedAttention"]
+
+REGISTERED_NAME, _ = ATTENTION_MODULES["ablation"]
+_WAVE_LENGTH = 1000.0
+_DERIVED_KEYS = ("local_constraint_map",)
+IMPLEMENTATIONS = ATTENTION_IMPLEMENTATIONS  # the sweep setting's values: one list of them
+_HEAD_ALIGNMENT = 8  # pad the fused kernel's head size to a multiple of this
+
+
+class GeneralizedAttention(nn.Module):
+    """Generalized attention over a feature map; arguments as mmcv's ``GeneralizedAttention``.
+
+    Args:
+        in_channels: channels of the input map.
+        spatial_range: -1 for global attention; else each query sees the keys within this many pixels.
+        num_heads: attention heads; the query/key size per head is in_channels // num_heads.
+        position_embedding_dim: size of the relative position embedding (a multiple of 4;
+            -1: in_channels).
+        position_magnitude: factor on the relative offsets.
+        kv_stride: stride at which keys and values are taken from the input.
+        q_stride: stride at which queries are taken; the output is upsampled back (bilinear).
+        attention_type: the 4-bit code, '0000'..'1111', bit 1 first.
+        implementation: how the attention is computed, one of ``IMPLEMENTATIONS`` (not an mmcv argument):
+            "reference" materialises the energy; "sdpa" uses torch's fused scaled_dot_product_attention.
+    """
+
+    _abbr_ = "gen_attention_block"  # mmcv's, so that parameter names in detectors match its checkpoints
+
+    def __init__(
+        self,
+        in_channels: int,
+        spatial_range: int = -1,
+        num_heads: int = 9,
+        position_embedding_dim: int = -1,
+        position_magnitude: int = 1,
+        kv_stride: int = 2,
+        q_stride: int = 1,
+        attention_type: str = "1111",
+        *,
+        implementation: str = "reference",
+    ) -> None:
+        super().__init__()
+        self.code = AttentionCode(attention_type)
+        bits = [b == "1" for b in self.code.bits]
+        self.attention_type = bits  # as mmcv keeps it
+        self.in_channels = in_channels
+        self.spatial_range = spatial_range
+        self.num_heads = num_heads
+        self.position_embedding_dim = position_embedding_dim if position_embedding_dim > 0 else in_channels
+        self.position_magnitude = position_magnitude
+        self.kv_stride = kv_stride
+        self.q_stride = q_stride
+        self.qk_embed_dim = self.v_dim = in_channels // num_heads
+        self.implementation = implementation
+        self._check_arguments()
+
+        qk, pos, key_only, pos_only = bits
+        inner = self.qk_embed_dim * num_heads
+        if qk or pos:
+            self.query_conv = nn.Conv2d(in_channels, inner, 1, bias=False)
+        if qk or key_only:
+            self.key_conv = nn.Conv2d(in_channels, inner, 1, bias=False)
+        self.value_conv = nn.Conv2d(in_channels, inner, 1, bias=False)
+        if pos or pos_only:
+            self.appr_geom_fc_x = nn.Linear(self.position_embedding_dim // 2, inner, bias=False)
+            self.appr_geom_fc_y = nn.Linear(self.position_embedding_dim // 2, inner, bias=False)
+        if key_only:
+            self.appr_bias = nn.Parameter(torch.empty(inner))
+        if pos_only:
+            self.geom_bias = nn.Parameter(torch.empty(inner))
+        self.proj_conv = nn.Conv2d(inner, in_channels, 1, bias=True)
+        self.gamma = nn.Parameter(torch.zeros(1))
+        self.init_weights()
+
+    def _check_arguments(self) -> None:
+        problems = []
+        if not 1 <= self.num_heads <= self.in_channels:
+            problems.append(f"num_heads must be 1..in_channels ({self.in_channels}), got {self.num_heads}")
+        if self.spatial_range < -1:
+            problems.append(f"spatial_range must be -1 (global) or at least 0, got {self.spatial_range}")
+        for name in ("kv_stride", "q_stride", "position_magnitude"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.implementation not in IMPLEMENTATIONS:
+            valid = ", ".join(repr(name) for name in IMPLEMENTATIONS)
+            problems.append(f"implementation must be one of {valid}, got {self.implementation!r}")
+        uses_position = self.attention_type[1] or self.attention_type[3]
+        if uses_position and self.position_embedding_dim % 4:
+            problems.append(
+                f"position_embedding_dim must be a multiple of 4 (sine and cosine per axis), "
+                f"got {self.position_embedding_dim}"
+            )
+        if problems:
+            raise ValueError(f"{REGISTERED_NAME}: " + "; ".join(problems))
+
+    def init_weights(self) -> None:
+        """mmcv's initialisation: Kaiming-uniform (fan in, a=1) weights, zero bias, small uniform biases."""
+        layers = ("query_conv", "key_conv", "value_conv", "appr_geom_fc_x", "appr_geom_fc_y", "proj_conv")
+        for layer in layers:
+            module = getattr(self, layer, None)
+            if module is not None:
+                nn.init.kaiming_uniform_(module.weight, a=1, mode="fan_in", nonlinearity="leaky_relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        bound = 1.0 / math.sqrt(self.qk_embed_dim * 2)
+        for name in ("appr_bias", "geom_bias"):
+            bias = getattr(self, name, None)
+            if bias is not None:
+                nn.init.uniform_(bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return (
+            f"attention_type={str(self.code)!r}, num_heads={self.num_heads}, kv_stride={self.kv_stride}, "
+            f"q_stride={self.q_stride}, spatial_range={self.spatial_range}, "
+            f"implementation={self.implementation!r}"
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        n = x.shape[0]
+        x_q = x[:, :, :: self.q_stride, :: self.q_stride]
+        x_kv = x[:, :, :: self.kv_stride, :: self.kv_stride]
+        h, w = x_q.shape[2:]
+        h_kv, w_kv = x_kv.shape[2:]
+
+        value = self.value_conv(x_kv).view(n, self.num_heads, self.v_dim, h_kv * w_kv).transpose(-1, -2)
+        if self.implementation == "sdpa" and not self._query_independent():
+            out = self._attend_fused(x_q, x_kv, value)
+            queries = (h, w)
+        else:
+            out, queries = self._attend_materialised(x_q, x_kv, value)
+        out = out.permute(0, 1, 3, 2).reshape(n, self.num_heads * self.v_dim, *queries)
+        out = self.proj_conv(out)
+        if out.shape[2:] != x.shape[2:] and out.shape[2:] != (1, 1):
+            out = F.interpolate(out, size=x.shape[2:], mode="bilinear", align_corners=False)
+        return self.gamma * out + x
+
+    def _query_independent(self) -> bool:
+        """Whether every query attends alike (0000, 0010 without a window): the one-query shortcut applies."""
+        qk, pos, _, pos_only = self.attention_type
+        return not (qk or pos or pos_only) and self.spatial_range < 0
+
+    def _attend_materialised(
+        self, x_q: Tensor, x_kv: Tensor, value: Tensor
+    ) -> tuple[Tensor, tuple[int, int]]:
+        """The reference: softmax of the full energy, times the values; (n, heads, queries, v_dim), queries.
+
+        queries is (h, w), or (1, 1) when no query attends differently from another.
+        """
+        h, w = x_q.shape[2:]
+        h_kv, w_kv = x_kv.shape[2:]
+        energy = self._energy(x_q, x_kv)  # (n or 1, heads, h or 1, w or 1, h_kv, w_kv)
+        if self.spatial_range >= 0:
+            energy = energy.masked_fill(self._outside_window(h, w, h_kv, w_kv, x_q.device), float("-inf"))
+        queries = energy.shape[2:4]
+        attention = F.softmax(energy.flatten(-2).flatten(2, 3), dim=-1)  # (., heads, queries, keys)
+        return torch.matmul(attention, value), (queries[0], queries[1])
+
+    def _attend_fused(self, x_q: Tensor, x_kv: Tensor, value: Tensor) -> Tensor:
+        """softmax(energy) @ value through scaled_dot_product_attention: (n, heads, h * w, v_dim).
+
+        The energy is the dot product of the augmented queries and keys of the module docstring.
+        """
+        qk, pos, key_only, pos_only = self.attention_type
+        heads, dim = self.num_heads, self.qk_embed_dim
+        n, _, h, w = x_q.shape
+        h_kv, w_kv = x_kv.shape[2:]
+        dtype, device = value.dtype, value.device
+
+        def bias(parameter: Tensor) -> Tensor:
+            return parameter.view(1, heads, 1, 1, dim)
+
+        def per_query(t: Tensor) -> Tensor:  # (n or 1, heads, h or 1, w or 1, d) -> (n, heads, h * w, d)
+            return t.to(dtype).expand(n, heads, h, w, t.shape[-1]).reshape(n, heads, h * w, t.shape[-1])
+
+        def per_key(t: Tensor) -> Tensor:  # (n or 1, heads or 1, keys, d) -> (n, heads, keys, d)
+            return t.to(dtype).expand(n, heads, h_kv * w_kv, t.shape[-1])
+
+        query = None
+        if qk or pos:  # (n, heads, h, w, dim)
+            query = self.query_conv(x_q).view(n, heads, dim, h, w).permute(0, 1, 3, 4, 2)
+        queries: list[Tensor] = []
+        keys: list[Tensor] = []
+        content = _sum([query if qk else None, bias(self.appr_bias) if key_only else None])
+        if content is not None:
+            key = self.key_conv(x_kv).view(n, heads, dim, h_kv * w_kv).transpose(-1, -2)
+            queries.append(per_query(content))
+            keys.append(per_key(key))
+
+        position = _sum([query if pos else None, bias(self.geom_bias) if pos_only else None])
+        if position is not None:
+            rel_x, rel_y = self._relative_position(h, w, h_kv, w_kv, x_q)
+            queries.append(per_query(torch.einsum("nhyxd,hxld->nhyxl", position, rel_x)))  # over key columns
+            queries.append(per_query(torch.einsum("nhyxd,hykd->nhyxk", position, rel_y)))  # over key rows
+            column = torch.eye(w_kv, device=device, dtype=dtype).repeat(h_kv, 1)  # key (k, l): one-hot of l
+            row = torch.eye(h_kv, device=device, dtype=dtype).repeat_interleave(w_kv, dim=0)  # one-hot of k
+            keys += [per_key(column[None, None]), per_key(row[None, None])]
+
+        size = sum(t.shape[-1] for t in queries)  # 0 for 0000 (with a window): all energies are zero
+        padded = -(-max(size, self.v_dim) // _HEAD_ALIGNMENT) * _HEAD_ALIGNMENT
+
+        def assemble(parts: list[Tensor], tokens: int) -> Tensor:  # one copy: the parts, then zeros
+            width = padded - sum(t.shape[-1] for t in parts)
+            zeros = torch.zeros((), device=device, dtype=dtype).expand(n, heads, tokens, width)
+            return torch.cat([*parts, zeros], dim=-1)
+
+        mask = None
+        if self.spatial_range >= 0:
+            mask = ~self._outside_window(h, w, h_kv, w_kv, device).view(h * w, h_kv * w_kv)
+        out = F.scaled_dot_product_attention(
+            assemble(queries, h * w),
+            assemble(keys, h_kv * w_kv),
+            assemble([value], h_kv * w_kv),
+            attn_mask=mask,
+            scale=1.0,  # mmcv does not scale the energy
+        )
+        return out[..., : self.v_dim]
+
+    def _energy(self, x_q: Tensor, x_kv: Tensor) -> Tensor:
+        qk, pos, key_only, pos_only = self.attention_type
+        heads, dim = self.num_heads, self.qk_embed_dim
+        n, _, h, w = x_q.shape
+        h_kv, w_kv = x_kv.shape[2:]
+
+        def bias(parameter: Tensor) -> Tensor:
+            return parameter.view(1, heads, 1, 1, dim)
+
+        query = None
+        if qk or pos:  # (n, heads, h, w, dim)
+            query = self.query_conv(x_q).view(n, heads, dim, h, w).permute(0, 1, 3, 4, 2)
+        terms: list[Tensor | None] = []
+        content = _sum([query if qk else None, bias(self.appr_bias) if key_only else None])
+        if content is not None:
+            key = self.key_conv(x_kv).view(n, heads, dim, h_kv, w_kv)
+            terms.append(torch.einsum("nhyxd,nhdkl->nhyxkl", content, key))
+
+        position = _sum([query if pos else None, bias(self.geom_bias) if pos_only else None])
+        if position is not None:
+            rel_x, rel_y = self._relative_position(h, w, h_kv, w_kv, x_q)
+            term_x = torch.einsum("nhyxd,hxld->nhyxl", position, rel_x)
+            term_y = torch.einsum("nhyxd,hykd->nhyxk", position, rel_y)
+            terms.append(term_x.unsqueeze(4) + term_y.unsqueeze(5))
+        energy = _sum(terms)
+        return x_q.new_zeros(1, heads, 1, 1, h_kv, w_kv) if energy is None else energy  # 0000: all equal
+
+    def _relative_position(self, h: int, w: int, h_kv: int, w_kv: int, like: Tensor) -> tuple[Tensor, Tensor]:
+        """Rx (heads, w, w_kv, dim) and Ry (heads, h, h_kv, dim): the position features of every offset."""
+
+        def features(n_q: int, n_kv: int, fc: nn.Linear) -> Tensor:
+            offsets = self._offsets(n_q, n_kv, like.device, torch.promote_types(like.dtype, torch.float32))
+            embedding = _sinusoid(offsets, self.position_embedding_dim).to(like.dtype)
+            projected: Tensor = fc(embedding) / math.sqrt(2)
+            return projected.view(n_q, n_kv, self.num_heads, self.qk_embed_dim).permute(2, 0, 1, 3)
+
+        return features(w, w_kv, self.appr_geom_fc_x), features(h, h_kv, self.appr_geom_fc_y)
+
+    def _offsets(self, n_q: int, n_kv: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """Query minus key coordinate on the input, times position_magnitude: (n_q, n_kv), at least fp32."""
+        q = torch.arange(n_q, device=device, dtype=dtype) * self.q_stride
+        kv = torch.arange(n_kv, device=device, dtype=dtype) * self.kv_stride
+        return (q[:, None] - kv[None, :]) * self.position_magnitude
+
+    def _outside_window(self, h: int, w: int, h_kv: int, w_kv: int, device: torch.device) -> Tensor:
+        """True where key (k, l) is outside the spatial_range window of query (i, j): (h, w, h_kv, w_kv)."""
+
+        def inside(n_q: int, n_kv: int) -> Tensor:
+            centre = torch.arange(n_q, device=device) * self.q_stride
+            first = torch.div(centre - self.spatial_range, self.kv_stride, rounding_mode="floor")
+            last = torch.div(centre + self.spatial_range + 1, self.kv_stride, rounding_mode="floor")
+            kv = torch.arange(n_kv, device=device)
+            return (kv[None, :] >= first[:, None]) & (kv[None, :] <= last[:, None])
+
+        rows, cols = inside(h, h_kv), inside(w, w_kv)
+        return ~(rows[:, None, :, None] & cols[None, :, None, :])
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        for key in _DERIVED_KEYS:
+            state_dict.pop(prefix + key, None)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+def _sum(terms: list[Tensor | None]) -> Tensor | None:
+    present = [t for t in terms if t is not None]
+    return functools.reduce(operator.add, present) if present else None
+
+
+def _sinusoid(offsets: Tensor, size: int) -> Tensor:
+    """sin and cos of offsets over wavelengths 1000^(4k/size), k < size/4: (..., size/2)."""
+    k = torch.arange(size // 4, device=offsets.device, dtype=offsets.dtype)
+    wavelengths = _WAVE_LENGTH ** ((4.0 / size) * k)
+    angles = offsets[..., None] / wavelengths
+    return torch.cat((angles.sin(), angles.cos()), dim=-1)
+
+
+def _register() -> None:
+    from mmdet.registry import MODELS
+
+    MODELS.register_module(name=REGISTERED_NAME, module=GeneralizedAttention, force=True)
+
+
+_register()

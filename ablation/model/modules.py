@@ -1,0 +1,17 @@
+"""The GeneralizedAttention modules a sweep can choose, and the implementations of ablation's own: the one
+declaration that the sweep's settings, the rendered configs and the module itself read (no torch here)."""
+
+from __future__ import annotations
+
+__all__ = ["ATTENTION_IMPLEMENTATIONS", "ATTENTION_MODULES"]
+
+# The GeneralizedAttention each value of [model.attention] module selects: its name in mmdet's registry, and
+# the Python module a config imports to register it (None: mmcv's, registered by mmcv itself).
+ATTENTION_MODULES: dict[str, tuple[str, str | None]] = {
+    "ablation": ("AblationGeneralizedAttention", "ablation.model.attention"),
+    "mmcv": ("GeneralizedAttention", None),
+}
+
+# How ablation's module computes the attention (its ``implementation`` argument): "reference" materialises
+# the energy of every (query, key) pair; "sdpa" gets the same numbers from one scaled_dot_product_attention.
+ATTENTION_IMPLEMENTATIONS = ("reference", "sdpa")

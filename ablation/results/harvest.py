@@ -1,0 +1,236 @@
+"""Harvesting: the runs found under folders, read into the results store.
+
+Two kinds of run folder are recognised, and a folder of either kind is not searched further:
+
+- a cell's work_dir written by ``ablation launch``/``run``: its ``result.json`` has everything;
+- a work_dir written by mmengine alone (mmdet's tools/train.py, tools/test.py): run folders named by their
+  start time (``20240101_120000/``) holding ``vis_data/scalars.json`` (training and validation lines) or the
+  one-line ``<timestamp>.json`` of tools/test.py, the dumped config, and perhaps the text output of
+  tools/analysis_tools/benchmark.py (``benchmark.log``).
+
+A run whose files are missing, truncated or corrupt is reported with a one-line reason and left out (its
+earlier row in the store, if any, stays as it was); the others are harvested. Harvesting the same folders
+twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ablation.errors import LogFormatError
+from ablation.results import logs
+from ablation.results.configtext import cell_name, config_facts, name_facts
+from ablation.results.records import RunRecord
+from ablation.results.store import Store
+from ablation.run.result_file import RESULT_FILE, CellResult, load_result
+
+__all__ = ["HarvestReport", "find_runs", "harvest", "record_from_result", "record_from_work_dir"]
+
+_TIMESTAMP = re.compile(r"\d{8}_\d{6}")
+_BENCHMARK_SUFFIXES = (".log", ".txt", ".out")
+
+
+@dataclass
+class HarvestReport:
+    """What one harvest did: keys of runs added, updated and unchanged, and the runs it could not read."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def harvested(self) -> int:
+        return len(self.added) + len(self.updated) + len(self.unchanged)
+
+    def summary(self) -> str:
+        text = (
+            f"harvested {self.harvested} run{'s' if self.harvested != 1 else ''}: "
+            f"{len(self.added)} new, {len(self.updated)} updated, {len(self.unchanged)} unchanged"
+        )
+        return text + (f"; {len(self.problems)} not readable" if self.problems else "")
+
+    def put(self, store: Store, record: RunRecord) -> None:
+        key = f"{record.sweep}/{record.cell}/{record.run_id}"
+        existed = store.file_for(record.sweep, record.cell, record.run_id).exists()
+        if not store.put(record):
+            self.unchanged.append(key)
+        else:
+            (self.updated if existed else self.added).append(key)
+
+
+def find_runs(folder: Path) -> Iterator[Path]:
+    """Run folders under ``folder`` (itself included), in a stable order."""
+    for current, dirs, files in os.walk(folder):
+        dirs.sort()
+        here = Path(current)
+        if RESULT_FILE in files or _is_mmengine_work_dir(here, dirs):
+            dirs.clear()
+            yield here
+
+
+def _is_mmengine_work_dir(folder: Path, dirs: list[str]) -> bool:
+    return any(_TIMESTAMP.fullmatch(d) and (folder / d / "vis_data").is_dir() for d in dirs)
+
+
+def harvest(
+    store: Store,
+    runs: Iterable[Path],
+    sweep: str,
+    report: HarvestReport | None = None,
+) -> HarvestReport:
+    """Read the run folders ``runs`` (see ``find_runs``) into ``store``. ``sweep`` names the sweep of runs
+    that mmengine wrote; a cell's own result file names its sweep."""
+    report = report if report is not None else HarvestReport()
+    for run in runs:
+        try:
+            if (run / RESULT_FILE).exists():
+                record = record_from_result(run)
+            else:
+                record = record_from_work_dir(run, sweep)
+        except LogFormatError as error:
+            report.problems.append(str(error))
+            continue
+        except OSError as error:  # a folder or file of the run that cannot be listed or read
+            report.problems.append(f"{error.filename or run}: cannot read ({error.strerror or error})")
+            continue
+        report.put(store, record)
+    return report
+
+
+def record_from_result(work_dir: Path) -> RunRecord:
+    """The store's row for a cell's work_dir with a ``result.json``."""
+    result = load_result(work_dir)
+    return _from_cell_result(result, origin=work_dir / RESULT_FILE)
+
+
+def _from_cell_result(result: CellResult, origin: Path) -> RunRecord:
+    memory = None if result.memory_mb is None else result.memory_mb / 1024
+    try:
+        record = RunRecord(
+            **result.identity(),
+            run_id=result.cell_id,
+            source="run",
+            status=result.status,
+            fps=result.fps,
+            device=result.fps_device,
+            memory_gb=memory,
+            memory_kind=result.memory_kind,
+            flops=result.flops,
+            params=result.params,
+            epochs=result.epochs,
+            iterations=result.iterations,
+            train_s=result.timings.get("train_s"),
+            error=result.error,
+            log_tail=result.log_tail,
+            config=result.config,
+            config_hash=result.config_hash,
+            git_commit=result.git_commit,
+            host=result.host,
+            started=_when(result.started),
+            finished=_when(result.finished),
+            origin=str(origin),
+        )
+    except ValueError as error:  # a value the store rejects, e.g. a bad attention code (BadCodeError)
+        raise LogFormatError(f"{origin}: not a run of the store: {error}") from None
+    record.versions(result.versions)
+    record.set_metrics(result.metrics)
+    return record
+
+
+def record_from_work_dir(work_dir: Path, sweep: str) -> RunRecord:
+    """The store's row for a work_dir that mmengine's tools wrote: training figures from the newest run
+    folder that trained, box AP from the newest validation or test, fps from benchmark.py's output."""
+    runs = sorted(d for d in work_dir.iterdir() if d.is_dir() and _TIMESTAMP.fullmatch(d.name))
+    trained: logs.LogFigures | None = None
+    metrics: logs.LogFigures | None = None
+    memory: list[float] = []
+    first: str | None = None
+    latest: Path | None = None
+    for run in runs:
+        found = []
+        scalars = run / "vis_data" / "scalars.json"
+        if scalars.exists():
+            figures = logs.mmengine_scalars(scalars)
+            found.append(scalars)
+            if figures.epochs is not None:
+                trained = figures
+                if figures.memory_mb is not None:
+                    memory.append(figures.memory_mb)
+            if figures.metrics:
+                metrics, latest = figures, scalars
+        test = run / f"{run.name}.json"
+        if test.exists():
+            metrics, latest = logs.test_metrics(test), test
+            found.append(test)
+        if found and first is None:
+            first = run.name
+    if first is None or metrics is None:
+        raise LogFormatError(
+            f"{work_dir}: no box AP yet: no run folder has validation lines in vis_data/scalars.json or a "
+            "tools/test.py metrics JSON (still training?)"
+        )
+    text, name = _dumped_config(work_dir)
+    facts = config_facts(text) if text else name_facts(work_dir.name)[0]
+    dataset = name_facts(name or work_dir.name)[1]
+    try:
+        cell = name or cell_name(facts, dataset)
+    except ValueError:
+        cell = work_dir.name
+    record = facts.record(
+        dataset,
+        sweep=sweep,
+        cell=cell,
+        run_id=first,
+        source="run",
+        fps=_benchmark_fps(work_dir),
+        memory_gb=max(memory) / 1024 if memory else None,
+        memory_kind="cuda_peak_allocated" if memory else None,
+        epochs=trained.epochs if trained else None,
+        iterations=trained.iterations if trained else None,
+        config=str(work_dir / f"{name}.py") if name else None,
+        finished=_mtime(latest) if latest else None,
+        origin=str(work_dir),
+    )
+    record.set_metrics(metrics.metrics)
+    return record
+
+
+def _dumped_config(work_dir: Path) -> tuple[str | None, str | None]:
+    """The config that tools/train.py or test.py dumped at the work_dir's top (its text and name)."""
+    configs = sorted(work_dir.glob("*.py"))
+    if not configs:
+        return None, None
+    try:
+        return configs[0].read_text(encoding="utf-8", errors="replace"), configs[0].stem
+    except OSError as error:
+        raise LogFormatError(f"{configs[0]}: cannot read ({error.strerror})") from None
+
+
+def _benchmark_fps(work_dir: Path) -> float | None:
+    """The newest overall fps in a text file at the work_dir's top (benchmark.py writes benchmark.log)."""
+    texts = [p for p in work_dir.iterdir() if p.is_file() and p.suffix in _BENCHMARK_SUFFIXES]
+    for path in sorted(texts, key=lambda p: p.stat().st_mtime, reverse=True):
+        fps = logs.benchmark_fps(path)
+        if fps is not None:
+            return fps
+    return None
+
+
+def _when(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _mtime(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)

@@ -1,0 +1,208 @@
+"""Where cells' jobs run: submitit executors made from a sweep, and which of their jobs are still alive.
+
+Every backend submits ``job.run_cell`` through a submitit executor, so local and cluster runs take the same
+code path. A backend also answers, for a batch of submissions at once, which jobs are still queued or
+running (for local jobs by looking at their controller processes, for Slurm with one sacct call), finds
+the jobs of a launch that died while submitting, and cancels jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from ablation.errors import InputError
+from ablation.grid.sweep import Sweep
+from ablation.run.manifest import Submission
+from ablation.run.submitit_internals import (
+    dump_submission,
+    is_local_controller,
+    local_process,
+    submitted_pickle,
+)
+
+__all__ = ["BACKENDS", "Backend", "LocalBackend", "SlurmBackend", "backend"]
+
+
+class Backend(Protocol):
+    name: str
+
+    def executor(self, folder: Path, sweep: Sweep, name: str, options: dict[str, Any]) -> Any:
+        """A submitit executor for the sweep's cells, its files under ``folder``, its jobs named ``name``."""
+
+    def alive(self, submissions: Sequence[Submission]) -> set[str]:
+        """The job ids, among ``submissions``, of jobs still queued or running."""
+
+    def track(self, job: Any) -> None:
+        """Keep what this process needs of a job it just submitted."""
+
+    def find(self, name: str, since: str) -> list[str]:
+        """Ids of the jobs submitted under ``name`` (array tasks one by one) at ``since`` (an ISO time) or
+        later, for a launch that died."""
+
+    def before_submit(self, folder: Path, name: str, specs: Sequence[Any], time_min: int) -> None:
+        """Keep, before submitting, what a later launch needs to complete this one."""
+
+    def complete(self, folder: Path, name: str, index: int, job_id: str) -> None:
+        """Finish the submission of the job ``job_id`` (position ``index`` of launch ``name``) that a launcher
+        killed before it could."""
+
+    def submitted(self, jobs: Sequence[Any]) -> None:
+        """Called once the jobs of a launch are submitted and recorded."""
+
+    def cancel(self, submissions: Sequence[Submission]) -> None:
+        """Stop these jobs."""
+
+
+class LocalBackend:
+    """Jobs as processes on this machine (submitit's LocalExecutor): they outlive the launching command.
+
+    The process that submits them keeps their handles: polling those reaps finished ones, and keeps Python
+    from warning that a child still runs when a handle is collected."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self._processes: dict[str, Any] = {}
+
+    def track(self, job: Any) -> None:
+        process = local_process(job)
+        if process is not None:
+            self._processes[str(job.job_id)] = process
+
+    def executor(self, folder: Path, sweep: Sweep, name: str, options: dict[str, Any]) -> Any:
+        import submitit
+
+        executor = submitit.LocalExecutor(folder=folder / "%j")
+        gpus = sweep.resources.gpus
+        executor.update_parameters(
+            timeout_min=sweep.resources.time_limit_min, **({"gpus_per_node": gpus} if gpus else {})
+        )
+        return executor
+
+    def alive(self, submissions: Sequence[Submission]) -> set[str]:
+        return {s.job_id for s in submissions if self._runs(s.job_id)}
+
+    def find(self, name: str, since: str) -> list[str]:
+        return []  # a local job's id is its process id, known only once started: nothing to find
+
+    def before_submit(self, folder: Path, name: str, specs: Sequence[Any], time_min: int) -> None:
+        pass
+
+    def complete(self, folder: Path, name: str, index: int, job_id: str) -> None:
+        pass
+
+    def submitted(self, jobs: Sequence[Any]) -> None:
+        pass
+
+    def cancel(self, submissions: Sequence[Submission]) -> None:
+        """SIGINT to each controller, as submitit cancels: it interrupts, then kills, its task."""
+        for s in submissions:
+            if self._runs(s.job_id):
+                os.kill(int(s.job_id), signal.SIGINT)
+
+    def _runs(self, job_id: str) -> bool:
+        process = self._processes.get(job_id)
+        if process is not None:
+            return process.poll() is None
+        return _controller_runs(job_id)
+
+
+def _controller_runs(job_id: str) -> bool:
+    """Whether the local job's controller process (its pid is the job id) still runs; a finished one that
+    was not reaped yet is a zombie with an empty command line."""
+    try:
+        command = Path(f"/proc/{int(job_id)}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+    return is_local_controller(command)
+
+
+class SlurmBackend:
+    """Jobs on a Slurm cluster: one job array per launch, states from one sacct call per poll."""
+
+    name = "slurm"
+    GRACE = timedelta(minutes=2)  # a job sbatch just accepted may not be in the accounting database yet
+    # A cell resumes from its last checkpoint, so reaching the time limit only costs a requeue: allow many
+    # (submitit's default, 3, would fail a 12-epoch run whose time limit fits 3 epochs).
+    MAX_TIMEOUTS = 20
+
+    def executor(self, folder: Path, sweep: Sweep, name: str, options: dict[str, Any]) -> Any:
+        import submitit
+
+        from ablation.run.slurm import parameters
+
+        executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=self.MAX_TIMEOUTS)
+        executor.update_parameters(job_name=name, **parameters(sweep, options))
+        return executor
+
+    def before_submit(self, folder: Path, name: str, specs: Sequence[Any], time_min: int) -> None:
+        """Each job's pickle, written before sbatch under the launch's name: submitit moves its own pickles
+        to the jobs' folders only after sbatch answers, and a job without its folder and pickle cannot start
+        (the jobs are submitted held, and released once both are there)."""
+        from ablation.run.job import CellRunner
+
+        for index, spec in enumerate(specs):
+            dump_submission(
+                CellRunner(), spec, _intent_pickle(folder, name, index), time_min, self.MAX_TIMEOUTS
+            )
+
+    def complete(self, folder: Path, name: str, index: int, job_id: str) -> None:
+        from ablation.run.slurm import release
+
+        target = submitted_pickle(folder, job_id)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(_intent_pickle(folder, name, index), target)
+        release([job_id])
+
+    def submitted(self, jobs: Sequence[Any]) -> None:
+        from ablation.run.slurm import release
+
+        release({str(job.job_id).split("_")[0] for job in jobs})
+
+    def alive(self, submissions: Sequence[Submission]) -> set[str]:
+        from ablation.run.slurm import LIVE_STATES, sacct_states
+
+        states = sacct_states(s.job_id for s in submissions)
+        now = datetime.now(UTC)
+        return {
+            s.job_id
+            for s in submissions
+            if states.get(s.job_id) in LIVE_STATES
+            or (s.job_id not in states and now - datetime.fromisoformat(s.submitted) < self.GRACE)
+        }
+
+    def track(self, job: Any) -> None:
+        pass
+
+    def find(self, name: str, since: str) -> list[str]:
+        from ablation.run.slurm import sacct_ids, squeue_ids
+
+        # sacct --name looks only at jobs since midnight unless told a start: from an hour before the intent
+        # (clocks of the login node and the controller may differ)
+        start = datetime.fromisoformat(since) - timedelta(hours=1)
+        return sorted(set(squeue_ids(name)) | set(sacct_ids(name, start)))
+
+    def cancel(self, submissions: Sequence[Submission]) -> None:
+        from ablation.run.slurm import scancel
+
+        scancel(s.job_id for s in submissions)
+
+
+def _intent_pickle(folder: Path, name: str, index: int) -> Path:
+    return folder / "intents" / f"{name}_{index}.pkl"
+
+
+BACKENDS: dict[str, Backend] = {"local": LocalBackend(), "slurm": SlurmBackend()}
+
+
+def backend(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise InputError(f"unknown executor {name!r}; valid executors: {', '.join(BACKENDS)}")
+    return BACKENDS[name]

@@ -1,0 +1,157 @@
+"""Slurm through submitit: the executor's parameters from a sweep, and job states from batched sacct calls.
+
+One sacct call answers for any number of jobs (``-j`` takes a comma-separated list; array jobs are asked for
+by their array id and come back one line per task, or one line per range while still pending), so a poll
+costs one call whatever the size of the grid. A job sbatch accepted a moment ago may not be in the
+accounting database yet; ``squeue``, which asks the controller, finds it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ablation.errors import EnvironmentProblem
+from ablation.grid.sweep import Sweep
+
+__all__ = [
+    "LIVE_STATES",
+    "parameters",
+    "release",
+    "sacct_ids",
+    "sacct_states",
+    "sbatch_script",
+    "scancel",
+    "squeue_ids",
+]
+
+# Slurm job states in which a job may still compute (sacct's long names).
+LIVE_STATES = frozenset(
+    {
+        "PENDING",
+        "RUNNING",
+        "REQUEUED",
+        "REQUEUE_FED",
+        "REQUEUE_HOLD",
+        "RESIZING",
+        "SUSPENDED",
+        "CONFIGURING",
+        "COMPLETING",
+        "SIGNALING",
+        "STAGE_OUT",
+    }
+)
+_ARRAY = re.compile(r"^(?P<base>\d+)_\[(?P<ranges>[^\]]+)\]$")
+
+
+def parameters(sweep: Sweep, options: dict[str, Any]) -> dict[str, Any]:
+    """submitit SlurmExecutor parameters from the sweep's [slurm] and [resources], ``options`` overriding."""
+    s, r = sweep.slurm, sweep.resources
+    gpus = options.get("gpus", r.gpus)
+    cpus = options.get("cpus") or s.cpus_per_task or max(1, r.workers_per_gpu + 1)
+    params: dict[str, Any] = {
+        "time": options.get("time_min") or r.time_limit_min,
+        "signal_delay_s": s.signal_delay_s,
+        "array_parallelism": options.get("array_parallelism") or s.array_parallelism,
+        "cpus_per_task": cpus,
+        "nodes": 1,
+        # one task per GPU (or [resources] tasks CPU processes), one rank each of the cell's process group
+        # (ablation.run.distributed); submitit does not pin GPUs per task
+        "ntasks_per_node": r.task_count(gpus),
+        # held until the launcher has put each job's pickle and folder in place, then released: a launcher
+        # killed in between leaves held jobs, which the next launch completes and releases
+        "additional_parameters": {"requeue": True, "hold": True, **s.sbatch_options()},
+        "setup": list(s.setup),
+        "stderr_to_stdout": True,
+    }
+    if gpus:
+        params["gpus_per_node"] = gpus
+    for key, value in (
+        ("partition", options.get("partition") or s.partition),
+        ("account", options.get("account") or s.account),
+        ("qos", options.get("qos") or s.qos),
+        ("mem", f"{mem_gb}GB" if (mem_gb := options.get("mem_gb") or s.mem_gb) else None),
+    ):
+        if value is not None:
+            params[key] = value
+    return params
+
+
+def sbatch_script(folder: Path, name: str, params: dict[str, Any], count: int) -> str:
+    """The sbatch script submitit writes for a job array of ``count`` cells (``count`` 1: a plain job)."""
+    import submitit
+
+    from ablation.run.submitit_internals import sbatch_string
+
+    executor = submitit.SlurmExecutor(folder=folder / "%j")
+    executor.update_parameters(job_name=name, **params)
+    return sbatch_string(executor, count)
+
+
+def _run(command: list[str]) -> str:
+    if shutil.which(command[0]) is None:
+        raise EnvironmentProblem(f"{command[0]} not found: is this a Slurm machine? (see slurm/README.md)")
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise EnvironmentProblem(
+            f"{' '.join(command[:2])} failed: {done.stderr.strip() or done.stdout.strip()}"
+        )
+    return done.stdout
+
+
+def _expand(job_id: str) -> list[str]:
+    """'12_[0-2,5%2]' -> ['12_0', '12_1', '12_2', '12_5']; any other id as it is."""
+    found = _ARRAY.match(job_id)
+    if found is None:
+        return [job_id]
+    ids: list[str] = []
+    for part in found["ranges"].split("%")[0].split(","):
+        first, _, last = part.partition("-")
+        ids.extend(f"{found['base']}_{i}" for i in range(int(first), int(last or first) + 1))
+    return ids
+
+
+def sacct_states(job_ids: Iterable[str]) -> dict[str, str]:
+    """Job id -> state (e.g. 'RUNNING', 'CANCELLED') for the jobs sacct knows, in one call."""
+    bases = sorted({job_id.split("_")[0] for job_id in job_ids})
+    if not bases:
+        return {}
+    out = _run(["sacct", "-n", "-X", "-P", "--format=JobID,State", "-j", ",".join(bases)])
+    states = {}
+    for line in out.splitlines():
+        job_id, _, state = line.partition("|")
+        for one in _expand(job_id.strip()):
+            states[one] = state.split()[0] if state.split() else "UNKNOWN"
+    return states
+
+
+def squeue_ids(name: str) -> list[str]:
+    """Ids of the queued or running jobs named ``name``, array tasks one by one (pending ranges expanded)."""
+    out = _run(["squeue", "-h", "-r", "-n", name, "-o", "%i"])
+    return [one for line in out.split() for one in _expand(line.strip())]
+
+
+def sacct_ids(name: str, since: datetime) -> list[str]:
+    """Ids of the jobs named ``name`` that sacct knows, submitted since ``since``: without a start time,
+    sacct --name looks only at jobs since midnight."""
+    start = since.astimezone().strftime("%Y-%m-%dT%H:%M:%S")  # sacct reads the controller's local time
+    out = _run(["sacct", "-n", "-X", "-P", "--format=JobID", "--name", name, "--starttime", start])
+    return [one for line in out.split() for one in _expand(line.strip())]
+
+
+def release(job_ids: Iterable[str]) -> None:
+    """Let held jobs start (one call)."""
+    ids = sorted(set(job_ids))
+    if ids:
+        _run(["scontrol", "release", ",".join(ids)])
+
+
+def scancel(job_ids: Iterable[str]) -> None:
+    ids = sorted(set(job_ids))
+    if ids:
+        _run(["scancel", *ids])
