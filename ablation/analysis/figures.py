@@ -1,4 +1,4 @@
-"""The dashboard's Plotly figures, built from store frames (see ``analysis``), with no Streamlit in them.
+"""The dashboard's Plotly figures, built from store frames (see ``numbers``), with no Streamlit in them.
 
 Conventions: box AP in percent on the y axis; DCN off blue, on red; own runs are circles, imported logs
 diamonds and the published model-zoo numbers large open stars, so a reference point is never mistaken for

@@ -1,7 +1,7 @@
 """Launching a sweep's cells as jobs, and telling the state of each cell from any process.
 
 A cell's state comes from three places: the manifest (its latest job), the executor (is that job alive) and
-the result file its job writes (see ``results``)::
+the result file its job writes (see ``result_file``)::
 
     planned   no job for this config yet
     pending   its job is alive and has not started computing (waiting for a slot or in a queue)
