@@ -3,8 +3,8 @@
 ``run_cell`` trains with mmengine's Runner from the cell's planned config, resuming from the last checkpoint
 in its work_dir when there is one (so a requeued or re-run cell never starts over), tests with the config's
 CocoMetric on the val split, measures inference speed, training memory, FLOPs and parameters, and writes
-``result.json`` (see ``result_file``). While it runs it holds the cell's lock, so a second job for the same cell
-returns at once without touching anything; with local slots it first waits for one of them.
+``result.json`` (see ``result_file``). While it runs it holds the cell's lock, so a second job for the same
+cell returns at once without touching anything; with local slots it first waits for one of them.
 
 A Slurm job of N > 1 tasks runs one process per task, all in one torch.distributed group (gloo on CPU, NCCL
 on GPUs; see ``distributed``), training and testing together with mmengine's distributed Runner. Rank 0
