@@ -43,3 +43,11 @@ def test_planning_imports_no_torch() -> None:
     loaded = _loaded_by("ablation.grid.plan")
     assert loaded["grid"] and not loaded["torch"]
     assert not any(loaded[name] for name in ("cli", "analysis", "results", "run", "data"))
+
+
+def test_every_folder_of_the_package_is_a_regular_package() -> None:
+    """A folder without ``__init__.py`` would still import (as a namespace package) from a checkout, and
+    then be missing from the layer contract or the wheel."""
+    folders = {path.parent for path in (REPO / "ablation").rglob("*.py") if "__pycache__" not in path.parts}
+    assert {f.relative_to(REPO).as_posix() for f in folders if not (f / "__init__.py").is_file()} == set()
+    assert {f.name for f in folders} >= {"ablation", *LAYERS}

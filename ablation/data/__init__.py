@@ -1,0 +1,1 @@
+"""The datasets: checks of a sweep's COCO-format dataset, and the synthetic shapes dataset."""
