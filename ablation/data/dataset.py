@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ablation.errors import DatasetError
-from ablation.grid.sweep import DatasetSettings
 from ablation.data.synthetic import SHAPES
 from ablation.data.synthetic import ensure as ensure_synthetic
+from ablation.errors import DatasetError
+from ablation.grid.sweep import DatasetSettings
 
 __all__ = ["check", "data_root", "prepare"]
 
