@@ -303,6 +303,7 @@ def test_a_real_ctrl_c_during_harvest_exits_130_with_one_line(tmp_path: Path) ->
         out, err = process.communicate(timeout=60)
     finally:
         process.kill()
+        process.wait()  # reaped whatever happened: no process outlives the test
     assert (process.returncode, out, err) == (130, "", "interrupted\n")
     written = list((store / "runs").iterdir())
     assert 0 < len(written) < count  # stopped part way, and no temp file left behind
