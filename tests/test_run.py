@@ -234,6 +234,41 @@ def test_a_rerun_resumes_from_the_last_checkpoint(ran: Run, tmp_path: Path) -> N
     assert "Epoch(train)" not in resumed  # nothing trained again (a time would depend on the load)
 
 
+def test_a_requeue_exit_inside_a_library_is_not_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a time limit submitit's handler requeues the job and calls sys.exit wherever training is. Inside
+    mmengine's config formatting (a checkpoint save) that SystemExit came out as a SyntaxError, the cell was
+    recorded failed, and `launch --wait` stopped on it while the requeued job went on to finish."""
+
+    def requeued_mid_save(job: CellJob, result: object, measure: bool = True) -> None:
+        try:
+            raise SystemExit(-1)  # what submitit's signal handler raises after requeueing
+        except BaseException:
+            raise SyntaxError("Failed to format the config file") from None  # as mmengine's pretty_text
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("ablation.run.job._train_test_measure", requeued_mid_save)
+    spec = CellJob(
+        sweep="s",
+        cell="c",
+        cell_id="0" * 12,
+        code="0010",
+        dcn=False,
+        config=str(tmp_path / "c.py"),
+        config_hash="0" * 64,
+        work_dir=str(tmp_path / "work"),
+        cwd=str(tmp_path),
+        attempt=1,
+        test_size=(32, 32),
+    )
+    with pytest.raises(SystemExit) as leaving:
+        run_cell(spec)
+    assert leaving.value.code == -1
+    result = read_result(tmp_path / "work")
+    assert result is not None and (result.status, result.error) == ("running", None)
+
+
 def test_a_second_job_for_a_running_cell_steps_aside(tmp_path: Path) -> None:
     spec = CellJob(
         sweep="s",

@@ -204,6 +204,9 @@ def _attempt(job: CellJob, work_dir: Path) -> CellResult:
     try:
         _train_test_measure(job, result)
     except Exception as error:
+        exit_ = _exit_inside(error)
+        if exit_ is not None:  # not a failure: the job was requeued and is leaving; its next start resumes
+            raise exit_ from None
         result.status = "failed"
         result.error = f"{type(error).__name__}: {error}".strip()
         result.log_tail = _log_tail(work_dir, traceback.format_exc())
@@ -223,6 +226,21 @@ def _attempt(job: CellJob, work_dir: Path) -> CellResult:
     result.timings["total_s"] = time.perf_counter() - began
     write_result(work_dir, result)
     return result
+
+
+def _exit_inside(error: BaseException) -> SystemExit | None:
+    """The ``SystemExit`` that ``error`` was raised while handling, if any. At a time limit or preemption
+    submitit's signal handler requeues the job and calls ``sys.exit`` wherever the main thread is; a library
+    that turns everything into its own error on the way out (mmengine's config formatting, inside a
+    checkpoint save, raises SyntaxError from it) must not make that exit look like a failed cell."""
+    seen: set[int] = set()
+    inner: BaseException | None = error
+    while inner is not None and id(inner) not in seen:
+        if isinstance(inner, SystemExit):
+            return inner
+        seen.add(id(inner))
+        inner = inner.__cause__ or inner.__context__
+    return None
 
 
 def _train_test_measure(job: CellJob, result: CellResult, measure: bool = True) -> None:
