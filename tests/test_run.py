@@ -234,6 +234,23 @@ def test_a_rerun_resumes_from_the_last_checkpoint(ran: Run, tmp_path: Path) -> N
     assert "Epoch(train)" not in resumed  # nothing trained again (a time would depend on the load)
 
 
+def bare_job(folder: Path) -> CellJob:
+    """The job of a cell whose config does not exist, working in ``folder / "work"``."""
+    return CellJob(
+        sweep="s",
+        cell="c",
+        cell_id="0" * 12,
+        code="0010",
+        dcn=False,
+        config=str(folder / "missing.py"),
+        config_hash="0" * 64,
+        work_dir=str(folder / "work"),
+        cwd=str(folder),
+        attempt=1,
+        test_size=(32, 32),
+    )
+
+
 def test_a_requeue_exit_inside_a_library_is_not_a_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -249,19 +266,7 @@ def test_a_requeue_exit_inside_a_library_is_not_a_failure(
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("ablation.run.job._train_test_measure", requeued_mid_save)
-    spec = CellJob(
-        sweep="s",
-        cell="c",
-        cell_id="0" * 12,
-        code="0010",
-        dcn=False,
-        config=str(tmp_path / "c.py"),
-        config_hash="0" * 64,
-        work_dir=str(tmp_path / "work"),
-        cwd=str(tmp_path),
-        attempt=1,
-        test_size=(32, 32),
-    )
+    spec = bare_job(tmp_path)
     with pytest.raises(SystemExit) as leaving:
         run_cell(spec)
     assert leaving.value.code == -1
@@ -270,19 +275,7 @@ def test_a_requeue_exit_inside_a_library_is_not_a_failure(
 
 
 def test_a_second_job_for_a_running_cell_steps_aside(tmp_path: Path) -> None:
-    spec = CellJob(
-        sweep="s",
-        cell="c",
-        cell_id="0" * 12,
-        code="0010",
-        dcn=False,
-        config=str(tmp_path / "missing.py"),
-        config_hash="0" * 64,
-        work_dir=str(tmp_path / "work"),
-        cwd=str(tmp_path),
-        attempt=1,
-        test_size=(32, 32),
-    )
+    spec = bare_job(tmp_path)
     with try_exclusive(tmp_path / "work" / ".job.lock") as mine:
         assert mine
         assert run_cell(spec) is None

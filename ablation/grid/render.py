@@ -9,6 +9,7 @@ settings the result loads to the same Config as mmdetection's own file for that 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.util
 import json
@@ -50,12 +51,12 @@ class RenderedConfig:
     # what the id covers beyond the config: processes, the synthetic dataset, the benchmark (``_run_inputs``)
     inputs: dict[str, Any]
 
-    @property
+    @functools.cached_property  # frozen: computed once (status asks every cell's id at every poll)
     def config_hash(self) -> str:
         """sha256 of the config's content: the base by content (not by path) and the overrides."""
         return _digest({"base": self.base_digest, "variables": self.variables})
 
-    @property
+    @functools.cached_property
     def cell_id(self) -> str:
         """A short id of what the cell trains and measures: the config, the number of processes (each with
         the config's images per process), the synthetic dataset's settings and the benchmark's. The same
@@ -104,23 +105,22 @@ def cell_name(sweep: Sweep, cell: Cell) -> str:
 def resolve_base(sweep: Sweep) -> Base:
     """The sweep's base config; a missing base is an error."""
     base = sweep.model.base_config
-    if base.startswith(MMDET_SCOPE):
-        path = _mmdet_configs() / base[len(MMDET_SCOPE) :]
-        shown = base
-    else:
-        path = (sweep.path.parent / base).resolve()
-        shown = str(path)
+    path = _config_path(base, sweep.path.parent).resolve()
+    shown = base if base.startswith(MMDET_SCOPE) else str(path)
     if not path.is_file():
         raise SweepFileError(f"{sweep.path}: [model] base_config {base!r}: no such config ({path})")
     return Base(shown=shown, path=path, digest=_inherited_digest(path))
 
 
-def _mmdet_configs() -> Path:
-    """The installed mmdet's configs folder, which ``mmdet::`` names."""
+def _config_path(name: str, folder: Path) -> Path:
+    """The file a config name means: ``mmdet::x.py`` in the installed mmdet's configs, else relative to
+    ``folder`` (where the sweep or the inheriting config lies)."""
+    if not name.startswith(MMDET_SCOPE):
+        return folder / name
     spec = importlib.util.find_spec("mmdet")
     if spec is None or spec.origin is None:
         raise EnvironmentProblem("mmdet is not installed here: run `bash .ci/setup` (see README)")
-    return Path(spec.origin).parent / ".mim" / "configs"
+    return Path(spec.origin).parent / ".mim" / "configs" / name[len(MMDET_SCOPE) :]
 
 
 def _inherited_digest(path: Path) -> str:
@@ -137,11 +137,7 @@ def _inherited_digest(path: Path) -> str:
         text = file.read_bytes()
         digest.update(hashlib.sha256(text).digest())
         for name in _bases(text):
-            add(
-                _mmdet_configs() / name[len(MMDET_SCOPE) :]
-                if name.startswith(MMDET_SCOPE)
-                else file.parent / name
-            )
+            add(_config_path(name, file.parent))
 
     add(path.resolve())
     return digest.hexdigest()

@@ -128,9 +128,7 @@ def select(
 
 def results_table(frame: DataFrame, options: TableOptions = TableOptions()) -> ResultsTable:
     """The shown runs of ``frame`` as a table (see the module's docstring for the rules)."""
-    from ablation.results.latest import (
-        latest_runs,  # imports pandas, which export itself does not need to load
-    )
+    from ablation.results.latest import latest_runs  # loads pandas, which export itself need not
 
     baseline = AttentionCode.parse(options.baseline).bits if options.baseline is not None else None
     shown = _records(latest_runs(frame))
