@@ -32,7 +32,9 @@ def test_every_declaration_of_a_cell_is_the_one_identity() -> None:
 
 def test_the_planned_identity_reaches_the_store_whole(tmp_path: Path) -> None:
     text = (
-        '[grid]\ncodes = ["0110"]\ndcn = [true]\n[model]\nbackbone = "x101"\n'
+        '[grid]\ncodes = ["0110"]\ndcn = [true]\nseeds = [7]\n'
+        '[grid.axes]\n"model.attention.kv_stride" = [4]\n'
+        '[model]\nbackbone = "x101"\n'
         '[model.attention]\nimplementation = "sdpa"\n[schedule]\nname = "3e"\nepochs = 3\nmilestones = [2]\n'
         '[dataset]\nname = "shapes"\n'
     )
@@ -41,7 +43,9 @@ def test_the_planned_identity_reaches_the_store_whole(tmp_path: Path) -> None:
     identity = planned.identity.identity()
     assert identity == {
         "sweep": "every-field",
-        "cell": "faster-rcnn_x101-attn0110-dcn_fpn_3e_shapes",
+        "cell": "faster-rcnn_x101-attn0110-dcn_fpn_3e_shapes_kv-stride-4",
+        "seed": 7,
+        "axes": {"model.attention.kv_stride": 4},
         "code": "0110",
         "dcn": True,
         "backbone": "X-101",
@@ -64,11 +68,16 @@ def test_the_planned_identity_reaches_the_store_whole(tmp_path: Path) -> None:
     assert result.identity() == identity
     write_result(tmp_path / "work", result)
     record = record_from_result(tmp_path / "work")
-    assert record.identity() == identity and record.run_id == planned.cell_id
+    assert record.identity() == identity and record.run_id == f"{planned.cell_id}-s7"
+    assert record.cell_id == planned.cell_id
     store = Store(tmp_path / "store")
     store.put(record)
     (row,) = store.read().table.to_pylist()
-    assert {name: row[name] for name in IDENTITY} == identity
+    columns = {name: row[name] for name in IDENTITY if name != "axes"}
+    assert columns == {k: v for k, v in identity.items() if k != "axes"}
+    assert row["model.attention.kv_stride"] == 4  # an axis is a column of its own
+    again = store.get(record.sweep, record.cell, record.run_id)
+    assert again is not None and again.identity() == identity
 
 
 def test_a_planned_config_reads_back_as_its_setting(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from mmengine.config import Config
 
 from ablation import AttentionCode, Cell, Plan, PlannedCell, SweepFileError, load_sweep, plan, render
+from ablation.grid.cells import Selection
 from ablation.grid.render import cell_name
 
 from .conftest import REPO, write_sweep
@@ -157,13 +158,13 @@ def test_smoke_configs_set_the_dataset_schedule_and_scratch_training(tmp_path: P
 
 def test_explicit_mmdet_scale_reproduces_mmdet_s_pipelines(tmp_path: Path) -> None:
     sweep = load_sweep(write_sweep(tmp_path, "[dataset]\nscale = [1333, 800]\n"))
-    (planned,) = plan(sweep, tmp_path / "runs", codes=[AttentionCode("0000")], dcn=False).cells
+    (planned,) = plan(sweep, tmp_path / "runs", Selection(codes=(AttentionCode("0000"),), dcn=False)).cells
     assert without_default_scope(loaded(planned.path)) == loaded(MMDET_CONFIGS / SHIPPED["0000", False])
 
 
 def test_no_warmup_drops_the_warmup_scheduler(tmp_path: Path) -> None:
     sweep = load_sweep(write_sweep(tmp_path, "[schedule]\nwarmup_iters = 0\n"))
-    cfg = Config.fromfile(str(plan(sweep, tmp_path / "runs", dcn=False).cells[0].path))
+    cfg = Config.fromfile(str(plan(sweep, tmp_path / "runs", Selection(dcn=False)).cells[0].path))
     assert [s["type"] for s in cfg.param_scheduler] == ["MultiStepLR"]
 
 
@@ -252,7 +253,7 @@ def test_replanning_is_idempotent_and_leaves_other_cells_alone(tmp_path: Path) -
     sweep = load_sweep("coco-1x")
     first = plan(sweep, tmp_path)
     stamps = {p.path: p.path.stat().st_mtime_ns for p in first.cells}
-    again = plan(sweep, tmp_path, codes=[AttentionCode("0010")])
+    again = plan(sweep, tmp_path, Selection(codes=(AttentionCode("0010"),)))
     assert [p.cell_id for p in again.cells] == [p.cell_id for p in first.cells if str(p.cell.code) == "0010"]
     assert {p.path: p.path.stat().st_mtime_ns for p in first.cells} == stamps
     assert sorted(p.name for p in (tmp_path / "coco-1x" / "configs").iterdir()) == sorted(
@@ -269,7 +270,9 @@ def test_a_base_config_that_does_not_exist_is_named(tmp_path: Path) -> None:
 def test_a_local_base_config_is_written_as_an_absolute_path(tmp_path: Path) -> None:
     (tmp_path / "base.py").write_text("_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'\n")
     sweep = load_sweep(write_sweep(tmp_path, '[model]\nbase_config = "base.py"\n'))
-    planned = plan(sweep, tmp_path / "elsewhere", codes=[AttentionCode("0010")], dcn=True).cells[0]
+    planned = plan(sweep, tmp_path / "elsewhere", Selection(codes=(AttentionCode("0010"),), dcn=True)).cells[
+        0
+    ]
     assert f"_base_ = {str(tmp_path / 'base.py')!r}" in planned.path.read_text()
     assert Config.fromfile(str(planned.path)).model.backbone.plugins[0]["cfg"]["attention_type"] == "0010"
 

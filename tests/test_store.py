@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import multiprocessing
 import os
@@ -168,9 +167,7 @@ def _write_raw(store: Store, name: str, table: pa.Table) -> Path:
 def test_files_with_different_columns_read_back_with_every_column(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.put(run(cell="plain", bbox_mAP=0.4))
-    extra = pa.Table.from_pylist(
-        [dict(dataclasses.asdict(run(cell="extra")), schema_version=1, seed=7, note="lr 0.01")]
-    )
+    extra = pa.Table.from_pylist([dict(run(cell="extra").row(), schema_version=1, batch=7, note="lr 0.01")])
     _write_raw(store, "zz-extra.parquet", extra)
     narrow = pa.table(
         {"sweep": ["s"], "cell": ["narrow"], "run_id": ["r"], "source": ["log"], "schema_version": [1]}
@@ -178,12 +175,12 @@ def test_files_with_different_columns_read_back_with_every_column(tmp_path: Path
     _write_raw(store, "aa-narrow.parquet", narrow)
 
     # pyarrow's own directory read takes one file's columns and drops the rest:
-    assert "seed" not in pq.read_table(store.runs_dir).column_names
+    assert "batch" not in pq.read_table(store.runs_dir).column_names
     table = store.read().table
     assert set(SCHEMA.names) <= set(table.column_names)
-    assert {"seed", "note"} <= set(table.column_names)
+    assert {"batch", "note"} <= set(table.column_names)
     by_cell = {r["cell"]: r for r in table.to_pylist()}
-    assert by_cell["extra"]["seed"] == 7 and by_cell["plain"]["seed"] is None
+    assert by_cell["extra"]["batch"] == 7 and by_cell["plain"]["batch"] is None
     assert by_cell["narrow"]["source"] == "log" and by_cell["narrow"]["bbox_mAP"] is None
     assert by_cell["plain"]["bbox_mAP"] == 0.4
     assert table.schema.field("bbox_mAP").type == pa.float64()
@@ -215,11 +212,12 @@ def test_old_schema_versions_are_upgraded_on_read(tmp_path: Path, monkeypatch: p
 
 
 def test_a_version_1_file_reads_as_the_current_schema(tmp_path: Path) -> None:
-    """Version 1 had the cell's setting after ``source`` and ``status``; version 2 only reorders."""
+    """Version 1 had the cell's setting after ``source`` and ``status``, and no seed or cell_id; version 2
+    only reorders, version 3 adds those two (null in older files)."""
     store = Store(tmp_path)
     store.put(run(cell="c", code="0110", dcn=True, backbone="R-50", attention_impl="sdpa"))
     (path,) = store.runs_dir.glob("*.parquet")
-    current = pq.read_table(path)
+    current = pq.read_table(path).drop_columns(["seed", "cell_id"])
     setting = ["code", "dcn", "backbone", "schedule", "dataset", "attention_module", "attention_impl"]
     rest = [n for n in current.column_names if n not in setting and n != "schema_version"]
     order = [*rest[:5], *setting, *rest[5:]]
@@ -227,7 +225,7 @@ def test_a_version_1_file_reads_as_the_current_schema(tmp_path: Path) -> None:
     old = current.select(order).append_column("schema_version", pa.array([1], pa.int64()))
     _write_raw(store, path.name, old)
     (row,) = rows(store)
-    assert row == current.to_pylist()[0]
+    assert row == {**current.to_pylist()[0], "seed": None, "cell_id": None}
 
 
 def test_unreadable_files_are_named_and_the_rest_is_read(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ablation import ALL_CODES, AttentionCode, InputError, SweepFileError, UnknownSweepError, load_sweep
-from ablation.grid.cells import select
+from ablation.grid.cells import Selection, select
 from ablation.grid.schema import describe
 from ablation.grid.sweep import SweepFile, available_sweeps
 
@@ -148,12 +148,12 @@ def test_the_grid_is_the_product_of_its_axes(codes: list[AttentionCode], dcn: li
         sweep = load_sweep(write_sweep(Path(folder), text))
     cells = sweep.cells
     assert len(cells) == len(codes) * len(dcn) == len(set(cells))
-    assert list(cells) == sorted(cells)
+    assert list(cells) == sorted(cells, key=lambda c: (c.code, c.dcn))
     assert {(c.code, c.dcn) for c in cells} == {(c, d) for c in codes for d in dcn}
 
 
 def test_selecting_a_dcn_setting_the_grid_lacks_is_an_error(tmp_path: Path) -> None:
     sweep = load_sweep(write_sweep(tmp_path, "[grid]\ndcn = [false]\n"))
     with pytest.raises(InputError, match="no cell with dcn=on in this sweep's grid"):
-        select(sweep.cells, dcn=True)
-    assert len(select(sweep.cells, codes=[AttentionCode("0010")])) == 1
+        select(sweep.cells, Selection(dcn=True))
+    assert len(select(sweep.cells, Selection(codes=(AttentionCode("0010"),)))) == 1

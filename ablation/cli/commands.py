@@ -18,6 +18,7 @@ from ablation.errors import AblationError, BadCodeError, InputError
 from ablation.model.codes import AttentionCode, factor_legend
 
 if TYPE_CHECKING:
+    from ablation.grid.cells import Selection
     from ablation.grid.sweep import Sweep
     from ablation.results.store import Store
     from ablation.run.launch import CellStatus
@@ -65,34 +66,65 @@ def _shown(path: Path) -> str:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from ablation.cli.table import text_table
+    from ablation.cli.table import grid_columns, text_table
     from ablation.grid.plan import plan
     from ablation.grid.sweep import load_sweep
 
     sweep = load_sweep(args.sweep)
-    result = plan(sweep, args.root, **_selection(args))  # type: ignore[arg-type]
+    result = plan(sweep, args.root, _selection(args))
+    extra, values = grid_columns([p.cell for p in result.cells], sweep.axes)
     rows = [
-        (p.name, p.cell_id, p.cell.code, p.cell.code.label, "on" if p.cell.dcn else "off", _shown(p.path))
-        for p in result.cells
+        (
+            p.name,
+            p.cell_id,
+            p.cell.code,
+            p.cell.code.label,
+            "on" if p.cell.dcn else "off",
+            *more,
+            _shown(p.path),
+        )
+        for p, more in zip(result.cells, values, strict=True)
     ]
-    print(text_table(("cell", "id", "code", "factors", "dcn", "config"), rows))
-    print(f"\n{len(rows)} cells of sweep {sweep.name}; configs in {_shown(result.directory / 'configs')}")
+    print(text_table(("cell", "id", "code", "factors", "dcn", *extra, "config"), rows))
+    cells = len({p.config.cell_name for p in result.cells})
+    counted = f"{len(rows)} runs of {cells} cells" if "seed" in extra else f"{len(rows)} cells"
+    print(f"\n{counted} of sweep {sweep.name}; configs in {_shown(result.directory / 'configs')}")
     print(factor_legend())
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
-def _selection(args: argparse.Namespace) -> dict[str, object]:
-    codes = [c for group in args.codes for c in group] if args.codes else None
-    return {"codes": codes, "dcn": None if args.dcn == "both" else args.dcn == "on"}
+def _selection(args: argparse.Namespace) -> Selection:
+    from ablation.grid.cells import Selection
+
+    return Selection(
+        codes=tuple(c for group in args.codes for c in group) if args.codes else None,
+        dcn=None if args.dcn == "both" else args.dcn == "on",
+        where=tuple(args.where or ()),
+        seeds=tuple(s for group in args.seeds for s in group) if args.seeds else None,
+    )
 
 
-def _print_states(states: Sequence[CellStatus]) -> None:
-    from ablation.cli.report import HEADER, rows, summary
+def _where(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected AXIS=VALUE such as kv_stride=2, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds such as 0,1,2, got {text!r}") from None
+
+
+def _print_states(states: Sequence[CellStatus], sweep: Sweep) -> None:
+    from ablation.cli.report import summary, table
     from ablation.cli.table import text_table
 
-    print(text_table(HEADER, rows(states)))
+    print(text_table(*table(states, sweep.axes)))
     print(f"\n{summary(states)}")
     _warn_unreadable(states)
 
@@ -121,15 +153,20 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         parallel=args.parallel,
         options={k: v for k, v in options.items() if v is not None},
         dry_run=getattr(args, "dry_run", False),
-        **_selection(args),  # type: ignore[arg-type]
+        selection=_selection(args),
     )
     if report.script is not None:
         print(report.script, end="")
         return 0
     skipped = ", ".join(f"{n} {state}" for state, n in sorted(report.skipped.items()))
+    again = (
+        " (--retry-failed resubmits them)"
+        if not args.retry_failed and set(report.skipped) & {"failed", "lost"}
+        else ""
+    )
     print(
         f"submitted {len(report.submitted)} of {len(report.before)} cells of sweep {sweep.name} "
-        f"({report.executor})" + (f"; left alone: {skipped}" if skipped else "")
+        f"({report.executor})" + (f"; left alone: {skipped}{again}" if skipped else "")
     )
     if not args.wait:
         print(f"follow with: ablation status --sweep {args.sweep}" + _root_flag(args))
@@ -157,7 +194,7 @@ def _wait_and_report(sweep: Sweep, args: argparse.Namespace, names: list[str]) -
         _harvest_and_export(sweep, args)
         print(f"\n{summary(states)}")
     else:
-        _print_states(states)
+        _print_states(states, sweep)
     bad = [s.name for s in states if s.state != "done"]
     if bad:
         print(f"not done: {', '.join(bad)} (their result.json has the error; relaunch with --retry-failed)")
@@ -172,10 +209,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.sweep)
     while True:
-        states = _on_executor(status(sweep, args.root, **_selection(args)), args.executor)  # type: ignore[arg-type]
+        states = _on_executor(status(sweep, args.root, _selection(args)), args.executor)
         if args.watch and sys.stdout.isatty():
             print("\033[2J\033[H", end="")  # a live view: redraw in place
-        _print_states(states)
+        _print_states(states, sweep)
         unreadable = 1 if any(s.problem for s in states) else 0
         if not args.watch or not any(s.state in UNFINISHED for s in states):
             return unreadable
@@ -195,7 +232,7 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     from ablation.run.launch import cancel, status
 
     sweep = load_sweep(args.sweep)
-    states = _on_executor(status(sweep, args.root, **_selection(args)), args.executor)  # type: ignore[arg-type]
+    states = _on_executor(status(sweep, args.root, _selection(args)), args.executor)
     cancelled = cancel(states)
     for s in cancelled:
         print(f"cancelled {s.name} (job {s.submission.job_id if s.submission else '?'})")
@@ -402,6 +439,17 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--dcn", choices=("on", "off", "both"), default="both", help="only cells with DCN on or off"
+        )
+        p.add_argument(
+            "--where",
+            type=_where,
+            action="append",
+            metavar="AXIS=VALUE",
+            help="only cells with this value on an axis of [grid.axes], e.g. kv_stride=2 (repeatable; cells "
+            "the axis does not vary, such as 0000 for attention settings, stay)",
+        )
+        p.add_argument(
+            "--seeds", type=_seeds, action="append", metavar="SEED[,SEED...]", help="only these replicates"
         )
         p.add_argument(
             "--root",

@@ -7,10 +7,12 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from ablation.cli.table import grid_columns
+from ablation.grid.axes import Axis
 from ablation.run.launch import STATES, CellStatus
 from ablation.run.result_file import CellResult
 
-__all__ = ["HEADER", "memory", "progress", "rows", "summary"]
+__all__ = ["HEADER", "memory", "progress", "rows", "summary", "table"]
 
 HEADER = ("cell", "code", "dcn", "state", "progress", "AP", "AP50", "fps", "memory", "GFLOPs", "params")
 _TRAIN_LINE = re.compile(rb"Epoch\(train\)\s+\[(\d+)\]\[\s*(\d+)/(\d+)\]")
@@ -43,6 +45,15 @@ def progress(work_dir: Path) -> str:
     return f"epoch {epoch} iter {done}/{total}"
 
 
+def table(
+    states: Sequence[CellStatus], axes: Sequence[Axis] = ()
+) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """The status table: its headers (``HEADER`` with the grid's axes and seed after dcn) and rows."""
+    extra, values = grid_columns([s.planned.cell for s in states], axes)
+    headers = (*HEADER[:3], *extra, *HEADER[3:])
+    return headers, [(*row[:3], *more, *row[3:]) for row, more in zip(rows(states), values, strict=True)]
+
+
 def rows(states: Sequence[CellStatus]) -> list[tuple[str, ...]]:
     table: list[tuple[str, ...]] = []
     for s in states:
@@ -66,7 +77,17 @@ def rows(states: Sequence[CellStatus]) -> list[tuple[str, ...]]:
 
 
 def summary(states: Sequence[CellStatus]) -> str:
-    """'32 cells: 30 done, 2 failed', states in their natural order."""
+    """'32 cells: 30 done, 2 failed', states in their natural order; with seeds, '96 runs of 32 cells: ...'
+    (a cell's replicates are its runs)."""
     counts = Counter(s.state for s in states)
     parts = ", ".join(f"{counts[state]} {state}" for state in STATES if counts[state])
-    return f"{len(states)} cell{'s' if len(states) != 1 else ''}: {parts}" if states else "no cells"
+    if not states:
+        return "no cells"
+    cells = _count(len({s.planned.config.cell_name for s in states}), "cell")
+    if any(s.planned.cell.seed is not None for s in states):
+        return f"{_count(len(states), 'run')} of {cells}: {parts}"
+    return f"{cells}: {parts}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"

@@ -9,7 +9,7 @@ instead of field by field. Adding a field here adds it to all four (and a store 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = ["CellIdentity", "CellSetting", "backbone_label", "schedule_label"]
@@ -26,6 +26,9 @@ class CellSetting:
     dataset: str | None = None
     attention_module: str | None = None  # "ablation" or "mmcv": which GeneralizedAttention computed it
     attention_impl: str | None = None  # ablation's implementation: "reference" or "sdpa"
+    # the cell's value on each extra axis of its sweep ([grid.axes]): dotted setting name -> value (JSON:
+    # a list for a list); an axis that does not vary the cell (attention settings of 0000) is left out
+    axes: dict[str, Any] = field(default_factory=dict)
 
     def setting(self) -> dict[str, Any]:
         """The setting's fields and values, to build another of the classes above from this one."""
@@ -34,10 +37,12 @@ class CellSetting:
 
 @dataclass(kw_only=True)
 class CellIdentity(CellSetting):
-    """A cell of a sweep: its sweep, its name (``faster-rcnn_r50-attn0010-dcn_fpn_1x_coco``) and setting."""
+    """A cell of a sweep: its sweep, its name (``faster-rcnn_r50-attn0010-dcn_fpn_1x_coco``), its setting,
+    and which of its replicates (the seed; the replicates of a cell share its name and id)."""
 
     sweep: str
     cell: str
+    seed: int | None = None  # the replicate's randomness.seed ([grid] seeds); None: unseeded (mmengine's)
 
     def identity(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(CellIdentity)}

@@ -6,16 +6,15 @@ same files (left untouched) and the same ids, and planning a subset leaves the o
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ablation.fsio import write_atomic
-from ablation.grid.cells import Cell, select
+from ablation.grid.axes import plain
+from ablation.grid.cells import EVERY_CELL, Cell, Selection, select
 from ablation.grid.identity import CellIdentity, backbone_label
 from ablation.grid.render import RenderedConfig, render, resolve_base
 from ablation.grid.sweep import Sweep
-from ablation.model.codes import AttentionCode
 
 __all__ = ["Plan", "PlannedCell", "cell_identity", "plan", "sweep_dir"]
 
@@ -32,6 +31,7 @@ class PlannedCell:
 
     @property
     def name(self) -> str:
+        """The config's (and job's) name: the cell's, with the seed of a replicate."""
         return self.config.name
 
     @property
@@ -48,8 +48,14 @@ class Plan:
     @property
     def warnings(self) -> tuple[str, ...]:
         """What the user should know before running these cells."""
-        broken = sorted({str(p.cell.code) for p in self.cells if p.cell.code.breaks_stock_mmcv})
-        if self.sweep.model.attention.module == "mmcv" and broken:
+        broken = sorted(
+            {
+                str(p.cell.code)
+                for p in self.cells
+                if p.cell.code.breaks_stock_mmcv and p.identity.attention_module == "mmcv"
+            }
+        )
+        if broken:
             return (
                 f"mmcv's stock GeneralizedAttention crashes on non-square feature maps for codes "
                 f"{', '.join(broken)} (mmdetection issue #8179); set [model.attention] module = "
@@ -59,12 +65,15 @@ class Plan:
 
 
 def cell_identity(sweep: Sweep, cell: Cell, name: str) -> CellIdentity:
-    """The identity a cell's job, result file and store row carry."""
+    """The identity a cell's job, result file and store row carry (``name``: the cell's, without a seed)."""
+    sweep = sweep.for_cell(cell)
     attention = sweep.model.attention
     module = None if cell.code.is_baseline else attention.module
     return CellIdentity(
         sweep=sweep.name,
         cell=name,
+        seed=cell.seed,
+        axes={axis: plain(value) for axis, value in cell.axes},
         code=str(cell.code),
         dcn=cell.dcn,
         backbone=backbone_label(sweep.model.backbone),
@@ -81,23 +90,19 @@ def sweep_dir(root: Path, sweep: Sweep) -> Path:
     return root / sweep.name
 
 
-def plan(
-    sweep: Sweep,
-    root: Path,
-    codes: Iterable[AttentionCode] | None = None,
-    dcn: bool | None = None,
-    write: bool = True,
-) -> Plan:
-    """Render and write the configs of the sweep's cells (those with ``codes`` and ``dcn`` when given);
-    ``write=False`` only tells where they go."""
-    cells = select(sweep.cells, codes, dcn)
-    base = resolve_base(sweep)
+def plan(sweep: Sweep, root: Path, selection: Selection = EVERY_CELL, write: bool = True) -> Plan:
+    """Render and write the configs of the sweep's cells (those of ``selection``); ``write=False`` only
+    tells where they go."""
+    cells = select(sweep.cells, selection, sweep.axes)
+    bases = {sweep.model.base_config: resolve_base(sweep)}
     directory = sweep_dir(root, sweep)
     planned = []
     for cell in cells:
+        given = sweep.for_cell(cell).model.base_config  # an axis may change it
+        base = bases.get(given) or bases.setdefault(given, resolve_base(sweep.for_cell(cell)))
         config = render(sweep, cell, base)
         path = directory / "configs" / f"{config.name}.py"
         if write:
             write_atomic(path, config.text(sweep))
-        planned.append(PlannedCell(config, path, cell_identity(sweep, cell, config.name)))
+        planned.append(PlannedCell(config, path, cell_identity(sweep, cell, config.cell_name)))
     return Plan(sweep=sweep, directory=directory, cells=tuple(planned))

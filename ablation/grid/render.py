@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ablation.errors import EnvironmentProblem, SweepFileError
+from ablation.grid.axes import labels
 from ablation.grid.cells import Cell
 from ablation.grid.pysource import Ref, assignments
 from ablation.grid.sweep import Sweep
 from ablation.model.modules import ATTENTION_MODULES
 
-__all__ = ["Base", "RenderedConfig", "cell_name", "render", "resolve_base"]
+__all__ = ["Base", "RenderedConfig", "cell_name", "config_name", "render", "resolve_base"]
 
 MMDET_SCOPE = "mmdet::"
 
@@ -37,6 +38,7 @@ class Base:
     shown: str
     path: Path
     digest: str
+    given: str  # as the sweep says it ([model] base_config)
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,8 @@ class RenderedConfig:
     """A cell's config (its base and the overrides) and the id of everything its job trains and measures."""
 
     cell: Cell
-    name: str
+    name: str  # the config's name: the cell's, with the seed of a replicate (``..._coco_seed1``)
+    cell_name: str  # the cell's name, which its replicates share
     base: str
     variables: dict[str, Any]
     base_digest: str
@@ -53,24 +56,31 @@ class RenderedConfig:
 
     @functools.cached_property  # frozen: computed once (status asks every cell's id at every poll)
     def config_hash(self) -> str:
-        """sha256 of the config's content: the base by content (not by path) and the overrides."""
+        """sha256 of the config's content but the seed: the base by content (not by path) and the
+        overrides. A cell's replicates share it."""
         return _digest({"base": self.base_digest, "variables": self.variables})
 
     @functools.cached_property
     def cell_id(self) -> str:
         """A short id of what the cell trains and measures: the config, the number of processes (each with
-        the config's images per process), the synthetic dataset's settings and the benchmark's. The same
-        sweep settings give the same id on every re-plan and wherever the checkout lies."""
+        the config's images per process), the synthetic dataset's settings and the benchmark's; not the
+        seed, so that a cell's replicates share it. The same sweep settings give the same id on every
+        re-plan and wherever the checkout lies."""
         return _digest({"config": self.config_hash, **self.inputs})[:12]
 
     def text(self, sweep: Sweep) -> str:
         code = self.cell.code
+        seed = f"  seed {self.cell.seed}" if self.cell.seed is not None else ""
         header = (
             f"# Written by `ablation plan` from {sweep.path.name}: edit the sweep, not this file.\n"
-            f"# cell {self.name}  id {self.cell_id}\n"
+            f"# cell {self.cell_name}  id {self.cell_id}{seed}\n"
             f"# attention {code}: {code.description}; DCN {'on' if self.cell.dcn else 'off'}\n"
         )
-        return f"{header}_base_ = {self.base!r}\n\n{assignments(self.variables)}"
+        variables = self.variables
+        if self.cell.seed is not None:  # mmengine's Runner seeds python, numpy and torch with it
+            variables = {**variables}
+            _merge(variables, {"randomness": {"seed": self.cell.seed}})
+        return f"{header}_base_ = {self.base!r}\n\n{assignments(variables)}"
 
 
 def _digest(value: Any) -> str:
@@ -96,10 +106,19 @@ def _jsonable(value: Any) -> Any:
 
 
 def cell_name(sweep: Sweep, cell: Cell) -> str:
-    """mmdetection's naming: faster-rcnn_r50-attn0010-dcn_fpn_1x_coco."""
+    """mmdetection's naming, faster-rcnn_r50-attn0010-dcn_fpn_1x_coco, then a label per extra axis that
+    varies the cell (``_kv-stride-2``); the seed is not part of it (see ``config_name``)."""
+    sweep = sweep.for_cell(cell)
     m = sweep.model
     backbone = m.backbone + cell.backbone_tag(m.dcn.stages)
-    return f"{m.detector}_{backbone}_{m.neck}_{sweep.schedule.name}_{sweep.dataset.name}"
+    name = f"{m.detector}_{backbone}_{m.neck}_{sweep.schedule.name}_{sweep.dataset.name}"
+    by_name = {axis.name: axis for axis in sweep.axes}
+    return "_".join([name, *(labels(by_name[axis])[value] for axis, value in cell.axes)])
+
+
+def config_name(cell_name: str, seed: int | None) -> str:
+    """The name of one replicate's config (and job): the cell's name, with ``_seed<N>`` when seeded."""
+    return cell_name if seed is None else f"{cell_name}_seed{seed}"
 
 
 def resolve_base(sweep: Sweep) -> Base:
@@ -109,7 +128,7 @@ def resolve_base(sweep: Sweep) -> Base:
     shown = base if base.startswith(MMDET_SCOPE) else str(path)
     if not path.is_file():
         raise SweepFileError(f"{sweep.path}: [model] base_config {base!r}: no such config ({path})")
-    return Base(shown=shown, path=path, digest=_inherited_digest(path))
+    return Base(shown=shown, path=path, digest=_inherited_digest(path), given=base)
 
 
 def _config_path(name: str, folder: Path) -> Path:
@@ -159,8 +178,10 @@ def _bases(text: bytes) -> list[str]:
 
 
 def render(sweep: Sweep, cell: Cell, base: Base | None = None) -> RenderedConfig:
-    """The config of ``cell`` in ``sweep``; ``base`` as returned by ``resolve_base`` (looked up when None)."""
-    if base is None:
+    """The config of ``cell`` in ``sweep`` (its axis values set); ``base`` as returned by ``resolve_base``
+    (looked up when None, or when the cell's base config is another: an axis of [model] base_config)."""
+    sweep = sweep.for_cell(cell)
+    if base is None or base.given != sweep.model.base_config:
         base = resolve_base(sweep)
     variables: dict[str, Any] = {}
     imports = _imports(sweep, cell)
@@ -170,9 +191,11 @@ def render(sweep: Sweep, cell: Cell, base: Base | None = None) -> RenderedConfig
     variables.update(_data(sweep))
     variables.update(_schedule(sweep))
     _merge(variables, sweep.overrides)
+    name = cell_name(sweep, cell)
     return RenderedConfig(
         cell=cell,
-        name=cell_name(sweep, cell),
+        name=config_name(name, cell.seed),
+        cell_name=name,
         base=base.shown,
         variables=variables,
         base_digest=base.digest,

@@ -16,7 +16,7 @@ from typing import Any, TypeVar, Union
 
 from ablation.errors import InputError, SweepFileError
 
-__all__ = ["build", "describe", "free_table", "is_table", "nested", "setting"]
+__all__ = ["build", "convert", "describe", "free_table", "is_table", "nested", "setting"]
 
 T = TypeVar("T")
 
@@ -26,14 +26,15 @@ def setting(default: Any, doc: str, **metadata: Any) -> Any:
     return dataclasses.field(default=default, metadata={"doc": doc, **metadata})
 
 
-def free_table(doc: str) -> Any:
+def free_table(doc: str, **metadata: Any) -> Any:
     """A sub-table of any keys and values, defaulting to empty (``[overrides]``)."""
-    return dataclasses.field(default_factory=dict, metadata={"doc": doc})
+    return dataclasses.field(default_factory=dict, metadata={"doc": doc, **metadata})
 
 
-def nested(cls: type[Any], doc: str) -> Any:
-    """A sub-table field, defaulting to the sub-table's own defaults."""
-    return dataclasses.field(default_factory=cls, metadata={"doc": doc})
+def nested(cls: type[Any], doc: str, **metadata: Any) -> Any:
+    """A sub-table field, defaulting to the sub-table's own defaults. ``metadata`` may say ``axes=True`` (its
+    settings can be axes of a grid) or ``varies=...`` (which cells its settings apply to: see ``axes``)."""
+    return dataclasses.field(default_factory=cls, metadata={"doc": doc, **metadata})
 
 
 def is_table(cls: Any) -> bool:
@@ -62,7 +63,7 @@ def build(cls: type[T], table: Any, where: str = "") -> T:
         path = f"{where}.{key}" if where else key
         aliases = fields[key].metadata.get("aliases", {})
         values[key] = (
-            aliases[raw] if isinstance(raw, str) and raw in aliases else _convert(raw, hints[key], path)
+            aliases[raw] if isinstance(raw, str) and raw in aliases else convert(raw, hints[key], path)
         )
     try:
         return cls(**values)
@@ -70,11 +71,12 @@ def build(cls: type[T], table: Any, where: str = "") -> T:
         raise SweepFileError(f"{_at(where)}{error}") from None
 
 
-def _convert(raw: Any, hint: Any, path: str) -> Any:
+def convert(raw: Any, hint: Any, path: str) -> Any:
+    """A TOML value as the type ``hint`` holds it (lists as tuples); ``SweepFileError`` naming ``path``."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (Union, types.UnionType):  # only `X | None` is used; TOML has no null, so raw is an X
         (hint,) = (a for a in args if a is not type(None))
-        return _convert(raw, hint, path)
+        return convert(raw, hint, path)
     if is_table(hint):
         return build(hint, raw, path)
     if origin is dict:  # free-form: any TOML table, kept as it is
@@ -85,11 +87,11 @@ def _convert(raw: Any, hint: Any, path: str) -> Any:
         if not isinstance(raw, list):
             raise SweepFileError(f"{path}: expected a list, got {_kind(raw)}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(item, args[0], f"{path}[{i}]") for i, item in enumerate(raw))
+            return tuple(convert(item, args[0], f"{path}[{i}]") for i, item in enumerate(raw))
         if len(raw) != len(args):
             raise SweepFileError(f"{path}: expected a list of {len(args)} values, got {len(raw)}")
         return tuple(
-            _convert(item, arg, f"{path}[{i}]") for i, (item, arg) in enumerate(zip(raw, args, strict=True))
+            convert(item, arg, f"{path}[{i}]") for i, (item, arg) in enumerate(zip(raw, args, strict=True))
         )
     if hint is float and isinstance(raw, (int, float)) and not isinstance(raw, bool):
         return float(raw)

@@ -8,7 +8,9 @@ setting, so a sweep file states only what it changes.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import functools
 import keyword
 import math
 import re
@@ -19,6 +21,7 @@ from typing import Any
 
 from ablation.errors import InputError, SweepFileError, UnknownSweepError
 from ablation.grid import schema
+from ablation.grid.axes import Axis, apply, labels, parse_axes
 from ablation.grid.cells import Cell, expand
 from ablation.grid.schema import free_table, nested, setting
 from ablation.model.codes import ALL_CODES, AttentionCode
@@ -64,6 +67,16 @@ class GridSettings:
         aliases={"all": ALL_CODES},
     )
     dcn: tuple[bool, ...] = setting((False, True), "deformable convolution settings to cross with the codes")
+    seeds: tuple[int, ...] | None = setting(
+        None,
+        "mmengine's randomness.seed: one run of every cell per seed, e.g. [0, 1, 2] (unset: one run, "
+        "seeded at random by mmengine, and no seed in names and ids)",
+    )
+    axes: dict[str, Any] = free_table(
+        'more axes: a setting\'s dotted name -> its values, e.g. "model.attention.kv_stride" = [1, 2, 4] '
+        "(settings of [model] and [schedule], or config keys under [overrides]; attention settings vary "
+        "only cells with attention, DCN settings only cells with DCN)"
+    )
 
     def __post_init__(self) -> None:
         _check(len(self.codes) > 0, "codes: give at least one code")
@@ -71,6 +84,13 @@ class GridSettings:
         _check(
             len(self.dcn) > 0 and len(set(self.dcn)) == len(self.dcn), "dcn: give false, true or both, once"
         )
+        if self.seeds is not None:
+            _check(len(self.seeds) > 0, "seeds: give at least one seed, or leave seeds unset")
+            _check(len(set(self.seeds)) == len(self.seeds), "seeds: a seed is listed twice")
+            _check(
+                all(0 <= seed < 2**32 for seed in self.seeds),
+                f"seeds must be integers from 0 to 2**32 - 1 (numpy's range), got {list(self.seeds)}",
+            )
 
 
 @dataclass(frozen=True)
@@ -152,9 +172,11 @@ class ModelSettings:
     neck: str = setting("fpn", "neck part of the cell names")
     pretrained: bool = setting(True, "start from the base config's ImageNet backbone; false: from scratch")
     attention: AttentionSettings = nested(
-        AttentionSettings, "the GeneralizedAttention plugin of cells with code != 0000"
+        AttentionSettings, "the GeneralizedAttention plugin of cells with code != 0000", varies="attention"
     )
-    dcn: DcnSettings = nested(DcnSettings, "the deformable convolution of cells with dcn = true")
+    dcn: DcnSettings = nested(
+        DcnSettings, "the deformable convolution of cells with dcn = true", varies="dcn"
+    )
 
     def __post_init__(self) -> None:
         for key in ("detector", "backbone", "neck"):
@@ -318,9 +340,9 @@ class SweepFile:
     """The keys of a sweep file: its top level and one table per section."""
 
     description: str = setting("", "one line saying what the sweep is for")
-    grid: GridSettings = nested(GridSettings, "which cells: attention codes x DCN")
-    model: ModelSettings = nested(ModelSettings, "the detector every cell shares")
-    schedule: ScheduleSettings = nested(ScheduleSettings, "the training schedule")
+    grid: GridSettings = nested(GridSettings, "which cells: attention codes x DCN (x more axes x seeds)")
+    model: ModelSettings = nested(ModelSettings, "the detector every cell shares", axes=True)
+    schedule: ScheduleSettings = nested(ScheduleSettings, "the training schedule", axes=True)
     dataset: DatasetSettings = nested(DatasetSettings, "the dataset (COCO format)")
     resources: ResourceSettings = nested(ResourceSettings, "what one cell runs on")
     benchmark: BenchmarkSettings = nested(BenchmarkSettings, "how inference speed is measured")
@@ -379,10 +401,23 @@ class Sweep:
     path: Path
     settings: SweepFile
 
+    @functools.cached_property  # frozen: computed once, and checked by load_sweep
+    def axes(self) -> tuple[Axis, ...]:
+        """The grid's extra axes ([grid.axes]), each value checked."""
+        return parse_axes(self.settings, self.settings.grid.axes)
+
     @property
     def cells(self) -> tuple[Cell, ...]:
-        """Every cell of the grid, in code order, DCN off before on."""
-        return expand(self.settings.grid.codes, self.settings.grid.dcn)
+        """Every cell of the grid: in code order, DCN off before on, then each extra axis' values and the
+        seeds as listed."""
+        grid = self.settings.grid
+        return expand(grid.codes, grid.dcn, self.axes, grid.seeds)
+
+    def for_cell(self, cell: Cell) -> Sweep:
+        """This sweep as one cell sees it: its settings with the cell's axis values set."""
+        if not cell.axes:
+            return self
+        return dataclasses.replace(self, settings=apply(self.settings, dict(cell.axes)))
 
     @property
     def model(self) -> ModelSettings:
@@ -456,7 +491,41 @@ def load_sweep(name_or_path: str | Path) -> Sweep:
     except SweepFileError as error:
         raise SweepFileError(f"{path}: {error}") from None
     _check_sweep_name(path)
-    return Sweep(name=path.stem, path=path, settings=settings)
+    sweep = Sweep(name=path.stem, path=path, settings=settings)
+    try:
+        axes = sweep.axes
+    except SweepFileError as error:
+        raise SweepFileError(f"{path}: {error}") from None
+    _check_axes_vary(path, sweep, axes)
+    return sweep
+
+
+def _check_axes_vary(path: Path, sweep: Sweep, axes: tuple[Axis, ...]) -> None:
+    """Every axis varies some cell (an attention setting with codes = ["0000"] is a mistake), its values
+    give distinct names, every combination of values is a valid setting, and seeds are given once."""
+    plain = expand(sweep.settings.grid.codes, sweep.settings.grid.dcn)
+    for axis in axes:
+        if not any(cell.varied_by(axis) for cell in plain):
+            which = {"attention": "cells with attention (code != 0000)", "dcn": "cells with dcn = true"}
+            raise SweepFileError(
+                f"{path}: [grid.axes] {axis.name} varies no cell: its settings apply only to "
+                f"{which.get(axis.varies or '', axis.varies)}, and the grid has none"
+            )
+        try:
+            labels(axis)
+        except SweepFileError as error:
+            raise SweepFileError(f"{path}: {error}") from None
+    for values in sorted({cell.axes for cell in sweep.cells if len(cell.axes) > 1}, key=repr):
+        try:
+            apply(sweep.settings, dict(values))
+        except InputError as error:
+            shown = ", ".join(f"{name} = {value!r}" for name, value in values)
+            raise SweepFileError(f"{path}: [grid.axes] the cells with {shown}: {error}") from None
+    seeded = sweep.settings.overrides.get("randomness")
+    if sweep.settings.grid.seeds is not None and isinstance(seeded, dict) and "seed" in seeded:
+        raise SweepFileError(
+            f"{path}: [overrides] randomness.seed and [grid] seeds both set the seed; keep [grid] seeds"
+        )
 
 
 def _check_sweep_name(path: Path) -> None:

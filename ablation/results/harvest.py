@@ -29,7 +29,7 @@ from ablation.results.records import RunRecord
 from ablation.results.store import Store
 from ablation.run.result_file import RESULT_FILE, CellResult, load_result
 
-__all__ = ["HarvestReport", "find_runs", "harvest", "record_from_result", "record_from_work_dir"]
+__all__ = ["HarvestReport", "find_runs", "harvest", "record_from_result", "record_from_work_dir", "run_id"]
 
 _TIMESTAMP = re.compile(r"\d{8}_\d{6}")
 _BENCHMARK_SUFFIXES = (".log", ".txt", ".out")
@@ -114,7 +114,8 @@ def _from_cell_result(result: CellResult, origin: Path) -> RunRecord:
     try:
         record = RunRecord(
             **result.identity(),
-            run_id=result.cell_id,
+            run_id=run_id(result.cell_id, result.seed),
+            cell_id=result.cell_id,
             source="run",
             status=result.status,
             fps=result.fps,
@@ -141,6 +142,11 @@ def _from_cell_result(result: CellResult, origin: Path) -> RunRecord:
     record.versions(result.versions)
     record.set_metrics(result.metrics)
     return record
+
+
+def run_id(cell_id: str, seed: int | None) -> str:
+    """The store's run id of one replicate of a cell: the cell's id, and ``-s<seed>`` when seeded."""
+    return cell_id if seed is None else f"{cell_id}-s{seed}"
 
 
 def record_from_work_dir(work_dir: Path, sweep: str) -> RunRecord:

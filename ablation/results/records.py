@@ -11,6 +11,7 @@ never 0.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -25,6 +26,7 @@ __all__ = [
     "SOURCES",
     "VERSIONED",
     "RunRecord",
+    "is_axis_column",
 ]
 
 KEY = ("sweep", "cell", "run_id")
@@ -39,6 +41,9 @@ class RunRecord(CellIdentity):
 
     run_id: str
     source: str
+    cell_id: str | None = (
+        None  # the cell's id, which its replicates share: runs of one config (all but the seed)
+    )
     status: str = "done"
     bbox_mAP: float | None = None
     bbox_mAP_50: float | None = None
@@ -90,9 +95,19 @@ class RunRecord(CellIdentity):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
-        """A record from a store row; derived and unknown columns are left out."""
-        given = {f.name for f in fields(cls) if f.init}
-        return cls(**{k: v for k, v in data.items() if k in given})
+        """A record from a store row; axis columns go back into ``axes``, derived and unknown columns are
+        left out."""
+        given = {f.name for f in fields(cls) if f.init} - {"axes"}
+        axes = {k: v for k, v in data.items() if is_axis_column(k) and v is not None}
+        return cls(**{k: v for k, v in data.items() if k in given}, axes=axes)
+
+    def row(self) -> dict[str, Any]:
+        """The store's columns of this run: every field but ``axes``, then one column per axis, named by
+        its dotted setting name, holding a plain value (a list as its JSON text)."""
+        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "axes"}
+        for name, value in self.axes.items():
+            row[name] = json.dumps(value) if isinstance(value, (list, tuple, dict)) else value
+        return row
 
     def set_metrics(self, metrics: Mapping[str, float | None]) -> None:
         """Set the box AP columns from a {metric: value} mapping (missing: None)."""
@@ -103,6 +118,12 @@ class RunRecord(CellIdentity):
         """Set the ``<package>_version`` columns from a {package: version} mapping."""
         for name in VERSIONED:
             setattr(self, f"{name}_version", versions.get(name))
+
+
+def is_axis_column(name: str) -> bool:
+    """Whether a store column holds an axis of a sweep's grid: axes are named by a setting's dotted name
+    (``model.attention.kv_stride``), and no other column has a dot."""
+    return "." in name
 
 
 def _one_of(name: str, value: object, valid: tuple[object, ...]) -> None:

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RUNS_DIR", "SCHEMA", "SCHEMA_VERSION", "UPGRADES", "ReadResult", "Store"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RUNS_DIR = "runs"
 CACHE_FILE = "cache.parquet"
 _VERSION_KEY = b"ablation.schema_version"
@@ -71,6 +71,7 @@ SCHEMA = pa.schema(
     [
         pa.field(f.name, _arrow_type(str(f.type)), nullable=f.name not in KEY)
         for f in sorted(dataclasses.fields(RunRecord), key=lambda f: f.name not in KEY)
+        if f.name != "axes"  # one column per axis instead, after the declared ones (RunRecord.row)
     ]
     + [pa.field("schema_version", pa.int64(), nullable=False)],
     metadata={_VERSION_KEY: str(SCHEMA_VERSION).encode()},
@@ -80,6 +81,7 @@ SCHEMA = pa.schema(
 # Columns that a newer version only adds need no entry: unifying fills them with nulls.
 UPGRADES: dict[int, Callable[[pa.Table], pa.Table]] = {
     1: lambda table: table,  # 2 only orders the columns of a cell's identity (ablation.grid.identity) anew
+    2: lambda table: table,  # 3 adds seed and cell_id (null: unseeded, not recorded) and the axis columns
 }
 
 
@@ -128,9 +130,11 @@ class Store:
 
     def put(self, record: RunRecord) -> bool:
         """Insert or replace the run; False when the store already held exactly this run."""
-        row = dataclasses.asdict(record)
+        row = record.row()
         row["schema_version"] = SCHEMA_VERSION
         table = pa.Table.from_pylist([row], schema=SCHEMA)
+        for name in (n for n in row if n not in SCHEMA.names):  # the axes: their values' own types
+            table = table.append_column(name, pa.array([row[name]]))
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
         path = self.file_for(record.sweep, record.cell, record.run_id)

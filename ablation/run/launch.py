@@ -32,9 +32,9 @@ from typing import Any
 
 from ablation.data import dataset
 from ablation.errors import LogFormatError
+from ablation.grid.cells import EVERY_CELL, Selection
 from ablation.grid.plan import Plan, PlannedCell, plan
 from ablation.grid.sweep import Sweep
-from ablation.model.codes import AttentionCode
 from ablation.run.executors import backend
 from ablation.run.job import CellJob, CellRunner, now
 from ablation.run.locks import exclusive
@@ -94,14 +94,9 @@ def work_dir(sweep_dir: Path, planned: PlannedCell) -> Path:
     return sweep_dir / "work" / planned.name / planned.cell_id
 
 
-def status(
-    sweep: Sweep,
-    root: Path,
-    codes: Iterable[AttentionCode] | None = None,
-    dcn: bool | None = None,
-) -> list[CellStatus]:
+def status(sweep: Sweep, root: Path, selection: Selection = EVERY_CELL) -> list[CellStatus]:
     """Every selected cell of the sweep with its state (plans without writing configs)."""
-    planned = plan(sweep, root, codes, dcn, write=False)
+    planned = plan(sweep, root, selection, write=False)
     return _states(planned, load_manifest(planned.directory, sweep.name))
 
 
@@ -194,8 +189,7 @@ def launch(
     root: Path,
     *,
     executor: str | None = None,
-    codes: Iterable[AttentionCode] | None = None,
-    dcn: bool | None = None,
+    selection: Selection = EVERY_CELL,
     retry_failed: bool = False,
     parallel: int | None = None,
     options: dict[str, Any] | None = None,
@@ -211,7 +205,7 @@ def launch(
     the job ids. A launch killed in between is completed by the next one, which finds the jobs by name, so
     no cell is ever submitted twice."""
     cwd = (cwd or Path.cwd()).resolve()
-    planned = plan(sweep, root, codes, dcn)
+    planned = plan(sweep, root, selection)
     dataset.prepare(sweep.dataset, cwd, sweep.dataset.synthetic)
     folder = planned.directory.resolve()
     if executor is not None:

@@ -138,6 +138,8 @@ def load_result(work_dir: Path) -> CellResult:
 def _is(value: object, hint: Any) -> bool:
     """Whether a JSON value fits a field's type (an int is a float; a bool is neither)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:  # any JSON value (an axis' value)
+        return True
     if origin in (Union, types.UnionType):
         return any(_is(value, arg) for arg in args)
     if hint is type(None):
