@@ -56,6 +56,7 @@ def test_the_planned_identity_reaches_the_store_whole(tmp_path: Path) -> None:
     }
     job = CellJob(
         **identity,
+        name=planned.name,
         cell_id=planned.cell_id,
         config=str(planned.path),
         config_hash=planned.config.config_hash,

@@ -209,6 +209,7 @@ def test_a_rerun_resumes_from_the_last_checkpoint(ran: Run, tmp_path: Path) -> N
     spec = CellJob(
         sweep="mini",
         cell=str(first["cell"]),
+        name=str(first["cell"]),
         cell_id=str(first["cell_id"]),
         code="0010",
         dcn=False,
@@ -239,6 +240,7 @@ def bare_job(folder: Path) -> CellJob:
     return CellJob(
         sweep="s",
         cell="c",
+        name="c",
         cell_id="0" * 12,
         code="0010",
         dcn=False,

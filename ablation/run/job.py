@@ -46,6 +46,7 @@ _TAIL_LINES = 40
 class CellJob(CellIdentity):
     """Everything a job needs: its cell (``CellIdentity``) and plain values (pickled to the executor)."""
 
+    name: str  # the cell's name, with the seed of a replicate: its config's and manifest entry's name
     cell_id: str
     config: str  # absolute path of the planned config
     config_hash: str
