@@ -64,7 +64,7 @@ def expand(
 ) -> tuple[Cell, ...]:
     """The product of the axes, in order: by code, DCN off before on, each extra axis' values as listed
     (only the axes that vary the cell), then the seeds as listed."""
-    cells = []
+    cells: list[Cell] = []
     for code, d in itertools.product(sorted(codes), sorted(dcn)):
         varying = [a for a in axes if Cell(code, d).varied_by(a)]
         for values in itertools.product(*(a.values for a in varying)):
