@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
-from ablation import InputError, Selection, SweepFileError, load_sweep, plan
+from ablation import AttentionCode, InputError, Selection, SweepFileError, load_sweep, plan
 from ablation.grid.cells import select
 
 from .conftest import REPO, run_script, write_sweep
@@ -218,6 +218,21 @@ def test_where_keeps_the_cells_an_axis_does_not_vary(tmp_path: Path) -> None:
     ]
     dotted = select(sweep.cells, Selection(where=(("attention.kv_stride", "2"),)), sweep.axes)
     assert len(dotted) == 2 * 3 + 2 * 3
+
+
+def test_where_takes_a_value_as_toml_or_as_the_tables_show_it(tmp_path: Path) -> None:
+    text = (
+        GRID
+        + '[grid.axes]\n"model.attention.stages" = [[false, false, true, true], [false, true, true, true]]\n'
+    )
+    sweep = load_sweep(sweep_of(tmp_path, text))
+    for given in ("[false, true, true, true]", "c3-c5"):
+        picked = select(
+            sweep.cells, Selection(codes=(AttentionCode("1111"),), where=(("stages", given),)), sweep.axes
+        )
+        assert [c.axes for c in picked] == [(("model.attention.stages", (False, True, True, True)),)] * 2
+    with pytest.raises(InputError, match=r"its values: c4-c5, c3-c5$"):
+        select(sweep.cells, Selection(where=(("stages", "c2-c5"),)), sweep.axes)
 
 
 @pytest.mark.parametrize(

@@ -126,10 +126,13 @@ def _condition(axes: Sequence[Axis], name: str, text: str) -> tuple[Axis, Any]:
         raise InputError(f"--where {name}={text}: {name!r} {which}; its axes: {held}")
     (axis,) = matching
     value = parse_value(axis, text)
-    if value not in axis.values:
-        shown = ", ".join(map(_shown, axis.values))
-        raise InputError(f"--where {name}={text}: not a value of {axis.name}; its values: {shown}")
-    return axis, value
+    if value in axis.values:
+        return axis, value
+    by_label = [v for v in axis.values if axis.shown(v) == text]  # as the tables show it: c4-c5, on
+    if by_label:
+        return axis, by_label[0]
+    shown = ", ".join(axis.shown(v) for v in axis.values)
+    raise InputError(f"--where {name}={text}: not a value of {axis.name}; its values: {shown}")
 
 
 def _seeds(cells: Sequence[Cell], seeds: tuple[int, ...] | None) -> set[int | None] | None:
@@ -145,11 +148,3 @@ def _seeds(cells: Sequence[Cell], seeds: tuple[int, ...] | None) -> set[int | No
             f"{', '.join(map(str, held))}"
         )
     return set(seeds)
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, tuple):
-        return "[" + ", ".join(map(_shown, value)) + "]"
-    return str(value)
