@@ -94,22 +94,30 @@ def filters(frame: pd.DataFrame) -> pd.DataFrame:
 
 def tradeoffs_page(frame: pd.DataFrame) -> None:
     st.header("Accuracy against efficiency")
-    points = latest_runs(frame)
+    runs = latest_runs(frame)
+    points = analysis.replicate_means(runs)
+    replicated = bool((points["n"] > 1).any())
+    which = (
+        f"{len(points)} cells from {len(runs)} runs (the latest finished run of each seed of each cell of "
+        "each sweep and source): a cell run with several seeds is one point at the mean of its runs, with "
+        "bars of the 95% confidence interval of that mean"
+        if replicated
+        else f"{len(points)} cells (the latest finished run of each cell of each sweep and source)"
+    )
     st.caption(
-        f"{len(points)} cells (the latest finished run of each cell of each sweep and source). Colour: DCN; "
-        "circles: own runs, diamonds: imported logs, open stars: the published model zoo. Dashed: the Pareto "
-        "frontier. Select a point to open its run."
+        f"{which}. Colour: DCN; circles: own runs, diamonds: imported logs, open stars: the published model "
+        "zoo. Dashed: the Pareto frontier. Select a point to open its run."
     )
     tabs = st.tabs(["AP vs fps", "AP vs memory", "AP vs FLOPs"])
     with tabs[0]:
         tradeoff_chart(points, "fps")
     with tabs[1]:
-        kinds = [k for k in figures.MEMORY_TITLES if (points["memory_kind"] == k).any()]
+        kinds = [k for k in figures.MEMORY_TITLES if (runs["memory_kind"] == k).any()]
         if not kinds:
             st.info("No run has a memory figure.")
         for kind in kinds:  # never one axis for a CUDA peak and a CPU RSS
             st.subheader(figures.MEMORY_TITLES[kind])
-            tradeoff_chart(points[points["memory_kind"] == kind], "memory_gb", kind)
+            tradeoff_chart(analysis.replicate_means(runs[runs["memory_kind"] == kind]), "memory_gb", kind)
     with tabs[2]:
         tradeoff_chart(points, "flops")
     selected = st.session_state.get("selected_run")
@@ -146,10 +154,13 @@ def effects_page(frame: pd.DataFrame) -> None:
         key="effects-group",
     )
     rows = latest_runs(frame[(frame["sweep"] == group[0]) & (frame["source"] == group[1])])
-    present = len(rows)
+    cells = analysis.cell_means(rows, ())
+    present = len(cells[["code", "dcn"]].dropna().drop_duplicates())
+    runs = f" ({len(rows)} runs: a cell's replicates are averaged first, so it counts once)"
     st.caption(
-        f"{present} of 32 cells of the 2^4 attention factors x DCN grid have a finished run; an effect is "
-        "the mean with the factor on minus the mean with it off, over the cells that have the figure."
+        f"{len(cells)} cells{runs if len(rows) > len(cells) else ''} cover {present} of the 32 combinations "
+        "of the 2^4 attention factors x DCN grid; an effect is the mean with the factor on minus the mean "
+        "with it off, over the cells that have the figure."
     )
     kinds = [k for k in figures.MEMORY_TITLES if (rows["memory_kind"] == k).any()]
     kind = kinds[0] if len(kinds) == 1 else None
@@ -223,7 +234,7 @@ def runs_page(frame: pd.DataFrame) -> None:
         rows = rows[rows["code"].isin(codes)]
     if dcn != "both":
         rows = rows[rows["dcn"].fillna(False) == (dcn == "on")]
-    table = rows[list(_RUN_COLUMNS)].rename(columns=_RUN_COLUMNS)
+    table = with_replicate_columns(rows[list(_RUN_COLUMNS)].rename(columns=_RUN_COLUMNS), rows)
     table["box AP"] = table["box AP"] * 100
     table["GFLOPs"] = table["GFLOPs"] / 1e9
     st.caption(f"{len(table)} runs; click a column to sort, a row to open it.")
@@ -249,6 +260,15 @@ def runs_page(frame: pd.DataFrame) -> None:
     selected = st.session_state.get("selected_run")
     if selected:
         show_run(frame, tuple(selected))
+
+
+def with_replicate_columns(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (a row per run of ``runs``) with the runs' axis and seed columns after its "cell" column."""
+    if "cell" not in table.columns:  # no run at all
+        return table
+    extra = analysis.replicate_columns(runs, taken=[str(c) for c in table.columns])
+    after = table.columns.get_loc("cell") + 1
+    return pd.concat([table.iloc[:, :after], extra, table.iloc[:, after:]], axis=1)
 
 
 def show_run(frame: pd.DataFrame, key: tuple[str, ...]) -> None:
@@ -311,26 +331,31 @@ def status_page() -> None:
         finished = counts["done"] + counts["failed"] + counts["lost"]
         st.subheader(folder.name)
         st.progress(finished / max(1, len(cells)), text=", ".join(f"{n} {s}" for s, n in counts.items() if n))
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "cell": c.submission.cell,
-                        "state": c.state,
-                        "progress": progress(Path(c.submission.work_dir)) if c.state == "running" else "",
-                        "attempt": c.submission.attempt,
-                        "executor": c.submission.executor,
-                        "job": c.submission.job_id,
-                        "submitted": c.submission.submitted,
-                        "box AP": None if c.result is None or c.result.ap is None else 100 * c.result.ap,
-                        "problem": c.problem or "",
-                    }
-                    for c in cells
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
+        table = pd.DataFrame(
+            [
+                {
+                    "cell": c.submission.cell,
+                    "state": c.state,
+                    "progress": progress(Path(c.submission.work_dir)) if c.state == "running" else "",
+                    "attempt": c.submission.attempt,
+                    "executor": c.submission.executor,
+                    "job": c.submission.job_id,
+                    "submitted": c.submission.submitted,
+                    "box AP": None if c.result is None or c.result.ap is None else 100 * c.result.ap,
+                    "problem": c.problem or "",
+                }
+                for c in cells
+            ]
         )
+        # a cell's seed and axes, as its result file (written when its job starts) says them
+        settings = pd.DataFrame(
+            [
+                {"seed": None, **({} if c.result is None else {"seed": c.result.seed, **c.result.axes})}
+                for c in cells
+            ],
+            dtype=object,  # an integer axis stays integers beside the cells without a result
+        )
+        st.dataframe(with_replicate_columns(table, settings), hide_index=True, width="stretch")
 
 
 # --- downloads -------------------------------------------------------------------------------------------

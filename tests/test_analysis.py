@@ -1,5 +1,6 @@
 """The dashboard's numbers: which runs count, Pareto fronts, the factorial analysis on designs whose answer is
-known, the AP grid and training curves from hand-written mmengine logs."""
+known, the AP grid, a cell's replicates at their mean with the interval scipy's t gives, the seed and axis
+columns of a table, and training curves from hand-written mmengine logs."""
 
 from __future__ import annotations
 
@@ -16,15 +17,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ablation.analysis.figures import tradeoff_figure
 from ablation.analysis.numbers import (
     FACTOR_COLUMNS,
     GRID_COLUMNS,
+    HALF_SUFFIX,
+    INTERVAL_COLUMNS,
+    MEAN_COLUMNS,
     ap_grid,
+    axis_columns,
+    cell_means,
     describe_code,
     factor_label,
     interactions,
     main_effects,
     pareto_front,
+    replicate_columns,
+    replicate_means,
     training_curves,
     work_dir_of,
 )
@@ -406,6 +415,171 @@ def test_ap_grid_of_a_full_design() -> None:
     assert grid.notna().all().all()
     assert grid.loc["0010", "on"] == pytest.approx(33.0)
     assert grid.loc["1101", "off"] == pytest.approx(30.0)
+
+
+# --- replicates -------------------------------------------------------------------------------------------
+
+STRIDE = "model.attention.kv_stride"
+
+
+def replicates(seeds: tuple[int, ...] = (0, 1, 2)) -> list[RunRecord]:
+    """Three cells run once per seed (two of them on the kv_stride axis), figures that vary with the seed,
+    and one unseeded cell run once."""
+    records = []
+    for i, (code, dcn, stride) in enumerate((("0010", False, 1), ("0010", False, 2), ("1111", True, 1))):
+        for seed in seeds:
+            records.append(
+                run(
+                    code,
+                    dcn,
+                    cell=f"{code}-{dcn}-kv-stride-{stride}",
+                    cell_id=f"id{i}",
+                    run_id=f"id{i}-s{seed}",
+                    seed=seed,
+                    axes={STRIDE: stride, "model.attention.stages": [False, False, True, True]},
+                    bbox_mAP=0.30 + 0.02 * i + 0.004 * seed**2,
+                    fps=20.0 - i - 0.5 * seed,
+                    memory_gb=3.0 + i,
+                    memory_kind="cuda_peak_allocated",
+                    flops=2e11 + 1e9 * seed,
+                )
+            )
+    records.append(run("0000", False, cell_id="base", run_id="base", bbox_mAP=0.25, fps=25.0, flops=1e11))
+    return records
+
+
+def t_half(values: list[float]) -> float:
+    """The 95% interval's half-width of the mean, straight from scipy's Student t."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values)))
+
+
+def test_replicate_means_are_one_row_per_cell_with_its_interval(tmp_path: Path) -> None:
+    records = replicates()
+    frame = stored(tmp_path, records)
+    cells = replicate_means(frame)
+    assert len(cells) == 4 and sorted(cells["n"]) == [1, 3, 3, 3]
+    for row in cells.to_dict("records"):
+        runs = [r for r in records if r.cell == row["cell"]]
+        assert row["seeds"] == ", ".join(str(r.seed) for r in runs if r.seed is not None)
+        assert row["run_id"] == runs[0].run_id  # the first seed's run: a selection leads to it
+        for column in MEAN_COLUMNS:
+            values = [getattr(r, column) for r in runs if getattr(r, column) is not None]
+            assert row[column] == pytest.approx(np.mean(values)) if values else math.isnan(row[column])
+        for column in INTERVAL_COLUMNS:
+            values = [getattr(r, column) for r in runs]
+            half = row[column + HALF_SUFFIX]
+            assert half == pytest.approx(t_half(values)) if len(values) > 1 else math.isnan(half)
+    assert cells.loc[cells["cell"] == "0000-False", "bbox_mAP"].item() == 0.25  # one run: its own figure
+    # a failed run and an older run of a seed are not replicates
+    late = dataclasses.replace(records[0], bbox_mAP=0.9, finished=datetime(2025, 1, 1, tzinfo=UTC))
+    failed = dataclasses.replace(records[1], run_id="id0-s1-failed", status="failed", bbox_mAP=0.0)
+    again = replicate_means(framed([*records, late, failed]))
+    first = again[again["cell"] == records[0].cell].iloc[0]
+    assert first["n"] == 3
+    assert first["bbox_mAP"] == pytest.approx(np.mean([0.9, records[1].bbox_mAP, records[2].bbox_mAP]))
+    assert replicate_means(frame.iloc[0:0]).empty
+
+
+def test_replicate_means_of_one_run_per_cell_are_the_runs(tmp_path: Path) -> None:
+    frame = stored(tmp_path, additive())
+    cells = replicate_means(frame)
+    latest = latest_runs(frame)
+    assert list(cells.index) == list(latest.index)
+    for column in MEAN_COLUMNS:
+        assert cells[column].equals(latest[column].astype("float64"))
+    assert (cells["n"] == 1).all() and (cells["seeds"] == "").all()
+    assert cells[[c + HALF_SUFFIX for c in INTERVAL_COLUMNS]].isna().all().all()
+
+
+def test_replicate_means_never_average_two_memory_kinds() -> None:
+    records = replicates()
+    records[1].memory_kind = "cpu_peak_rss"
+    cells = replicate_means(framed(records))
+    mixed = cells[cells["cell"] == records[0].cell].iloc[0]
+    assert math.isnan(mixed["memory_gb"]) and pd.isna(mixed["memory_kind"])
+    assert cells[cells["cell"] == records[3].cell]["memory_gb"].item() == pytest.approx(4.0)
+
+
+def test_replicates_count_once_in_the_effects_and_the_ap_grid(tmp_path: Path) -> None:
+    records = additive()
+    # the 1111 + DCN cell (0.33 AP) run with three seeds at 0.50, 0.60 and 0.70: its mean, 0.60, counts once
+    top = next(r for r in records if r.code == "1111" and r.dcn)
+    records.remove(top)
+    for seed, ap in enumerate((0.50, 0.60, 0.70)):
+        records.append(dataclasses.replace(top, run_id=f"s{seed}", seed=seed, bbox_mAP=ap))
+    frame = stored(tmp_path, records)
+    assert len(frame) == 34
+    means = cell_means(latest_runs(frame), ("bbox_mAP",))
+    assert len(means) == 32
+    assert means[means["cell"] == top.cell]["bbox_mAP"].item() == pytest.approx(0.60)
+    once = framed([*[r for r in records if r.seed is None], dataclasses.replace(top, bbox_mAP=0.60)])
+    effects, expected = main_effects(frame, metrics=("bbox_mAP",)), main_effects(once, metrics=("bbox_mAP",))
+    assert effects["effect"].to_numpy() == pytest.approx(expected["effect"].to_numpy())
+    assert (effects["n_on"] == 16).all() and (effects["n_off"] == 16).all()  # cells, not runs
+    table = interactions(frame)
+    assert (table["n"] == 32).all()
+    assert table["effect"].to_numpy() == pytest.approx(interactions(once)["effect"].to_numpy())
+    grid = ap_grid(frame)
+    assert grid.loc["1111", "on"] == pytest.approx(60.0)
+    # two sweeps sharing a slot: each cell once, whatever its number of seeds
+    other = dataclasses.replace(top, sweep="other", run_id="o", bbox_mAP=0.40)
+    assert ap_grid(stored(tmp_path / "2", [*records, other])).loc["1111", "on"] == pytest.approx(50.0)
+
+
+def test_the_seed_and_axis_columns_of_a_table(tmp_path: Path) -> None:
+    frame = stored(tmp_path, replicates())
+    assert axis_columns(frame) == [STRIDE, "model.attention.stages"]
+    columns = replicate_columns(frame)
+    assert list(columns.columns) == ["kv_stride", "stages", "seed"]
+    assert list(columns.index) == list(frame.index)
+    by_run = {
+        r: (s, k) for r, s, k in zip(frame["run_id"], columns["seed"], columns["kv_stride"], strict=True)
+    }
+    assert by_run["id1-s2"] == (2, 2) and by_run["id2-s0"] == (0, 1)
+    assert by_run["base"][0] is pd.NA and by_run["base"][1] is pd.NA
+    assert set(columns["stages"].dropna()) == {"[false, false, true, true]"}  # lists as the store's JSON
+    # a heading taken by the table is the dotted name; lists held as lists (a result's axes) become JSON
+    settings = pd.DataFrame([{"seed": None}, {"seed": 1, STRIDE: 2, "overrides.cell": [1, 2]}], dtype=object)
+    columns = replicate_columns(settings, taken=["cell", "state"])
+    assert list(columns.columns) == ["kv_stride", "overrides.cell", "seed"]
+    assert columns["overrides.cell"].tolist() == [None, "[1, 2]"]
+    assert columns["seed"].tolist() == [pd.NA, 1] and columns["kv_stride"].tolist() == [None, 2]
+    assert replicate_columns(framed(additive())).empty  # no seed, no axis: no column
+
+
+def test_the_trade_off_figure_has_error_bars_only_with_replicates(tmp_path: Path) -> None:
+    records = replicates()
+    cells = replicate_means(stored(tmp_path, records))
+    for x, scale in (("fps", 1.0), ("flops", 1e-9)):
+        figure = tradeoff_figure(cells, x).to_dict()
+        points = [t for t in figure["data"] if t["mode"] != "lines"]
+        drawn = {(t["name"], i): t for t in points for i in range(len(t["x"]))}
+        for row in cells.to_dict("records"):
+            runs = [r for r in records if r.cell == row["cell"]]
+            ((name, i),) = [k for k, t in drawn.items() if t["customdata"][k[1]][1] == row["cell"]]
+            trace = drawn[(name, i)]
+            assert trace["x"][i] == pytest.approx(np.mean([getattr(r, x) for r in runs]) * scale)
+            assert trace["y"][i] == pytest.approx(100 * np.mean([r.bbox_mAP for r in runs]))
+            halves = trace.get("error_y", {}).get("array")
+            if len(runs) == 1:
+                assert halves is None or halves[i] is None
+                assert "mean of" not in trace["hovertext"][i]
+                continue
+            assert halves[i] == pytest.approx(100 * t_half([r.bbox_mAP for r in runs]))
+            assert f"n = {len(runs)} runs" in trace["hovertext"][i]
+            if x == "fps":
+                assert trace["error_x"]["array"][i] == pytest.approx(t_half([r.fps for r in runs]))
+            else:
+                assert "error_x" not in trace  # FLOPs: the means, no bars
+    # one run per cell: the chart of the runs themselves, no error bars at all
+    frame = stored(tmp_path / "single", additive())
+    single = replicate_means(frame)
+    for x in ("fps", "memory_gb"):
+        traces = tradeoff_figure(single, x).to_dict()["data"]
+        assert traces and not any("error_x" in t or "error_y" in t for t in traces)
+        assert traces == tradeoff_figure(latest_runs(frame), x).to_dict()["data"]
 
 
 # --- training curves --------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 from mmengine.config import Config
 
 from ablation import AttentionCode, InputError, Selection, SweepFileError, load_sweep, plan
+from ablation.grid.axes import short_names
 from ablation.grid.cells import select
 
 from .conftest import REPO, run_script, write_sweep
@@ -287,3 +288,13 @@ def test_plan_lists_the_axes_and_seeds_and_a_bad_selection_exits_2(tmp_path: Pat
     malformed = run_script("ablation", "plan", "--sweep", str(sweep), "--where", "kv_stride")
     assert malformed.returncode == 2
     assert "expected AXIS=VALUE such as kv_stride=2, got 'kv_stride'" in malformed.stderr
+
+
+def test_an_axis_is_headed_by_the_shortest_end_of_its_name_that_tells_it_apart() -> None:
+    assert short_names(["model.attention.kv_stride"]) == {"model.attention.kv_stride": "kv_stride"}
+    assert short_names(["model.attention.kv_stride", "model.dcn.kv_stride", "overrides.x.y"]) == {
+        "model.attention.kv_stride": "attention.kv_stride",
+        "model.dcn.kv_stride": "dcn.kv_stride",
+        "overrides.x.y": "y",
+    }
+    assert short_names(["a.b", "b"]) == {"a.b": "a.b", "b": "b"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -260,8 +261,16 @@ def test_a_slurm_dry_run_prints_the_sbatch_script_exactly(
 
     ablation launch --sweep smoke --executor slurm --codes 0000,1111 --dry-run --root R \\
       | sed "s|$PWD/R|<root>|g; s|$(which python)|<python>|g" > tests/golden/sbatch-smoke.txt
+
+    It runs without scontrol on PATH, as one array: a cluster whose MaxArraySize is under 4 (slurm/cluster's
+    is 3) would split the 4 cells into several (tests/test_slurm_arrays.py, tests/test_slurm.py).
     """
     monkeypatch.chdir(tmp_path)
+    only_srun = tmp_path / "bin"  # submitit's SlurmExecutor wants srun on PATH
+    only_srun.mkdir()
+    if srun := shutil.which("srun"):
+        (only_srun / "srun").symlink_to(srun)
+    monkeypatch.setenv("PATH", str(only_srun))
     argv = (
         "launch",
         "--sweep",

@@ -1,5 +1,6 @@
 """The dashboard through Streamlit's AppTest: every page opened and its widgets used, with no exception, and
-the figures' data checked against the store, computed here independently of ``ablation.analysis.numbers``."""
+the figures' data checked against the store, computed here independently of ``ablation.analysis.numbers``
+(the replicates' intervals from scipy's Student t directly)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -93,6 +95,71 @@ def brute_front(points: list[tuple[float, float]], higher_x: bool) -> list[tuple
     return sorted(p for p in points if not any(better(q, p) for q in points))
 
 
+STRIDE = "model.attention.kv_stride"
+SEEDS = (0, 1, 2)
+
+
+def replicate_runs() -> list[RunRecord]:
+    """Four cells run with three seeds each, two of them at two kv_strides (an axis), and one cell run once
+    unseeded; AP and fps vary with the seed."""
+    runs = []
+    cells = (("0010", False, 1), ("0010", False, 2), ("1111", True, 1), ("1111", True, 2))
+    for i, (code, dcn, stride) in enumerate(cells):
+        for seed in SEEDS:
+            runs.append(
+                RunRecord(
+                    sweep="seeded",
+                    cell=f"cell-{code}-{int(dcn)}_kv-stride-{stride}",
+                    cell_id=f"id{i}",
+                    run_id=f"id{i}-s{seed}",
+                    seed=seed,
+                    axes={STRIDE: stride},
+                    source="run",
+                    code=code,
+                    dcn=dcn,
+                    bbox_mAP=0.30 + 0.02 * i + 0.003 * seed**2,
+                    fps=20.0 - 2 * i - 0.7 * seed,
+                    memory_gb=4.0 + i + 0.1 * seed,
+                    memory_kind="cuda_peak_allocated",
+                    flops=2e11 + 1e10 * i,
+                )
+            )
+    runs.append(
+        RunRecord(
+            sweep="seeded",
+            cell="cell-0000-0",
+            run_id="base",
+            source="run",
+            code="0000",
+            dcn=False,
+            bbox_mAP=0.28,
+            fps=24.0,
+            memory_gb=3.5,
+            memory_kind="cuda_peak_allocated",
+            flops=1.9e11,
+        )
+    )
+    return runs
+
+
+@pytest.fixture
+def replicated(tmp_path: Path) -> Store:
+    store = Store(tmp_path / "store")
+    for record in replicate_runs():
+        store.put(record)
+    return store
+
+
+def half_width(values: list[float]) -> float:
+    """The 95% confidence interval's half-width of the mean, from scipy's Student t with n - 1 df."""
+    from scipy import stats
+
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
+
+
 # --- pages -----------------------------------------------------------------------------------------------
 
 
@@ -131,6 +198,67 @@ def test_trade_offs_plot_every_cell_and_the_pareto_frontier(
     assert flops["layout"]["xaxis"]["title"]["text"].startswith("GFLOPs")
     hover = traces(fps)["own runs, DCN on"]["hovertext"]
     assert any("key content only" in h and "DCN" in h for h in hover)
+    # one run per cell: no error bars, no replicate counts
+    for figure in (fps, memory, flops):
+        assert not any("error_x" in t or "error_y" in t for t in figure["data"])
+    assert not any("mean of" in h for t in fps["data"] for h in t.get("hovertext") or [])
+
+
+def test_replicates_are_one_point_per_cell_with_error_bars(
+    monkeypatch: pytest.MonkeyPatch, replicated: Store
+) -> None:
+    at = open_app(monkeypatch, replicated)
+    assert any("13 runs" in c.value and "95% confidence interval" in c.value for c in at.caption)
+    fps, memory, flops = figures(at)
+    runs = replicate_runs()
+    by_cell: dict[str, list[RunRecord]] = {}
+    for record in runs:
+        by_cell.setdefault(record.cell, []).append(record)
+    points = {}  # cell -> (trace, position)
+    for trace in fps["data"]:
+        if trace["mode"] != "lines":
+            points.update({key[1]: (trace, i) for i, key in enumerate(trace["customdata"])})
+    assert sorted(points) == sorted(by_cell)  # one point per cell, not per run
+    for cell, records in by_cell.items():
+        trace, i = points[cell]
+        aps, speeds = [100 * r.bbox_mAP for r in records], [r.fps for r in records]
+        assert trace["y"][i] == pytest.approx(sum(aps) / len(aps))
+        assert trace["x"][i] == pytest.approx(sum(speeds) / len(speeds))
+        if len(records) == 1:
+            assert trace["error_y"]["array"][i] is None and trace["error_x"]["array"][i] is None
+            continue
+        assert trace["error_y"]["array"][i] == pytest.approx(half_width(aps))
+        assert trace["error_x"]["array"][i] == pytest.approx(half_width(speeds))
+        assert "n = 3 runs (seeds 0, 1, 2)" in trace["hovertext"][i]
+    # the frontier runs over the cells' means
+    means = [(trace["x"][i], trace["y"][i]) for trace, i in points.values()]
+    front = traces(fps)["Pareto frontier"]
+    assert sorted(zip(front["x"], front["y"], strict=True)) == brute_front(means, higher_x=True)
+    # memory and FLOPs: the means, with AP's bars only
+    for figure, column, scale in ((memory, "memory_gb", 1.0), (flops, "flops", 1e-9)):
+        drawn = sorted(x for t in figure["data"] if t["mode"] != "lines" for x in t["x"])
+        expected = [sum(getattr(r, column) for r in rs) / len(rs) * scale for rs in by_cell.values()]
+        assert drawn == pytest.approx(sorted(expected))
+        assert all("error_y" in t and "error_x" not in t for t in figure["data"] if t["mode"] != "lines")
+
+
+def test_replicates_count_once_in_the_factor_effects(
+    monkeypatch: pytest.MonkeyPatch, replicated: Store
+) -> None:
+    at = open_app(monkeypatch, replicated, page="effects")
+    assert any("5 cells (13 runs" in c.value for c in at.caption)
+    ap_effects = figures(at)[0]
+    heatmap = figures(at)[-1]
+    cells: dict[str, list[RunRecord]] = {}
+    for record in replicate_runs():
+        cells.setdefault(record.cell, []).append(record)
+    means = [(rs[0].dcn, sum(r.bbox_mAP for r in rs) / len(rs)) for rs in cells.values()]
+    on = [m for dcn, m in means if dcn]
+    off = [m for dcn, m in means if not dcn]
+    bars = dict(zip(ap_effects["data"][0]["x"], ap_effects["data"][0]["y"], strict=True))
+    assert bars["deformable convolution"] == pytest.approx(100 * (sum(on) / len(on) - sum(off) / len(off)))
+    row = [code.split()[0] for code in heatmap["data"][0]["y"]].index("1111")
+    assert heatmap["data"][0]["z"][row][1] == pytest.approx(100 * sum(on) / len(on))
 
 
 def test_memory_kinds_never_share_an_axis(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
@@ -255,6 +383,97 @@ def test_runs_page_filters_and_shows_a_failed_run(
     assert by_name["loss"]["y"] == [2.5, 2.1] and by_name["box AP"]["y"] == pytest.approx([1.0, 2.0])
 
 
+def test_the_runs_page_shows_seeds_and_axes(monkeypatch: pytest.MonkeyPatch, replicated: Store) -> None:
+    at = open_app(monkeypatch, replicated, page="runs")
+    table = at.dataframe[0].value
+    columns = list(table.columns)
+    assert columns[columns.index("cell") + 1 : columns.index("cell") + 3] == ["kv_stride", "seed"]
+    shown = {(r, s, k) for r, s, k in zip(table["run"], table["seed"], table["kv_stride"], strict=True)}
+    expected = {(r.run_id, r.seed, r.axes.get(STRIDE)) for r in replicate_runs()}
+    normal = {(r, None if pd.isna(s) else int(s), None if pd.isna(k) else int(k)) for r, s, k in shown}
+    assert normal == expected and len(table) == 13
+
+
+def live_cell(
+    manifest: Manifest,
+    folder: Path,
+    name: str,
+    job_id: str,
+    status: str | None,
+    cell_id: str = "id",
+    **identity: Any,
+) -> Path:
+    """Record a job of the cell (job) ``name`` in the manifest and, unless ``status`` is None, write its
+    result file (``identity``: more of its fields, a seed and axes); its work_dir."""
+    work = folder / "work" / name / cell_id
+    work.mkdir(parents=True)
+    submitted = "2026-01-01T00:00:00+00:00"
+    manifest.record(
+        Submission(
+            cell=name,
+            cell_id=cell_id,
+            executor="local",
+            job_id=job_id,
+            folder=str(folder),
+            work_dir=str(work),
+            attempt=1,
+            submitted=submitted,
+        )
+    )
+    if status:
+        result = {"cell": name, "code": "0010", "dcn": False, **identity}
+        write_result(
+            work,
+            CellResult(
+                status=status,
+                sweep=manifest.sweep,
+                cell_id=cell_id,
+                config="c.py",
+                config_hash="h",
+                attempt=1,
+                host="h",
+                pid=1,
+                started=submitted,
+                metrics={"bbox_mAP": 0.4},
+                **result,
+            ),
+        )
+    return work
+
+
+def test_the_status_page_shows_seeds_and_axes(
+    monkeypatch: pytest.MonkeyPatch, replicated: Store, tmp_path: Path
+) -> None:
+    root = tmp_path / "runs"
+    folder = root / "live"
+    manifest = Manifest(sweep="live")
+    for seed, stride in itertools.product(SEEDS, (1, 2)):
+        cell = f"cell_kv-stride-{stride}"
+        job = str(999_000 + seed * 10 + stride)
+        live_cell(
+            manifest,
+            folder,
+            f"{cell}-s{seed}",
+            job,
+            "done",
+            f"id{stride}",
+            cell=cell,
+            seed=seed,
+            axes={STRIDE: stride},
+        )
+    live_cell(manifest, folder, "cell_kv-stride-4-s0", "999100", None, "id4")  # no result yet: no seed known
+    save_manifest(folder, manifest)
+    at = open_app(monkeypatch, replicated, root=root, page="status")
+    table = at.dataframe[0].value
+    assert list(table.columns)[:3] == ["cell", "kv_stride", "seed"]
+    shown = {
+        (c, None if pd.isna(s) else int(s), None if pd.isna(k) else int(k))
+        for c, s, k in zip(table["cell"], table["seed"], table["kv_stride"], strict=True)
+    }
+    expected = {(f"cell_kv-stride-{k}-s{s}", s, k) for s, k in itertools.product(SEEDS, (1, 2))}
+    assert shown == {*expected, ("cell_kv-stride-4-s0", None, None)}
+
+
 def test_status_page_reads_the_manifests(
     monkeypatch: pytest.MonkeyPatch, store: Store, tmp_path: Path
 ) -> None:
@@ -262,41 +481,11 @@ def test_status_page_reads_the_manifests(
     folder = root / "live"
     manifest = Manifest(sweep="live")
     for i, status in enumerate(("done", "failed", None, "corrupt")):
-        work = folder / "work" / f"cell{i}" / "id"
-        work.mkdir(parents=True)
-        manifest.record(
-            Submission(
-                cell=f"cell{i}",
-                cell_id="id",
-                executor="local",
-                job_id=str(999_990 + i),
-                folder=str(folder),
-                work_dir=str(work),
-                attempt=1,
-                submitted="2026-01-01T00:00:00+00:00",
-            )
+        work = live_cell(
+            manifest, folder, f"cell{i}", str(999_990 + i), None if status == "corrupt" else status
         )
         if status == "corrupt":
             (work / RESULT_FILE).write_text("{not json")
-        elif status:
-            write_result(
-                work,
-                CellResult(
-                    status=status,
-                    sweep="live",
-                    cell=f"cell{i}",
-                    cell_id="id",
-                    code="0010",
-                    dcn=False,
-                    config="c.py",
-                    config_hash="h",
-                    attempt=1,
-                    host="h",
-                    pid=1,
-                    started="2026-01-01T00:00:00+00:00",
-                    metrics={"bbox_mAP": 0.4},
-                ),
-            )
     save_manifest(folder, manifest)
     at = open_app(monkeypatch, store, root=root, page="status")
     table = at.dataframe[0].value
@@ -309,6 +498,7 @@ def test_status_page_reads_the_manifests(
     (problem,) = [p for p in table["problem"] if p]
     assert problem.startswith(f"{folder / 'work' / 'cell3' / 'id' / RESULT_FILE}: not readable JSON")
     assert at.subheader[0].value == "live"
+    assert "seed" not in table.columns  # unseeded cells on no axis: no such columns
 
 
 def test_downloads_are_what_export_writes(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -409,3 +410,419 @@ def test_select_unknown_sweep_names_the_stores_sweeps(tmp_path: Path) -> None:
     empty = Store(tmp_path / "empty").read().frame()
     with pytest.raises(InputError, match="none"):
         select(empty, sweeps=["paper"])
+
+
+# --- replicates -----------------------------------------------------------------------------------------
+
+# Student's t's 0.975 quantiles for 2 and 4 degrees of freedom: (2p - 1) / sqrt(2p(1 - p)) in closed form for
+# 2, and the printed tables' value for 4.
+T975_DF2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)
+T975_DF4 = 2.776445105
+
+# Three seeds of each cell: (box AP, fps) per seed, and memory.
+REPLICATES = {
+    "0000": ([0.370, 0.372, 0.374], [20.0, 21.0, 22.0], 4.0),
+    "1111": ([0.400, 0.402, 0.404], [13.0, 13.5, 14.0], 8.0),
+    "0010": ([0.366, 0.371, 0.380], [18.0, 18.0, 18.0], 4.2),
+}
+NOTE_CI = (
+    "±: half-width of the 95% confidence interval of the mean of a row's n runs (Student's t, n-1 degrees of "
+    "freedom); figures are means of the runs that have them, without ± where one run has."
+)
+NOTE_SD = (
+    "±: sample standard deviation of a row's n runs (n-1 in the denominator); figures are means of the runs "
+    "that have them, without ± where one run has."
+)
+NOTE_DELTA = (
+    " Δ box AP ±: half-width of Welch's 95% interval of the difference to the baseline row's mean; (ns): the "
+    "interval contains 0."
+)
+
+
+def seeded(
+    codes: tuple[str, ...] = ("0000", "1111"), seeds: tuple[int, ...] = (0, 1, 2), **more: Any
+) -> list:
+    """The cells ``codes`` of sweep 'paper', run once per seed, with the figures of REPLICATES."""
+    records = []
+    for code in codes:
+        aps, fps, memory = REPLICATES[code]
+        for seed in seeds:
+            records.append(
+                run(
+                    code,
+                    False,
+                    source="run",
+                    seed=seed,
+                    cell_id=f"id{code}",
+                    run_id=f"id{code}-s{seed}",
+                    bbox_mAP=aps[seed],
+                    fps=fps[seed],
+                    memory_gb=memory,
+                    memory_kind="cuda_peak_allocated",
+                    config=f"configs/c{code}-s{seed}.py",
+                    **more,
+                )
+            )
+    return records
+
+
+def test_one_run_per_cell_is_todays_table_in_every_format(tmp_path: Path) -> None:
+    """Seeded runs, one per cell, give the table an unseeded store gives, byte for byte."""
+    from ablation.results.modelzoo import load_reference
+
+    plain = stored(tmp_path / "plain", zoo())
+    single = stored(tmp_path / "single", [dataclasses.replace(r, seed=0, cell_id="id") for r in zoo()])
+    for options in (
+        TableOptions(),
+        TableOptions(baseline="0000", breakdown=True, complexity=True, spread="sd"),
+    ):
+        for fmt in FORMATS:
+            assert render(results_table(single, options), fmt) == render(results_table(plain, options), fmt)
+    table = results_table(single, TableOptions(baseline="0000"))
+    assert (table.spreads, table.spread_headers, table.note, table.axes) == ((), (), None, ())
+    assert "n" not in table.headers and "±" not in render(table, "markdown")
+    golden = (Path(__file__).parent / "golden" / "export-reference.md").read_text()
+    assert render(results_table(stored(tmp_path / "zoo", load_reference())), "markdown") == golden
+
+
+def test_replicates_in_markdown(tmp_path: Path) -> None:
+    table = results_table(stored(tmp_path, seeded()))
+    assert results_table(framed(seeded())) == table  # a frame built by hand: seeds as floats
+    assert table.headers == (*BASE_HEADERS[:7], "n", "Config")
+    assert table.left_out == 0
+    assert render(table, "markdown") == (
+        "| Backbone | Attention Component | DCN | Lr schd | Mem (GB) | Inf time (fps) |   box AP   |  n  |"
+        "             Config            |\n"
+        "| :------: | :-----------------: | :-: | :-----: | :------: | :------------: | :--------: | :-: |"
+        " :---------------------------: |\n"
+        "|   R-50   |         0000        |  N  |    1x   |   4.0    |   21.0 ± 2.5   | 37.2 ± 0.5 |  3  |"
+        " [config](configs/c0000-s0.py) |\n"
+        "|   R-50   |         1111        |  N  |    1x   |   8.0    |   13.5 ± 1.2   | 40.2 ± 0.5 |  3  |"
+        " [config](configs/c1111-s0.py) |\n"
+        "\n" + NOTE_CI + "\n"
+    )
+
+
+def test_replicates_in_csv_and_latex(tmp_path: Path) -> None:
+    table = results_table(stored(tmp_path, seeded()))
+    assert render(table, "csv") == (
+        "Backbone,Attention Component,DCN,Lr schd,Mem (GB),Inf time (fps),Inf time (fps) ±,box AP,box AP ±,n,"
+        "Config\n"
+        "R-50,0000,N,1x,4.0,21.0,2.4841377117503285,37.2,0.49682754235006454,3,configs/c0000-s0.py\n"
+        "R-50,1111,N,1x,8.0,13.5,1.2420688558751642,40.2,0.49682754235006454,3,configs/c1111-s0.py\n"
+    )
+    rows = list(csv.DictReader(io.StringIO(render(table, "csv"))))
+    # the half-widths are t(0.975, 2) * sd / sqrt(3): sd 1 and 0.5 fps, 0.2 AP
+    assert float(rows[0]["Inf time (fps) ±"]) == pytest.approx(T975_DF2 / math.sqrt(3), rel=1e-12)
+    assert float(rows[1]["Inf time (fps) ±"]) == pytest.approx(0.5 * T975_DF2 / math.sqrt(3), rel=1e-12)
+    assert float(rows[1]["box AP ±"]) == pytest.approx(0.2 * T975_DF2 / math.sqrt(3), rel=1e-9)
+    assert render(table, "latex") == (
+        "\\begin{tabular}{llllrrrr}\n"
+        "\\toprule\n"
+        "Backbone & Attention Component & DCN & Lr schd & Mem (GB) & Inf time (fps) & box AP & n \\\\\n"
+        "\\midrule\n"
+        "R-50 & 0000 & N & 1x & 4.0 & 21.0 $\\pm$ 2.5 & 37.2 $\\pm$ 0.5 & 3 \\\\\n"
+        "R-50 & 1111 & N & 1x & 8.0 & 13.5 $\\pm$ 1.2 & 40.2 $\\pm$ 0.5 & 3 \\\\\n"
+        "\\bottomrule\n"
+        "\\end{tabular}\n"
+    )
+
+
+def test_spread_sd_shows_the_standard_deviation(tmp_path: Path) -> None:
+    table = results_table(stored(tmp_path, seeded()), TableOptions(spread="sd"))
+    assert column(table, "box AP") == ["37.2 ± 0.2", "40.2 ± 0.2"]
+    assert column(table, "Inf time (fps)") == ["21.0 ± 1.0", "13.5 ± 0.5"]
+    assert render(table, "markdown").endswith("\n\n" + NOTE_SD + "\n")
+    rows = list(csv.DictReader(io.StringIO(render(table, "csv"))))
+    assert [float(r["Inf time (fps) ±"]) for r in rows] == pytest.approx([1.0, 0.5])
+    with pytest.raises(InputError, match="unknown spread 'iqr'; valid spreads: ci, sd"):
+        results_table(stored(tmp_path / "again", seeded()), TableOptions(spread="iqr"))
+
+
+def test_a_row_of_one_run_among_replicates_shows_its_value(tmp_path: Path) -> None:
+    records = [*seeded(("1111",)), *seeded(("0000",), seeds=(0,))]
+    records[1] = dataclasses.replace(records[1], fps=None)  # one fps fewer: a mean of two
+    table = results_table(stored(tmp_path, records), TableOptions(breakdown=True))
+    assert column(table, "n") == ["1", "3"]
+    assert column(table, "box AP") == ["37.0", "40.2 ± 0.5"]
+    assert column(table, "Inf time (fps)") == ["20.0", f"13.5 ± {0.5 * 12.706204736174707:.1f}"]
+    assert column(table, "AP50") == ["-", "-"]
+    assert table.spreads[0][table.headers.index("box AP")] is None
+
+
+def test_baseline_difference_with_welchs_interval(tmp_path: Path) -> None:
+    table = results_table(stored(tmp_path, seeded(("0000", "1111", "0010"))), TableOptions(baseline="0000"))
+    assert table.headers == (*BASE_HEADERS[:7], "n", "Δ box AP", "Config")
+    # 0010 - 0000: +0.03 with an interval that holds 0; 1111 - 0000: +3.0, se sqrt(2 * 0.2^2 / 3), df 4
+    assert column(table, "Δ box AP") == ["+0.0", "+0.0 ± 1.6 (ns)", "+3.0 ± 0.5"]
+    i = table.headers.index("Δ box AP")
+    assert table.values[2][i] == pytest.approx(3.0)
+    assert table.spreads[2][i] == pytest.approx(T975_DF4 * math.sqrt(2 * 0.2**2 / 3), rel=1e-9)
+    assert table.spreads[0][i] is None
+    text = render(table, "markdown")
+    assert text.endswith("\n\n" + NOTE_CI + NOTE_DELTA + "\n")
+    rows = list(csv.DictReader(io.StringIO(render(table, "csv"))))
+    assert [r["Δ box AP ±"] == "" for r in rows] == [True, False, False]
+    assert "+0.0 $\\pm$ 1.6 (ns)" in render(table, "latex")
+    # with sd, Δ keeps Welch's interval
+    sd = results_table(
+        stored(tmp_path / "sd", seeded(("0000", "1111"))), TableOptions(baseline="0000", spread="sd")
+    )
+    assert column(sd, "Δ box AP") == ["+0.0", "+3.0 ± 0.5"]
+
+
+def test_baseline_of_one_run_gives_the_difference_alone(tmp_path: Path) -> None:
+    records = [*seeded(("1111",)), *seeded(("0000",), seeds=(1,))]
+    table = results_table(stored(tmp_path, records), TableOptions(baseline="0000"))
+    assert column(table, "Δ box AP") == ["+0.0", "+3.0"]
+
+
+def test_stale_replicates_of_an_older_config_are_left_out(tmp_path: Path) -> None:
+    old = [
+        dataclasses.replace(r, cell_id="old1111", run_id=f"old-s{r.seed}", bbox_mAP=0.3)
+        for r in seeded(("1111",))
+    ]
+    new = [
+        dataclasses.replace(r, finished=datetime(2024, 6, 1, tzinfo=UTC))
+        for r in seeded(("1111",), seeds=(0,))
+    ]
+    table = results_table(stored(tmp_path, [*seeded(("0000",)), *old, *new]))
+    assert column(table, "box AP") == ["37.2 ± 0.5", "40.0"]
+    assert column(table, "n") == ["3", "1"]
+    assert table.left_out == 3
+
+
+# --- axes -----------------------------------------------------------------------------------------------
+
+
+def with_axes() -> list[RunRecord]:
+    """Sweep 'kv': 0000 (no attention axis) and 1111 at kv_stride 1 and 2, two seeds each, at two lrs."""
+    records = []
+    for lr in (0.01, 0.02):
+        for stride in (None, 1, 2):
+            code = "0000" if stride is None else "1111"
+            axes: dict[str, Any] = {"train.optimizer.lr": lr}
+            if stride is not None:
+                axes["model.attention.kv_stride"] = stride
+                axes["model.attention.stages"] = [False, False, True, stride == 2]
+            name = f"{code}_kv-stride-{stride}_lr-{lr}"
+            for seed in (0, 1):
+                records.append(
+                    run(
+                        code,
+                        False,
+                        sweep="kv",
+                        source="run",
+                        cell=name,
+                        seed=seed,
+                        cell_id=f"id-{name}",
+                        run_id=f"id-{name}-s{seed}",
+                        bbox_mAP=0.40 + 0.01 * (stride or 0) + lr + 0.001 * seed,
+                        axes=axes,
+                    )
+                )
+    return records
+
+
+def test_axis_columns_after_lr_schd_with_short_headers(tmp_path: Path) -> None:
+    table = results_table(stored(tmp_path, with_axes()))
+    assert table.headers[:8] == (*BASE_HEADERS[:4], "kv_stride", "stages", "lr", "Mem (GB)")
+    assert table.axes == ("kv_stride", "stages", "lr")
+    got = [row[1:2] + row[4:7] for row in table.rows]
+    assert got == [
+        ("0000", "-", "-", "0.01"),
+        ("0000", "-", "-", "0.02"),
+        ("1111", "1", "[false, false, true, false]", "0.01"),
+        ("1111", "1", "[false, false, true, false]", "0.02"),
+        ("1111", "2", "[false, false, true, true]", "0.01"),
+        ("1111", "2", "[false, false, true, true]", "0.02"),
+    ]
+    assert table.values[2][4:7] == (1, "[false, false, true, false]", 0.01)
+    assert render(table, "latex").splitlines()[0] == r"\begin{tabular}{lllllllrrrr}"
+    assert "kv\\_stride & stages & lr" in render(table, "latex")
+
+
+def test_axis_headers_keep_as_much_of_the_name_as_tells_them_apart(tmp_path: Path) -> None:
+    records = [
+        run(
+            "1111",
+            False,
+            cell="a",
+            axes={"model.attention.stride": 1, "model.dcn.stride": 2, "x.model.dcn.stride": 3},
+        )
+    ]
+    table = results_table(stored(tmp_path, records))
+    assert table.axes == ("attention.stride", "model.dcn.stride", "x.model.dcn.stride")
+
+
+def test_baseline_matches_the_axes_both_rows_have(tmp_path: Path) -> None:
+    table = results_table(stored(tmp_path, with_axes()), TableOptions(baseline="0000"))
+    deltas = column(table, "Δ box AP")
+    assert [d.split(" ")[0] for d in deltas] == ["+0.0", "+0.0", "+1.0", "+1.0", "+2.0", "+2.0"]
+    # a 1111 baseline: one per stride; 0000 (no stride) matches both, so has none
+    other = results_table(stored(tmp_path / "b", with_axes()), TableOptions(baseline="1111"))
+    assert [d.split(" ")[0] for d in column(other, "Δ box AP")] == ["-", "-", "+0.0", "+0.0", "+0.0", "+0.0"]
+
+
+def test_baseline_prefers_the_row_with_the_same_axes(tmp_path: Path) -> None:
+    """Cells without axes next to cells with them: of the baselines that match, the one that shares the row's
+    values (null for null) on the most axes."""
+    mixed = [*seeded(("0000", "1111")), *(dataclasses.replace(r, sweep="paper") for r in with_axes())]
+    table = results_table(stored(tmp_path, mixed), TableOptions(baseline="0000"))
+    got = {(r[1], r[4], r[6]): r[table.headers.index("Δ box AP")] for r in table.rows}
+    assert got[("0000", "-", "-")] == got[("0000", "-", "0.01")] == "+0.0"
+    assert got[("1111", "-", "-")] == "+3.0 ± 0.5"
+    assert got[("1111", "2", "0.02")].startswith("+2.0 ± ")
+
+
+def test_select_where_an_axis_has_a_value(tmp_path: Path) -> None:
+    frame = stored(tmp_path, with_axes())
+    for name in ("kv_stride", "attention.kv_stride", "model.attention.kv_stride"):
+        chosen = select(frame, where=[(name, "2")])
+        assert sorted(set(chosen["cell"])) == [
+            "0000_kv-stride-None_lr-0.01",  # the axis does not vary 0000: it stays
+            "0000_kv-stride-None_lr-0.02",
+            "1111_kv-stride-2_lr-0.01",
+            "1111_kv-stride-2_lr-0.02",
+        ]
+    both = select(frame, where=[("kv_stride", "1"), ("lr", "0.02")])
+    assert sorted(set(both["cell"])) == ["0000_kv-stride-None_lr-0.02", "1111_kv-stride-1_lr-0.02"]
+    stages = select(frame, where=[("stages", "[false, false, true, true]")])
+    assert sorted(set(stages["cell"]) - {c for c in stages["cell"] if c.startswith("0000")}) == [
+        "1111_kv-stride-2_lr-0.01",
+        "1111_kv-stride-2_lr-0.02",
+    ]
+    assert len(select(frame, where=[("stages", "[false,false,true,true]")])) == len(stages)
+
+
+def test_select_where_compares_types_and_bare_words(tmp_path: Path) -> None:
+    records = [
+        run(
+            "1111",
+            False,
+            cell=f"c{i}",
+            run_id=f"r{i}",
+            axes={"a.flag": flag, "a.impl": impl, "a.count": count},
+        )
+        for i, (flag, impl, count) in enumerate([(True, "sdpa", 1), (False, "reference", 2)])
+    ]
+    frame = stored(tmp_path, records)
+    assert list(select(frame, where=[("flag", "true")])["cell"]) == ["c0"]
+    assert list(select(frame, where=[("impl", "reference")])["cell"]) == ["c1"]  # a bare word
+    assert list(select(frame, where=[("impl", '"sdpa"')])["cell"]) == ["c0"]
+    assert list(select(frame, where=[("count", "1")])["cell"]) == ["c0"]
+    with pytest.raises(InputError, match=r"no run has this value of a\.count; its values: 1, 2"):
+        select(frame, where=[("count", "true")])  # true is not 1
+    with pytest.raises(InputError, match=r"no run has this value of a\.flag; its values: false, true"):
+        select(frame, where=[("flag", "1")])
+
+
+def test_select_where_errors_name_the_axis_columns(tmp_path: Path) -> None:
+    frame = stored(tmp_path, with_axes())
+    axes = "model.attention.kv_stride, model.attention.stages, train.optimizer.lr"
+    with pytest.raises(InputError) as error:
+        select(frame, where=[("kv", "2")])
+    assert str(error.value) == (
+        f"--where kv=2: 'kv' is not an axis column of the store; axis columns in the store: {axes}"
+    )
+    with pytest.raises(InputError) as error:
+        select(frame, where=[("attention", "2")])
+    assert "'attention' is not an axis column" in str(error.value)
+    several = stored(tmp_path / "several", [run("1111", False, axes={"a.stride": 1, "b.stride": 2})])
+    with pytest.raises(InputError, match=r"'stride' names several axis columns; .*: a\.stride, b\.stride$"):
+        select(several, where=[("stride", "1")])
+    with pytest.raises(
+        InputError, match=r"no run has this value of model\.attention\.kv_stride; its values: 1, 2"
+    ):
+        select(frame, where=[("kv_stride", "3")])
+    with pytest.raises(InputError, match=r"axis columns in the store: none"):
+        select(stored(tmp_path / "none", zoo()), where=[("kv_stride", "2")])
+
+
+def test_select_seeds(tmp_path: Path) -> None:
+    frame = stored(tmp_path, [*seeded(), *zoo()[:1]])
+    chosen = select(frame, seeds=[0, 2])
+    assert sorted(chosen["run_id"]) == ["id0000-s0", "id0000-s2", "id1111-s0", "id1111-s2", "r1"]
+    table = results_table(select(frame, sources=["run"], seeds=[1]))
+    assert column(table, "box AP") == ["37.2", "40.2"]  # one run each: no spread, no n
+    assert "n" not in table.headers
+    with pytest.raises(InputError) as error:
+        select(frame, seeds=[0, 7])
+    assert str(error.value) == "--seeds: seed 7 not in the store; seeds in the store: 0, 1, 2"
+    with pytest.raises(InputError, match="seeds in the store: none"):
+        select(stored(tmp_path / "zoo", zoo()), seeds=[0])
+
+
+# --- the command ----------------------------------------------------------------------------------------
+
+
+def test_export_command_with_replicates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ablation.cli.commands import main
+
+    store = tmp_path / "store"
+    stored(tmp_path, [*seeded(("0000", "1111", "0010")), *with_axes()])
+    kv = ["export", "--store", str(store), "--sweep", "kv", "--baseline", "0000"]
+    assert main([*kv, "--where", "kv_stride=2", "--where", "lr=0.01"]) == 0
+    out = capsys.readouterr().out
+    # 1111 - 0000 at lr 0.01: 43.0, 43.1 against 41.0, 41.1; Welch's df 2, se 0.0707: t(0.975, 2) * se = 0.3
+    assert [(row[1], row[4], row[6], row[9], row[11]) for row in md_cells(out.split("\n\n")[0])[2:]] == [
+        ("0000", "-", "0.01", "41.1 ± 0.6", "+0.0"),
+        ("1111", "2", "0.01", "43.1 ± 0.6", "+2.0 ± 0.3"),
+    ]
+    assert out.endswith("\n\n" + NOTE_CI + NOTE_DELTA + "\n")
+    paper = ["export", "--store", str(store), "--sweep", "paper", "--format", "csv"]
+    assert main([*paper, "--seeds", "0,1", "--seeds", "2", "--spread", "sd"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["Attention Component"], r["n"]) for r in rows] == [("0000", "3"), ("0010", "3"), ("1111", "3")]
+    assert float(rows[0]["box AP ±"]) == pytest.approx(0.2)
+    assert main([*paper, "--seeds", "0,2"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["n"], float(r["box AP"])) for r in rows] == [("2", 37.2), ("2", 37.3), ("2", 40.2)]
+    assert main([*paper, "--seeds", "1"]) == 0
+    assert "±" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("flags", "line"),
+    [
+        (
+            ["--where", "nope=1"],
+            "error: --where nope=1: 'nope' is not an axis column of the store; axis columns "
+            "in the store: model.attention.kv_stride, model.attention.stages, train.optimizer.lr",
+        ),
+        (["--seeds", "9"], "error: --seeds: seed 9 not in the store; seeds in the store: 0, 1"),
+        (
+            ["--where", "kv_stride=3"],
+            "error: --where kv_stride=3: no run has this value of "
+            "model.attention.kv_stride; its values: 1, 2",
+        ),
+        (
+            ["--where", "kv_stride"],
+            "error: argument --where: expected AXIS=VALUE such as kv_stride=2, got "
+            "'kv_stride' (see ablation export --help)",
+        ),
+        (
+            ["--seeds", "a"],
+            "error: argument --seeds: expected seeds such as 0,1,2, got 'a' (see ablation export --help)",
+        ),
+        (
+            ["--spread", "iqr"],
+            "error: argument --spread: invalid choice: 'iqr' (choose from 'ci', 'sd') (see "
+            "ablation export --help)",
+        ),
+    ],
+)
+def test_export_command_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], line: str
+) -> None:
+    from ablation.cli.commands import main
+
+    stored(tmp_path, with_axes())
+    try:
+        code = main(["export", "--store", str(tmp_path / "store"), *flags])
+    except SystemExit as exit_:  # argparse's errors
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err == line + "\n"
+    assert captured.out == ""

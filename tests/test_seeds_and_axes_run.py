@@ -147,4 +147,4 @@ def test_a_deleted_replicate_is_the_only_one_submitted_again(ran: Ran, tmp_path:
     code, out = ablation(ran, "launch", *args, "--retry-failed", "--wait", "--parallel", "1")
     assert code == 0, out
     assert out.startswith(f"submitted 1 of 9 cells of sweep {NAME} (local); left alone: 8 done")
-    assert out.splitlines()[-1] == "9 runs of 3 cells: 9 done"
+    assert "9 runs of 3 cells: 9 done" in out.splitlines()

@@ -1,7 +1,9 @@
 """Cells through a real single-node Slurm cluster (slurm/cluster up): arrays, a killed launcher, requeues.
 
-The only fake is a wrapper around the real ``sbatch`` that waits after submitting, so that the launcher can
-be SIGKILLed at the worst moment: the jobs are in Slurm, their ids not yet in the manifest.
+The only fakes are wrappers around the real commands: an ``sbatch`` that waits after submitting, so that the
+launcher can be SIGKILLed at the worst moment (the jobs are in Slurm, their ids not yet in the manifest), and
+an ``sacct`` and an ``scontrol`` that count their calls. The cluster's MaxArraySize is 3 (slurm/cluster), so
+the 4-cell grid goes out as two arrays.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -27,6 +30,7 @@ from ablation.run.slurm import LIVE_STATES
 from .conftest import REPO, venv_bin, write_sweep
 
 CELLS = 4  # 0000 and 1111, DCN off and on
+ARRAYS = [3, 1]  # the grid's cells per job array: slurm/cluster's MaxArraySize is 3
 MINI = f"mini-{uuid.uuid4().hex[:6]}"  # this run's sweep: its job names are this run's alone
 BROKEN = "faster-rcnn_r50-dconv-c3-c5_fpn_2e_shapes"
 
@@ -95,22 +99,50 @@ def wait_for(check: object, timeout_s: float, what: str) -> None:
         time.sleep(1)
 
 
-def slow_sbatch(folder: Path) -> dict[str, str]:
-    """An environment whose sbatch submits for real, then leaves a mark and waits before answering."""
-    bin_dir = folder / "bin"
-    bin_dir.mkdir()
-    real = subprocess.run(["which", "sbatch"], capture_output=True, text=True, check=True).stdout.strip()
-    wrapper = bin_dir / "sbatch"
-    wrapper.write_text(
-        f'#!/bin/bash\nout=$("{real}" "$@") || exit $?\ntouch "{folder}/submitted"\nsleep 60\necho "$out"\n'
-    )
+def wrapped(bin_dir: Path, command: str, *body: str) -> dict[str, str]:
+    """An environment whose ``command`` is a bash wrapper in ``bin_dir`` running the lines ``body``, in which
+    $REAL is the real command."""
+    bin_dir.mkdir(exist_ok=True)
+    real = subprocess.run(["which", command], capture_output=True, text=True, check=True).stdout.strip()
+    wrapper = bin_dir / command
+    wrapper.write_text("\n".join(("#!/bin/bash", f'REAL="{real}"', *body)) + "\n")
     wrapper.chmod(0o755)
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
 
 
+def slow_sbatch(folder: Path, calls: int) -> dict[str, str]:
+    """An environment whose sbatch submits for real; its ``calls``-th call then leaves a mark and waits
+    before answering."""
+    count = folder / "sbatch-calls"
+    return wrapped(
+        folder / "bin",
+        "sbatch",
+        'out=$("$REAL" "$@") || exit $?',
+        f'echo >> "{count}"',
+        f'if (( $(wc -l < "{count}") == {calls} )); then touch "{folder}/submitted"; sleep 60; fi',
+        'echo "$out"',
+    )
+
+
+def counted(folder: Path, command: str) -> tuple[dict[str, str], Path]:
+    """An environment whose ``command`` runs for real and writes each call's arguments, one line per call,
+    to the file returned with it."""
+    calls = folder / f"{command}-calls"
+    env = wrapped(
+        folder / f"counted-{command}", command, f'printf "%s\\n" "$*" >> "{calls}"', 'exec "$REAL" "$@"'
+    )
+    return env, calls
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
 @pytest.fixture(scope="module")
-def grid(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, str]]:
-    """The grid launched, its launcher SIGKILLed mid-submission, relaunched and waited for."""
+def grid(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, list[str]]]:
+    """The grid launched as two arrays, its launcher SIGKILLed while submitting the second (the first's ids
+    recorded, the second in Slurm but not in the manifest), relaunched and waited for; yields the folder, the
+    root and the arrays' job names."""
     folder = tmp_path_factory.mktemp("slurm")
     sweep = write_sweep(folder, sweep_text(), MINI)
     root = folder / "runs"
@@ -126,21 +158,29 @@ def grid(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
     launcher = subprocess.Popen(
         [venv_bin("ablation"), "launch", *args],
         cwd=folder,
-        env=slow_sbatch(folder),
+        env=slow_sbatch(folder, calls=len(ARRAYS)),
         stdout=subprocess.DEVNULL,
     )
-    wait_for(lambda: (folder / "submitted").exists(), 120, "sbatch")
+    wait_for(lambda: (folder / "submitted").exists(), 120, "the second sbatch")
     launcher.send_signal(signal.SIGKILL)
     launcher.wait()
     history = manifest(root, MINI)
-    assert len(history) == CELLS and all(entry["job_id"] == "" for entry in history)  # intents only
-    yield folder, root, str(history[0]["job_name"])
+    names = sorted({str(entry["job_name"]) for entry in history})
+    assert [sum(1 for e in history if e["job_name"] == name) for name in names] == ARRAYS
+    launch_name = names[0].rpartition("-")[0]  # ablation-<sweep>-<8 hex>, and each array's number
+    assert re.fullmatch(f"ablation-{MINI}-[0-9a-f]{{8}}", launch_name), names
+    assert names == [f"{launch_name}-{k}" for k in range(1, len(ARRAYS) + 1)]
+    assert [e["index"] for e in history] == [i for size in ARRAYS for i in range(size)]
+    # the first array's job ids recorded, the second's intents only
+    assert [e["job_id"] != "" for e in history] == [True] * ARRAYS[0] + [False] * ARRAYS[1]
+    yield folder, root, names
 
 
 def test_a_relaunch_after_a_killed_launcher_submits_nothing_and_every_cell_runs_once(
-    grid: tuple[Path, Path, str],
+    grid: tuple[Path, Path, list[str]],
 ) -> None:
-    folder, root, name = grid
+    folder, root, names = grid
+    name = ",".join(names)  # sacct --name takes a list
     sweep = str(folder / f"{MINI}.toml")
     # no --executor: the dead launcher's intents are completed where they went, and nothing goes elsewhere
     again = ablation(folder, "launch", "--sweep", sweep, "--root", str(root), "--wait")
@@ -164,7 +204,7 @@ def test_a_relaunch_after_a_killed_launcher_submits_nothing_and_every_cell_runs_
     assert ids == {job_id for job_id, _, _ in tasks}
 
 
-def test_slurm_results_have_the_local_executor_s_fields(grid: tuple[Path, Path, str]) -> None:
+def test_slurm_results_have_the_local_executor_s_fields(grid: tuple[Path, Path, list[str]]) -> None:
     _, root, _ = grid
     found = results(root, MINI)
     assert len(found) == CELLS
@@ -178,28 +218,55 @@ def test_slurm_results_have_the_local_executor_s_fields(grid: tuple[Path, Path, 
         assert 0.0 <= r["metrics"]["bbox_mAP"] <= 1.0  # type: ignore[index]
 
 
-def test_status_from_a_fresh_process(grid: tuple[Path, Path, str]) -> None:
+def test_status_from_a_fresh_process_asks_sacct_once_for_both_arrays(
+    grid: tuple[Path, Path, list[str]],
+) -> None:
     folder, root, _ = grid
+    env, calls = counted(folder, "sacct")
     done = ablation(
-        folder, "status", "--sweep", str(folder / f"{MINI}.toml"), "--root", str(root), "--executor", "slurm"
+        folder,
+        "status",
+        *("--sweep", str(folder / f"{MINI}.toml"), "--root", str(root), "--executor", "slurm"),
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "4 cells: 3 done, 1 failed"
     (row,) = [line for line in done.stdout.splitlines() if line.startswith(BROKEN)]
     assert row.split()[3] == "failed"
+    arrays = {str(e["job_id"]).split("_")[0] for e in manifest(root, MINI)}
+    assert len(arrays) == len(ARRAYS)
+    (call,) = lines(calls)  # one call for both arrays
+    assert call.startswith("-n -X -P --format=JobID,State -j ") and set(call.split()[-1].split(",")) == arrays
 
 
-def test_retry_failed_reruns_the_failed_cell(grid: tuple[Path, Path, str]) -> None:
+def test_retry_failed_reruns_the_failed_cell_asking_max_array_size_once(
+    grid: tuple[Path, Path, list[str]],
+) -> None:
     folder, root, _ = grid
     (entry,) = [e for e in manifest(root, MINI) if e["cell"] == BROKEN]
     for leftover in ("epoch_1.pth", "last_checkpoint"):
         (Path(str(entry["work_dir"])) / leftover).unlink()
     args = ("--sweep", str(folder / f"{MINI}.toml"), "--root", str(root), "--executor", "slurm")
-    done = ablation(folder, "launch", *args, "--retry-failed", "--wait")
+    env, calls = counted(folder, "scontrol")
+    done = ablation(folder, "launch", *args, "--retry-failed", "--wait", env=env)
     assert done.stdout.startswith("submitted 1 of 4 cells"), done.stdout + done.stderr
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1] == "4 cells: 4 done"
     assert results(root, MINI)[BROKEN]["attempt"] == 2
+    assert [call for call in lines(calls) if call.startswith("show")] == ["show config"]  # not per poll
+
+
+def test_a_dry_run_on_the_cluster_shows_the_grid_as_two_arrays(cluster: None, tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, sweep_text(), "dry")
+    args = ("--sweep", str(sweep), "--root", str(tmp_path / "runs"), "--executor", "slurm", "--dry-run")
+    done = ablation(tmp_path, "launch", *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    first, second = done.stdout.split("# array 2 of 2: 1 cell\n")
+    assert first.startswith("# array 1 of 2: 3 cells\n#!/bin/bash\n"), first
+    assert "#SBATCH --array=0-2%" in first and "#SBATCH --job-name=ablation-dry-DRYRUN-1\n" in first
+    assert second.startswith("#!/bin/bash\n") and "--array" not in second  # one cell: a plain job
+    assert "#SBATCH --job-name=ablation-dry-DRYRUN-2\n" in second
+    assert not (tmp_path / "runs" / "dry" / "manifest.json").exists()  # nothing submitted
 
 
 def single_cell(folder: Path, name: str, **changes: str) -> tuple[Path, Path]:

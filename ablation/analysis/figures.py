@@ -3,7 +3,9 @@
 Conventions: box AP in percent on the y axis; DCN off blue, on red; own runs are circles, imported logs
 diamonds and the published model-zoo numbers large open stars, so a reference point is never mistaken for
 one of ours; the hover decodes the attention code into its factors. Each point carries its run's key
-(sweep, cell, run_id, source) as ``customdata``, so a selection in the dashboard leads to the run.
+(sweep, cell, run_id, source) as ``customdata``, so a selection in the dashboard leads to the run. A point
+that is a cell's replicates at their mean (``numbers.replicate_means``) has error bars of its 95% confidence
+interval and says in its hover how many runs it is.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from ablation.analysis.numbers import FACTOR_COLUMNS, describe_code, factor_label
+from ablation.analysis.numbers import FACTOR_COLUMNS, HALF_SUFFIX, describe_code, factor_label
 from ablation.model.codes import AttentionCode
 
 if TYPE_CHECKING:
@@ -53,7 +55,12 @@ def tradeoff_figure(
     points: DataFrame, x: str, front: DataFrame | None = None, memory_kind: str | None = None
 ) -> go.Figure:
     """Box AP against ``x`` (a key of AXES), one point per row of ``points``, with the Pareto ``front``
-    (rows of the same frame) drawn as a line. Rows with no AP or no ``x`` are not drawn."""
+    (rows of the same frame) drawn as a line. Rows with no AP or no ``x`` are not drawn.
+
+    Where ``points`` has half-widths of confidence intervals (the ``bbox_mAP_ci`` and ``<x>_ci`` columns of
+    ``numbers.replicate_means``), a trace with one draws them as error bars (``error_y`` for AP, ``error_x``
+    for ``x``), none where a point has no interval (one run); without them the chart has no error bars.
+    """
     import plotly.graph_objects as go
 
     title, _ = AXES[x]
@@ -84,6 +91,7 @@ def tradeoff_figure(
                     customdata=group[list(KEY_COLUMNS)].astype(str).values.tolist(),
                     hovertext=[_hover(row, x) for row in group.to_dict("records")],
                     hoverinfo="text",
+                    **_error_bars(group, x, colour),
                 )
             )
     if front is not None and not front.empty:
@@ -108,22 +116,50 @@ def tradeoff_figure(
     return figure
 
 
+def _error_bars(group: DataFrame, x: str, colour: str) -> dict[str, Any]:
+    """The ``error_y`` (AP) and ``error_x`` (``x``) of a trace, from the group's half-width columns where
+    one holds a value; a point without one gets no bar."""
+    bars: dict[str, Any] = {}
+    for key, column, scale in (("error_y", "bbox_mAP", 100.0), ("error_x", x, _scale(x))):
+        halves = [_number(v) for v in group.get(column + HALF_SUFFIX, [])]
+        if any(h is not None for h in halves):
+            bars[key] = {
+                "type": "data",
+                "array": [None if h is None else h * scale for h in halves],
+                "visible": True,
+                "color": colour,
+                "thickness": 1.2,
+                "width": 3,
+            }
+    return bars
+
+
 def _hover(row: dict[str, Any], x: str) -> str:
     code = describe_code(_text(row.get("code")), _flag(row.get("dcn")))
     ap = _number(row.get("bbox_mAP"))
+    n = _number(row.get("n"))
     parts = [
         f"<b>{code}</b>",
         f"{row.get('sweep')} / {row.get('cell')} ({row.get('source')})",
-        f"box AP {ap * 100:.1f}" if ap is not None else "box AP -",
+        f"box AP {ap * 100:.1f}{_plus_minus(row, 'bbox_mAP', 100.0)}" if ap is not None else "box AP -",
     ]
+    if n is not None and n > 1:
+        seeds = _text(row.get("seeds"))
+        parts.append(f"mean of n = {n:.0f} runs" + (f" (seeds {seeds})" if seeds else "") + ", ± 95% CI")
     module, implementation = _text(row.get("attention_module")), _text(row.get("attention_impl"))
     if module:
         parts.append(f"attention: {module}" + (f" ({implementation})" if implementation else ""))
     for column, unit, scale in (("fps", "img/s", 1.0), ("memory_gb", "GB", 1.0), ("flops", "GFLOPs", 1e-9)):
         value = _number(row.get(column))
         if value is not None:
-            parts.append(f"{value * scale:.1f} {unit}")
+            parts.append(f"{value * scale:.1f}{_plus_minus(row, column, scale)} {unit}")
     return "<br>".join(parts)
+
+
+def _plus_minus(row: dict[str, Any], column: str, scale: float) -> str:
+    """' ± 0.4' from the row's half-width of ``column``; '' without one."""
+    half = _number(row.get(column + HALF_SUFFIX))
+    return "" if half is None else f" ± {half * scale:.1f}"
 
 
 def _number(value: Any) -> float | None:

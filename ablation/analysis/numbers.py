@@ -1,24 +1,31 @@
 """The numbers behind the dashboard, computed from store frames (``Store(path).read().frame()``) with
-pandas and numpy only: Pareto fronts, the factorial analysis of the 2^4 x 2 grid, the AP
-grid, and a run's training curves.
+pandas and numpy: Pareto fronts, a cell's replicates at their mean with its confidence interval, the
+factorial analysis of the 2^4 x 2 grid, the AP grid, the seed and axis columns of a table, and a run's
+training curves.
 
 Frames are as ``ReadResult.frame`` returns them (nullable ``boolean``/``Int64``/``string`` columns, float
 columns with NaN, tz-aware UTC timestamps); frames built by hand from ``dataclasses.asdict(RunRecord)`` work
 as well. Box AP stays a fraction here (0.400 is 40.0 AP) except in :func:`ap_grid`, which gives percent.
 
-Which runs count is :func:`ablation.results.latest.latest_runs`, the rule the exported tables share.
+Which runs count is :func:`ablation.results.latest.latest_runs`, the rule the exported tables share: the
+latest done run of each replicate (seed) of each cell. The replicates of a cell are the rows sharing its
+sweep, source and cell: :func:`replicate_means` gives each cell once, at the mean of its replicates, with the
+95% confidence interval's half-width (``ablation.results.replicates``); the factorial analysis and the AP
+grid average a cell's replicates first, so a cell run with three seeds counts once, as a cell run once does.
 
-The factorial analysis (:func:`main_effects`, :func:`interactions`) treats the rows it is given as one design:
-pass it ``latest_runs`` of one sweep and one source. The factors are the four attention factors of the code
-and DCN (:data:`FACTOR_COLUMNS`). A row whose factor is unknown (no code, or no DCN setting) or whose metric
-is missing is left out of that factor's or metric's figures. Memory figures of different kinds (CUDA peak
-allocated, CPU peak RSS) measure different things: a computation on ``memory_gb`` over rows holding more than
-one kind raises ValueError rather than mix them (a memory figure with no kind recorded counts as no kind).
+The factorial analysis (:func:`main_effects`, :func:`interactions`) treats the cells it is given as one
+design: pass it ``latest_runs`` of one sweep and one source. The factors are the four attention factors of
+the code and DCN (:data:`FACTOR_COLUMNS`). A row whose factor is unknown (no code, or no DCN setting) or
+whose metric is missing is left out of that factor's or metric's figures. Memory figures of different kinds
+(CUDA peak allocated, CPU peak RSS) measure different things: a computation on ``memory_gb`` over rows
+holding more than one kind raises ValueError rather than mix them (a memory figure with no kind recorded
+counts as no kind).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -30,22 +37,32 @@ import numpy.typing as npt
 import pandas as pd
 
 from ablation.errors import BadCodeError, LogFormatError
+from ablation.grid.axes import short_names
 from ablation.model.codes import ALL_CODES, FACTORS, AttentionCode
 from ablation.results.latest import column_values
 from ablation.results.logs import figure, read_json_lines, show, whole_number
+from ablation.results.records import is_axis_column
+from ablation.results.replicates import GROUP, replicate_groups
 from ablation.run.result_file import METRICS, RESULT_FILE
 
 __all__ = [
     "FACTOR_COLUMNS",
     "GRID_COLUMNS",
+    "HALF_SUFFIX",
+    "INTERVAL_COLUMNS",
+    "MEAN_COLUMNS",
     "TRAIN_COLUMNS",
     "VAL_COLUMNS",
     "ap_grid",
+    "axis_columns",
+    "cell_means",
     "describe_code",
     "factor_label",
     "interactions",
     "main_effects",
     "pareto_front",
+    "replicate_columns",
+    "replicate_means",
     "training_curves",
     "work_dir_of",
 ]
@@ -55,6 +72,9 @@ FACTOR_COLUMNS: tuple[str, ...] = (*(f.key for f in FACTORS), "dcn")
 GRID_COLUMNS = ("off", "on")  # ap_grid's columns: DCN off, DCN on
 TRAIN_COLUMNS = ("iter", "epoch", "loss", "lr")
 VAL_COLUMNS = ("epoch", *METRICS)
+MEAN_COLUMNS = ("bbox_mAP", "fps", "memory_gb", "flops")  # replicate_means: each at its replicates' mean
+INTERVAL_COLUMNS = ("bbox_mAP", "fps")  # ... and these with their interval's half-width too
+HALF_SUFFIX = "_ci"  # the column of a figure's half-width: bbox_mAP_ci
 
 _DCN_LABEL = "deformable convolution"
 _LABELS = {**{f.key: f.name for f in FACTORS}, "dcn": _DCN_LABEL}
@@ -92,15 +112,75 @@ def _flags(frame: pd.DataFrame, column: str) -> tuple[BoolArray, BoolArray]:
     return known, on & known
 
 
+def _memory_kinds(frame: pd.DataFrame) -> list[str]:
+    """The memory_kinds of the rows with a memory figure (a missing kind is none), sorted."""
+    present = ~np.isnan(_floats(frame, _MEMORY, required=False))
+    return sorted({str(k) for k in column_values(frame, "memory_kind")[present] if k is not None})
+
+
 def _check_one_memory_kind(frame: pd.DataFrame) -> None:
     """ValueError if the rows with a memory figure hold more than one memory_kind (a missing kind is none)."""
-    present = ~np.isnan(_floats(frame, _MEMORY))
-    kinds = sorted({str(k) for k in column_values(frame, "memory_kind")[present] if k is not None})
+    kinds = _memory_kinds(frame)
     if len(kinds) > 1:
         raise ValueError(
             f"the rows mix memory kinds ({', '.join(kinds)}); pass the rows of one memory_kind, a CUDA peak "
             "and a CPU RSS are not comparable"
         )
+
+
+# --- a cell's replicates -----------------------------------------------------------------------------------
+
+
+def replicate_means(frame: pd.DataFrame) -> pd.DataFrame:
+    """The cells of ``latest_runs(frame)``, one row each (its replicates: ``replicates.replicate_groups``), in
+    the order the cells first appear: the row of the cell's first run (by seed), each of MEAN_COLUMNS at the
+    mean over the replicates that have it (NaN when none has), then the columns ``n`` (runs), ``seeds`` (text:
+    '0, 1, 2'; '' for an unseeded run) and, for INTERVAL_COLUMNS, ``<column>_ci``: the half-width of the
+    mean's 95% confidence interval (``Estimate.half()``; NaN with fewer than two values). A cell with one run
+    is that run's row as it is. A cell whose runs hold more than one memory_kind has no memory figure (NaN,
+    kind None) rather than a mean of two kinds."""
+    groups = replicate_groups(frame)
+    cells = pd.concat([g.rows.iloc[:1] for g in groups]) if groups else frame.iloc[0:0].copy()
+    estimates = {
+        column: [g.estimate(column) for g in groups] for column in (*MEAN_COLUMNS, *INTERVAL_COLUMNS)
+    }
+    for column in MEAN_COLUMNS:
+        if column in cells.columns:
+            cells[column] = np.array([math.nan if e is None else e.mean for e in estimates[column]])
+    mixed = [len(_memory_kinds(g.rows)) > 1 for g in groups]
+    if any(mixed) and _MEMORY in cells.columns:
+        cells[_MEMORY] = np.where(mixed, np.nan, _floats(cells, _MEMORY))
+        kinds = column_values(cells, "memory_kind")
+        cells["memory_kind"] = [None if m else k for m, k in zip(mixed, kinds, strict=True)]
+    cells["n"] = np.array([g.n for g in groups], dtype=np.int64)
+    seeds = [_floats(g.rows, "seed", required=False) for g in groups]  # a hand-built frame's: floats, NaN
+    cells["seeds"] = [", ".join(str(int(s)) for s in found if not np.isnan(s)) for found in seeds]
+    for column in INTERVAL_COLUMNS:
+        halves = [None if e is None else e.half() for e in estimates[column]]
+        cells[column + HALF_SUFFIX] = np.array(
+            [math.nan if h is None else h for h in halves], dtype=np.float64
+        )
+    return cells
+
+
+def cell_means(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per cell (the rows sharing sweep, source and cell: its replicates), in the order the cells
+    first appear: the cell's first row, each of ``metrics`` replaced by the mean over the replicates that
+    have it (NaN when none has). Unlike :func:`replicate_means` it takes the rows as given (no
+    ``latest_runs``). A frame whose cells have one row each (or that lacks those columns) comes back as it
+    is."""
+    if frame.empty or not set(GROUP) <= set(frame.columns) or not frame.duplicated(list(GROUP)).any():
+        return frame
+    group = frame.groupby(list(GROUP), dropna=False, sort=False).ngroup().to_numpy()
+    cells = frame[~frame.duplicated(list(GROUP))].copy()
+    for metric in metrics:
+        values = _floats(frame, metric)
+        present = ~np.isnan(values)
+        sums = np.bincount(group, weights=np.where(present, values, 0.0), minlength=len(cells))
+        counts = np.bincount(group, weights=present.astype(np.float64), minlength=len(cells))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cells[metric] = np.where(counts > 0, sums / np.where(counts > 0, counts, 1.0), np.nan)
+    return cells
 
 
 # --- labels -----------------------------------------------------------------------------------------------
@@ -125,6 +205,43 @@ def describe_code(code: str | None, dcn: bool | None) -> str:
     except BadCodeError:
         return f"{code}{suffix}: not an attention code"
     return f"{code}{suffix}: {description}"
+
+
+# --- seeds and axes in tables ----------------------------------------------------------------------------
+
+
+def axis_columns(frame: pd.DataFrame) -> list[str]:
+    """The axis columns of a store frame (``is_axis_column``: dotted setting names) that hold a value in some
+    row, sorted by name (the order of the exported tables' axis columns)."""
+    return sorted(str(c) for c in frame.columns if is_axis_column(str(c)) and frame[c].notna().any())
+
+
+def replicate_columns(frame: pd.DataFrame, taken: Sequence[str] = ()) -> pd.DataFrame:
+    """The seed and axis columns of a table of runs, one row per row of ``frame`` (same index): a column per
+    axis column of ``frame`` that holds a value (:func:`axis_columns`), headed by its short name
+    (:func:`short_names`; by its dotted name where the short one is among ``taken``, the table's other
+    headings), then 'seed' (Int64) where some row has a seed. What no row has gets no column. A list value
+    (a run's ``axes`` as ``CellResult`` holds them) is shown as its JSON text, as the store holds it."""
+    names = axis_columns(frame)
+    heading = {n: short if short not in taken else n for n, short in short_names(names).items()}
+    columns: dict[str, Any] = {heading[name]: _shown(frame[name]) for name in names}
+    if "seed" in frame.columns and frame["seed"].notna().any():
+        columns["seed"] = pd.array(column_values(frame, "seed"), dtype="Int64")
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def _shown(column: pd.Series) -> pd.Series:
+    """An axis column for a table: a typed store column as it is; values in objects with lists as their JSON
+    text, all of them as text if they are of more than one type (a table's column holds one)."""
+    if column.dtype != object:
+        return column
+    values = [
+        json.dumps(v) if isinstance(v, list | tuple | dict) else v
+        for v in column.to_numpy(dtype=object, na_value=None)
+    ]
+    if len({type(v) for v in values if v is not None}) > 1:
+        values = [None if v is None else str(v) for v in values]
+    return pd.Series(values, index=column.index, dtype=object)
 
 
 # --- trade-offs -------------------------------------------------------------------------------------------
@@ -165,17 +282,19 @@ def pareto_front(
 def main_effects(
     frame: pd.DataFrame, metrics: Sequence[str] = ("bbox_mAP", "fps", "memory_gb")
 ) -> pd.DataFrame:
-    """Each factor's main effect on each metric, over the rows given (one design: one sweep and source).
+    """Each factor's main effect on each metric, over the cells given (one design: one sweep and source).
 
-    effect = mean(metric | factor on) - mean(metric | factor off), each mean over the rows where the metric is
-    present and the factor known; NaN when either side has no row. In a full balanced design this is the
-    classical 2^k main effect; with cells missing the other factors are no longer balanced across the two
-    sides, so an effect then also carries theirs. Columns: factor, label, metric, effect, mean_on, mean_off,
-    n_on, n_off; one row per (metric, factor), metrics in the order given, factors in FACTOR_COLUMNS order.
-    Asking for memory_gb over rows of more than one memory_kind raises ValueError.
+    A cell's replicates are averaged first (:func:`cell_means`), so each cell counts once however many seeds
+    it ran with. effect = mean(metric | factor on) - mean(metric | factor off), each mean over the cells where
+    the metric is present and the factor known; NaN when either side has no cell. In a full balanced design
+    this is the classical 2^k main effect; with cells missing the other factors are no longer balanced across
+    the two sides, so an effect then also carries theirs. Columns: factor, label, metric, effect, mean_on,
+    mean_off, n_on, n_off (cells); one row per (metric, factor), metrics in the order given, factors in
+    FACTOR_COLUMNS order. Asking for memory_gb over rows of more than one memory_kind raises ValueError.
     """
     if _MEMORY in metrics:
         _check_one_memory_kind(frame)
+    frame = cell_means(frame, metrics)
     flags = {column: _flags(frame, column) for column in FACTOR_COLUMNS}
     rows: list[dict[str, Any]] = []
     for metric in metrics:
@@ -218,13 +337,15 @@ def interactions(frame: pd.DataFrame, metric: str = "bbox_mAP") -> pd.DataFrame:
     (A == B) minus the mean where A·B = -1 (A != B), the four cells weighted equally; in a full balanced 2^k
     design that is exactly the classical 2^k interaction effect (y = +1 when A == B else -1 gives 2.0; a y
     that depends on A alone gives 0, and, because the cells are weighted equally, still 0 when the A x B
-    cells hold unequal numbers of rows). NaN when any of the four cells has no row.
+    cells hold unequal numbers of rows). NaN when any of the four cells has no row. A row is a grid cell's
+    replicates averaged (:func:`cell_means`), so each grid cell counts once however many seeds it ran with.
 
-    Columns: a, b, label_a, label_b, effect, n (the rows used); pairs in FACTOR_COLUMNS order. ``metric``
-    memory_gb over rows of more than one memory_kind raises ValueError.
+    Columns: a, b, label_a, label_b, effect, n (the grid cells used); pairs in FACTOR_COLUMNS order.
+    ``metric`` memory_gb over rows of more than one memory_kind raises ValueError.
     """
     if metric == _MEMORY:
         _check_one_memory_kind(frame)
+    frame = cell_means(frame, (metric,))
     values = _floats(frame, metric)
     present = ~np.isnan(values)
     flags = {column: _flags(frame, column) for column in FACTOR_COLUMNS}
@@ -261,9 +382,11 @@ def ap_grid(frame: pd.DataFrame) -> pd.DataFrame:
     order (named 'code'), columns 'off' and 'on' (DCN; named 'dcn').
 
     A cell that no row has, or whose rows all lack AP, is NaN, never 0. Rows without a code or a DCN setting
-    are left out. Where several rows share a cell (several sweeps, sources or backbones given), the value is
-    the mean of their APs (the rows with an AP).
+    are left out. A cell's replicates are averaged first (:func:`cell_means`); where several cells share a
+    slot of the grid (several sweeps, sources, backbones or axis values given), the value is the mean of
+    their APs (the cells with an AP), each cell counted once however many seeds it ran with.
     """
+    frame = cell_means(frame, ("bbox_mAP",))
     codes = [code.bits for code in ALL_CODES]
     row_of = {code: i for i, code in enumerate(codes)}
     known, on = _flags(frame, "dcn")

@@ -345,8 +345,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     store = _store(args)
     read = store.read()
     _warn(read.problems)
-    options = TableOptions(breakdown=args.breakdown, complexity=args.complexity, baseline=args.baseline)
-    table = results_table(select(read.frame(), sweeps=args.sweep, sources=args.source), options)
+    options = TableOptions(
+        breakdown=args.breakdown, complexity=args.complexity, baseline=args.baseline, spread=args.spread
+    )
+    seeds = tuple(s for group in args.seeds for s in group) if args.seeds else None
+    chosen = select(
+        read.frame(), sweeps=args.sweep, sources=args.source, where=tuple(args.where or ()), seeds=seeds
+    )
+    table = results_table(chosen, options)
     if not table.rows:
         print(
             f"note: no finished run to show in {_shown(store.path)}; fill the store with `ablation harvest` "
@@ -620,7 +626,30 @@ def build_parser() -> argparse.ArgumentParser:
             "--baseline",
             type=lambda text: str(_codes(text)[0]),
             metavar="CODE",
-            help="add the box AP difference to the row with this code and the same DCN setting, e.g. 0000",
+            help="add the box AP difference to the row with this code, the same DCN setting and axis values, "
+            "e.g. 0000 (with replicates: Welch's 95%% interval, (ns) where it contains 0)",
+        )
+        p.add_argument(
+            "--spread",
+            choices=("ci", "sd"),
+            default="ci",
+            help="with replicates, what ± shows: the 95%% confidence interval of the mean (ci, the default) "
+            "or the standard deviation (sd)",
+        )
+        p.add_argument(
+            "--where",
+            type=_where,
+            action="append",
+            metavar="AXIS=VALUE",
+            help="only runs with this value on an axis, e.g. kv_stride=2 (repeatable; runs the axis does not "
+            "vary, such as 0000 for attention settings, stay)",
+        )
+        p.add_argument(
+            "--seeds",
+            type=_seeds,
+            action="append",
+            metavar="SEED[,SEED...]",
+            help="only these replicates (unseeded runs stay)",
         )
         p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write here instead of stdout")
 

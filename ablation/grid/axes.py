@@ -34,7 +34,7 @@ from typing import Any
 from ablation.errors import InputError, SweepFileError
 from ablation.grid import schema
 
-__all__ = ["OVERRIDES", "Axis", "apply", "labels", "parse_axes", "parse_value", "plain"]
+__all__ = ["OVERRIDES", "Axis", "apply", "labels", "parse_axes", "parse_value", "plain", "short_names"]
 
 OVERRIDES = "overrides"  # the free table of config keys; any key under it can be an axis
 _STAGES = tuple[bool, bool, bool, bool]
@@ -80,17 +80,21 @@ def parse_axes(settings: Any, table: Mapping[str, Any]) -> tuple[Axis, ...]:
             except InputError as error:
                 raise SweepFileError(f"{where}[{i}]: {error}") from None
         axes.append(Axis(name=name, values=values, varies=varies, hint=hint))
-    return tuple(dataclasses.replace(a, short=_short(a.name, [b.name for b in axes])) for a in axes)
+    shorts = short_names([a.name for a in axes])
+    return tuple(dataclasses.replace(a, short=shorts[a.name]) for a in axes)
 
 
-def _short(name: str, names: Sequence[str]) -> str:
-    """The shortest end of ``name`` (by dotted parts) that no other of ``names`` ends with."""
-    parts = name.split(".")
-    for n in range(1, len(parts) + 1):
-        end = ".".join(parts[-n:])
-        if not any(other != name and (other == end or other.endswith("." + end)) for other in names):
-            return end
-    return name
+def short_names(names: Sequence[str]) -> dict[str, str]:
+    """Each dotted axis name's heading in tables and names: its shortest ending (by dotted parts) that no
+    other of ``names`` ends with; ``model.attention.kv_stride`` alone is 'kv_stride', beside
+    ``model.dcn.kv_stride`` it is 'attention.kv_stride'."""
+    shown = {}
+    for name in names:
+        parts = name.split(".")
+        ends = (".".join(parts[-n:]) for n in range(1, len(parts) + 1))
+        others = [other for other in names if other != name]
+        shown[name] = next((e for e in ends if not any(o == e or o.endswith("." + e) for o in others)), name)
+    return shown
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -1,8 +1,12 @@
 """Which runs count, the rule that the exported tables and the dashboard share: only runs with status
-``done``; of several runs of one cell (same sweep, source and cell) only the latest by ``finished`` (a run
-with no ``finished`` counts as the oldest; on a tie the last ``run_id`` wins, and on a tie of both the row
-that comes later in the frame). Frames are store frames (``Store(path).read().frame()``) or built by hand
-from records.
+``done``; of several runs of one replicate of a cell (same sweep, source, cell and seed; a null seed is one
+replicate, the unseeded run) only the latest by ``finished`` (a run with no ``finished`` counts as the
+oldest; on a tie the last ``run_id`` wins, and on a tie of both the row that comes later in the frame). Then,
+of a cell's replicates (same sweep, source and cell), only those of its current config: the ones whose
+``cell_id`` is that of the newest run (by the same order) of the cell that has a ``cell_id``; runs with a
+null ``cell_id`` (imported, reference, older store files) are kept whatever it is. Replicates of an older
+config of a cell so never mix with the current ones. Frames are store frames (``Store(path).read().frame()``)
+or built by hand from records.
 """
 
 from __future__ import annotations
@@ -47,21 +51,48 @@ def _recency(frame: pd.DataFrame) -> npt.NDArray[np.int64]:
 
 
 def latest_runs(frame: pd.DataFrame) -> pd.DataFrame:
-    """The done runs of ``frame``, one per (sweep, source, cell): the latest by ``finished`` (NaT counts as
-    the oldest; ties: the last ``run_id``, then the later row). Rows keep the frame's order and index."""
+    """The done runs of ``frame``, one per (sweep, source, cell, seed): the latest by ``finished`` (NaT counts
+    as the oldest; ties: the last ``run_id``, then the later row); of those, per (sweep, source, cell), only
+    the ones whose ``cell_id`` is that of the newest one with a ``cell_id`` (a null ``cell_id`` is always
+    kept). Rows keep the frame's order and index."""
     done: npt.NDArray[np.bool_] = column_values(frame, "status") == "done"
     positions = np.flatnonzero(done)
     if positions.size == 0:
         return frame.iloc[0:0]
     run_ids = ["" if v is None else str(v) for v in column_values(frame, "run_id")[positions]]
+    # plain objects, None for every kind of null: no column is inferred as float or pandas' str
+    plain = {
+        name: pd.Series(
+            [None if _missing(v) else v for v in column_values(frame, name)[positions]], dtype=object
+        )
+        for name in (*_GROUP, "seed", "cell_id")
+    }
     order = pd.DataFrame(
         {
-            **{name: column_values(frame, name)[positions] for name in _GROUP},
+            **plain,
             "when": _recency(frame)[positions],
             "run_id": pd.Series(run_ids, dtype=object),
             "position": positions,
         }
     )
     order = order.sort_values(["when", "run_id", "position"])
-    kept = order.drop_duplicates(list(_GROUP), keep="last")["position"].to_numpy()
+    order = order.drop_duplicates([*_GROUP, "seed"], keep="last")  # the latest run of each replicate
+    newest = order[order["cell_id"].notna()].drop_duplicates(list(_GROUP), keep="last")
+    current = dict(zip(_keys(newest), newest["cell_id"], strict=True))
+    keys = _keys(order)
+    keep = [
+        cell_id is None or current.get(key) == cell_id
+        for key, cell_id in zip(keys, order["cell_id"], strict=True)
+    ]
+    kept = order["position"].to_numpy()[np.array(keep, dtype=bool)]
     return frame.iloc[np.sort(kept)]
+
+
+def _keys(order: pd.DataFrame) -> list[tuple[object, ...]]:
+    """Each row's (sweep, source, cell)."""
+    return list(zip(*(order[name] for name in _GROUP), strict=True))
+
+
+def _missing(value: object) -> bool:
+    """None, NaN (a float column's null) or pandas' NA."""
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))

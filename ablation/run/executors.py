@@ -1,9 +1,11 @@
 """Where cells' jobs run: submitit executors made from a sweep, and which of their jobs are still alive.
 
 Every backend submits ``job.run_cell`` through a submitit executor, so local and cluster runs take the same
-code path. A backend also answers, for a batch of submissions at once, which jobs are still queued or
-running (for local jobs by looking at their controller processes, for Slurm with one sacct call), finds
-the jobs of a launch that died while submitting, and cancels jobs.
+code path. A backend also splits a launch into the job arrays it goes out as (Slurm: several where the
+cluster's MaxArraySize is smaller than the launch), answers, for a batch of submissions at once, which jobs
+are still queued or running (for local jobs by looking at their controller processes, for Slurm with one
+sacct call whatever the number of arrays), finds the jobs of a launch that died while submitting, and cancels
+jobs.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import signal
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ablation.errors import InputError
 from ablation.grid.sweep import Sweep
@@ -28,9 +30,15 @@ from ablation.run.submitit_internals import (
 
 __all__ = ["BACKENDS", "Backend", "LocalBackend", "SlurmBackend", "backend"]
 
+T = TypeVar("T")
+
 
 class Backend(Protocol):
     name: str
+
+    def arrays(self, name: str, cells: Sequence[T]) -> list[tuple[str, list[T]]]:
+        """The job arrays that a launch named ``name`` sends ``cells`` out as, in order: each one's job name
+        and its cells (one array named ``name`` unless the backend limits their size)."""
 
     def executor(self, folder: Path, sweep: Sweep, name: str, options: dict[str, Any]) -> Any:
         """A submitit executor for the sweep's cells, its files under ``folder``, its jobs named ``name``."""
@@ -42,18 +50,18 @@ class Backend(Protocol):
         """Keep what this process needs of a job it just submitted."""
 
     def find(self, name: str, since: str) -> list[str]:
-        """Ids of the jobs submitted under ``name`` (array tasks one by one) at ``since`` (an ISO time) or
-        later, for a launch that died."""
+        """Ids of the jobs submitted under ``name`` (an array's name; its tasks one by one) at ``since`` (an
+        ISO time) or later, for a launch that died."""
 
     def before_submit(self, folder: Path, name: str, specs: Sequence[Any], time_min: int) -> None:
         """Keep, before submitting, what a later launch needs to complete this one."""
 
     def complete(self, folder: Path, name: str, index: int, job_id: str) -> None:
-        """Finish the submission of the job ``job_id`` (position ``index`` of launch ``name``) that a launcher
+        """Finish the submission of the job ``job_id`` (position ``index`` of array ``name``) that a launcher
         killed before it could."""
 
     def submitted(self, jobs: Sequence[Any]) -> None:
-        """Called once the jobs of a launch are submitted and recorded."""
+        """Called once the jobs of an array are submitted and recorded."""
 
     def cancel(self, submissions: Sequence[Submission]) -> None:
         """Stop these jobs."""
@@ -69,6 +77,9 @@ class LocalBackend:
 
     def __init__(self) -> None:
         self._processes: dict[str, Any] = {}
+
+    def arrays(self, name: str, cells: Sequence[T]) -> list[tuple[str, list[T]]]:
+        return [(name, list(cells))]  # processes on this machine: no limit
 
     def track(self, job: Any) -> None:
         process = local_process(job)
@@ -124,13 +135,20 @@ def _controller_runs(job_id: str) -> bool:
 
 
 class SlurmBackend:
-    """Jobs on a Slurm cluster: one job array per launch, states from one sacct call per poll."""
+    """Jobs on a Slurm cluster: one job array per launch, or several of at most the cluster's MaxArraySize
+    cells each, states from one sacct call per poll."""
 
     name = "slurm"
     GRACE = timedelta(minutes=2)  # a job sbatch just accepted may not be in the accounting database yet
     # A cell resumes from its last checkpoint, so reaching the time limit only costs a requeue: allow many
     # (submitit's default, 3, would fail a 12-epoch run whose time limit fits 3 epochs).
     MAX_TIMEOUTS = 20
+
+    def arrays(self, name: str, cells: Sequence[T]) -> list[tuple[str, list[T]]]:
+        """Asks the cluster its MaxArraySize (one scontrol call, once per launch)."""
+        from ablation.run.slurm import arrays, max_array_size
+
+        return arrays(name, cells, max_array_size())
 
     def executor(self, folder: Path, sweep: Sweep, name: str, options: dict[str, Any]) -> Any:
         import submitit
@@ -142,7 +160,7 @@ class SlurmBackend:
         return executor
 
     def before_submit(self, folder: Path, name: str, specs: Sequence[Any], time_min: int) -> None:
-        """Each job's pickle, written before sbatch under the launch's name: submitit moves its own pickles
+        """Each job's pickle, written before sbatch under its array's name: submitit moves its own pickles
         to the jobs' folders only after sbatch answers, and a job without its folder and pickle cannot start
         (the jobs are submitted held, and released once both are there)."""
         from ablation.run.job import CellRunner

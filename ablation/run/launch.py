@@ -80,7 +80,7 @@ class LaunchReport:
     executor: str  # where this launch's new jobs went (or would go)
     submitted: tuple[Submission, ...]
     before: tuple[CellStatus, ...]  # the cells' states before this launch
-    script: str | None = None  # with dry_run: the sbatch script it would submit
+    script: str | None = None  # with dry_run: the sbatch script of each array it would submit
 
     @property
     def skipped(self) -> Counter[str]:
@@ -196,14 +196,15 @@ def launch(
     cwd: Path | None = None,
     dry_run: bool = False,
 ) -> LaunchReport:
-    """Plan the sweep, check its dataset, and submit every cell that needs a job as one job array; returns
-    at once. ``executor`` chooses where the new jobs go (None: ``default_executor``); every cell's latest job
-    is judged by the executor it went to. ``options`` override the sweep's Slurm settings (partition, gpus,
-    cpus, mem_gb, time_min, ...).
+    """Plan the sweep's cells of ``selection``, check its dataset, and submit every one that needs a job as a
+    job array (several on a cluster whose MaxArraySize is smaller: ``Backend.arrays``); returns at once.
+    ``executor`` chooses where the new jobs go (None: ``default_executor``); every cell's latest job is judged
+    by the executor it went to. ``options`` override the sweep's Slurm settings (partition, gpus, cpus,
+    mem_gb, time_min, ...).
 
-    Before submitting, the launch writes its intent (cells, array positions, job name) to the manifest; after,
-    the job ids. A launch killed in between is completed by the next one, which finds the jobs by name, so
-    no cell is ever submitted twice."""
+    Before submitting, the launch writes its intent (cells, array positions, each array's job name) to the
+    manifest; after each array, its job ids. A launch killed in between is completed by the next one, which
+    finds the jobs by name, so no cell is ever submitted twice."""
     cwd = (cwd or Path.cwd()).resolve()
     planned = plan(sweep, root, selection)
     dataset.prepare(sweep.dataset, cwd, sweep.dataset.synthetic)
@@ -220,18 +221,19 @@ def launch(
         todo = [s for s in before if s.state in wanted]
         submitted: list[Submission] = []
         if todo and dry_run:
-            from ablation.run.slurm import parameters, sbatch_script
+            from ablation.run.slurm import parameters, sbatch_scripts
 
-            name = f"ablation-{sweep.name}-DRYRUN"
-            script = sbatch_script(folder / "jobs", name, parameters(sweep, options or {}), len(todo))
+            shown = chosen.arrays(f"ablation-{sweep.name}-DRYRUN", todo)
+            script = sbatch_scripts(folder / "jobs", shown, parameters(sweep, options or {}))
             return LaunchReport(planned, executor, submitted=(), before=tuple(before), script=script)
         if todo:
             name = f"ablation-{sweep.name}-{uuid.uuid4().hex[:8]}"
             local_parallel, threads = _local_slots(sweep, parallel) if executor == "local" else (None, None)
             specs = [_job(sweep, folder, cell, manifest, cwd, local_parallel, threads) for cell in todo]
+            arrays = chosen.arrays(name, specs)  # one, or several where the cluster limits their size
             intents = [
                 Submission(
-                    cell=spec.cell,
+                    cell=spec.name,
                     cell_id=spec.cell_id,
                     executor=executor,
                     job_id="",
@@ -239,31 +241,34 @@ def launch(
                     work_dir=spec.work_dir,
                     attempt=spec.attempt,
                     submitted=now(),
-                    job_name=name,
+                    job_name=array,
                     index=index,
                 )
-                for index, spec in enumerate(specs)
+                for array, part in arrays
+                for index, spec in enumerate(part)
             ]
-            for intent in intents:
+            for intent in intents:  # all arrays' before the first sbatch: arrays never sent are dropped later
                 manifest.record(intent)
             save_manifest(folder, manifest)
             jobs_folder = folder / "jobs"
-            executor_ = chosen.executor(jobs_folder, sweep, name, options or {})
-            chosen.before_submit(jobs_folder, name, specs, int(executor_.parameters.get("time", 0) or 0))
-            jobs = executor_.map_array(CellRunner(), specs)
-            for intent, job in zip(intents, jobs, strict=True):
-                chosen.track(job)
-                done = dataclasses.replace(intent, job_id=str(job.job_id), folder=str(job.paths.folder))
-                manifest.record(done)
-                submitted.append(done)
-            save_manifest(folder, manifest)
-            chosen.submitted(jobs)
+            for array, part in arrays:
+                executor_ = chosen.executor(jobs_folder, sweep, array, options or {})
+                chosen.before_submit(jobs_folder, array, part, int(executor_.parameters.get("time", 0) or 0))
+                jobs = executor_.map_array(CellRunner(), part)
+                for intent, job in zip([i for i in intents if i.job_name == array], jobs, strict=True):
+                    chosen.track(job)
+                    done = dataclasses.replace(intent, job_id=str(job.job_id), folder=str(job.paths.folder))
+                    manifest.record(done)
+                    submitted.append(done)
+                save_manifest(folder, manifest)
+                chosen.submitted(jobs)
     return LaunchReport(planned, executor, submitted=tuple(submitted), before=tuple(before))
 
 
 def _complete_intents(manifest: Manifest, folder: Path) -> None:
     """Give the intents of a launch that died while submitting their job ids, or drop them if nothing was
-    submitted; each launch's jobs are looked for where its intents say they went."""
+    submitted; the jobs of each of its arrays are looked for by the array's name, where its intents say they
+    went."""
     intents = [s for s in manifest.history if not s.recorded]
     for name in sorted({s.job_name for s in intents}):
         launched = [s for s in intents if s.job_name == name]
@@ -314,6 +319,7 @@ def _job(
     p = cell.planned
     return CellJob(
         **p.identity.identity(),
+        name=p.name,
         cell_id=p.cell_id,
         config=str(p.path.resolve()),
         config_hash=p.config.config_hash,

@@ -33,8 +33,8 @@ class Submission:
     work_dir: str
     attempt: int
     submitted: str
-    job_name: str = ""  # the launch's job name: finds its jobs if the launcher died while submitting
-    index: int = 0  # position in the launch's job array
+    job_name: str = ""  # its job array's name (one per array of a launch): finds its job if the launch died
+    index: int = 0  # position in that job array
 
     @property
     def key(self) -> tuple[str, str, int]:

@@ -1,4 +1,9 @@
-"""Slurm through submitit: the executor's parameters from a sweep, and job states from batched sacct calls.
+"""Slurm through submitit: the executor's parameters from a sweep, the job arrays a launch goes out as, and
+job states from batched sacct calls.
+
+A cluster refuses an array larger than its MaxArraySize (the largest index is MaxArraySize - 1; 0 disables
+arrays), read with one ``scontrol show config`` per launch: a launch of more cells goes out as several arrays
+of at most that many cells (one-cell plain jobs where arrays are disabled), each under its own job name.
 
 One sacct call answers for any number of jobs (``-j`` takes a comma-separated list; array jobs are asked for
 by their array id and come back one line per task, or one line per range while still pending), so a poll
@@ -11,21 +16,25 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ablation.errors import EnvironmentProblem
 from ablation.grid.sweep import Sweep
 
 __all__ = [
     "LIVE_STATES",
+    "arrays",
+    "max_array_size",
     "parameters",
+    "parse_max_array_size",
     "release",
     "sacct_ids",
     "sacct_states",
     "sbatch_script",
+    "sbatch_scripts",
     "scancel",
     "squeue_ids",
 ]
@@ -47,6 +56,8 @@ LIVE_STATES = frozenset(
     }
 )
 _ARRAY = re.compile(r"^(?P<base>\d+)_\[(?P<ranges>[^\]]+)\]$")
+_MAX_ARRAY_SIZE = re.compile(r"^MaxArraySize\s*=\s*(\d+)\s*$", re.MULTILINE)
+T = TypeVar("T")
 
 
 def parameters(sweep: Sweep, options: dict[str, Any]) -> dict[str, Any]:
@@ -91,6 +102,49 @@ def sbatch_script(folder: Path, name: str, params: dict[str, Any], count: int) -
     executor = submitit.SlurmExecutor(folder=folder / "%j")
     executor.update_parameters(job_name=name, **params)
     return sbatch_string(executor, count)
+
+
+def sbatch_scripts(
+    folder: Path, arrays: Sequence[tuple[str, Sequence[object]]], params: dict[str, Any]
+) -> str:
+    """The sbatch scripts of a launch's ``arrays`` (each one's job name and cells, as ``arrays`` gives them),
+    one after the other, each after a comment line such as ``# array 2 of 3: 3 cells``; a launch of one
+    array is its script alone, as ``sbatch_script`` writes it."""
+    if len(arrays) == 1:
+        ((name, cells),) = arrays
+        return sbatch_script(folder, name, params, len(cells))
+    return "".join(
+        f"# array {k} of {len(arrays)}: {len(cells)} cell{'' if len(cells) == 1 else 's'}\n"
+        + sbatch_script(folder, name, params, len(cells))
+        for k, (name, cells) in enumerate(arrays, 1)
+    )
+
+
+def max_array_size() -> int | None:
+    """The cluster's MaxArraySize, from one ``scontrol show config`` call; None where scontrol is not
+    installed (a dry run on a machine without Slurm), so that a launch goes out as one array."""
+    if shutil.which("scontrol") is None:
+        return None
+    return parse_max_array_size(_run(["scontrol", "show", "config"]))
+
+
+def parse_max_array_size(config: str) -> int:
+    """MaxArraySize from the output of ``scontrol show config`` (``MaxArraySize            = 1001``)."""
+    found = _MAX_ARRAY_SIZE.search(config)
+    if found is None:
+        raise EnvironmentProblem("scontrol show config printed no MaxArraySize line")
+    return int(found[1])
+
+
+def arrays(name: str, cells: Sequence[T], limit: int | None) -> list[tuple[str, list[T]]]:
+    """The job arrays that a launch named ``name`` sends ``cells`` out as, in order, under a MaxArraySize
+    of ``limit`` (None: unknown, no limit): one array named ``name`` when they fit, else arrays of at most
+    ``limit`` cells (plain one-cell jobs for 0, arrays disabled) named ``name-1``, ``name-2``, ..."""
+    size = len(cells) if limit is None else max(1, limit)
+    if len(cells) <= size:
+        return [(name, list(cells))] if cells else []
+    starts = range(0, len(cells), size)
+    return [(f"{name}-{k}", list(cells[start : start + size])) for k, start in enumerate(starts, 1)]
 
 
 def _run(command: list[str]) -> str:

@@ -1,0 +1,217 @@
+"""The replicates of a cell, and what they estimate: a mean with its 95% interval, or a difference of means.
+
+A sweep with ``[grid] seeds`` runs every cell once per seed; those runs (the cell's replicates) share its
+name and its ``cell_id``. ``replicate_groups`` gathers the shown runs (:func:`latest_runs`: the latest done
+run of each seed, of the cell's current config) into one group per (sweep, source, cell); an unseeded cell's
+group holds its one run.
+
+``estimate`` gives the mean of a group's figures, their sample standard deviation (ddof=1) and the 95%
+confidence interval of the mean from Student's t with n-1 degrees of freedom. ``difference`` gives mean(a) -
+mean(b) with Welch's interval (unequal variances, Welch-Satterthwaite degrees of freedom). The quantiles are
+scipy's (``scipy.stats.t``). Where the spread cannot be told (one value, or a side of a difference with one
+value) the interval is None; where the values do not vary at all it is the mean alone (low = high = mean).
+The exported tables (:mod:`ablation.results.export`) and the dashboard share these.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ablation.results.latest import column_values, latest_runs
+from ablation.results.records import is_axis_column
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "GROUP",
+    "IDENTITY",
+    "SPREADS",
+    "Estimate",
+    "ReplicateGroup",
+    "difference",
+    "estimate",
+    "plain",
+    "replicate_groups",
+]
+
+GROUP = ("sweep", "source", "cell")  # one cell of one sweep, from one source: its replicates
+# The columns that say which cell a group is (its first row's), before the axis columns.
+IDENTITY = (
+    "sweep",
+    "source",
+    "cell",
+    "cell_id",
+    "code",
+    "dcn",
+    "backbone",
+    "schedule",
+    "dataset",
+    "attention_module",
+    "attention_impl",
+)
+SPREADS = ("ci", "sd")  # what ± shows: the half-width of the mean's 95% interval, or the sample sd
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean of ``n`` values with its spread and its interval (``level``, 95% unless told).
+
+    Of one sample (``estimate``): ``sd`` is the sample sd (ddof=1) and [low, high] the interval of the mean
+    (Student's t, n-1 df); both None when n < 2. Of a difference (``difference``): ``mean`` is mean(a) -
+    mean(b), ``n`` the smaller side's count, ``sd`` None, ``se`` the difference's standard error and [low,
+    high] Welch's interval, None when a side has n < 2. ``df`` is the t distribution's degrees of freedom."""
+
+    mean: float
+    n: int
+    sd: float | None  # sample sd (ddof=1); None when n < 2
+    low: float | None  # 95% interval: of the mean (Student t, n-1 df) / of a difference (Welch)
+    high: float | None  # None when it cannot be computed (n < 2, or a side of a difference has n < 2)
+    se: float | None = None  # standard error of the mean (or of the difference); None when n < 2
+    df: float | None = None  # the degrees of freedom of the interval's t; None without interval
+
+    def half(self, spread: str = "ci") -> float | None:
+        """What ± shows: ``ci`` the interval's half-width, ``sd`` the sample sd (None for a difference)."""
+        if spread == "ci":
+            return None if self.low is None or self.high is None else (self.high - self.low) / 2.0
+        if spread == "sd":
+            return self.sd
+        raise ValueError(f"unknown spread {spread!r}; valid spreads: {', '.join(SPREADS)}")
+
+    @property
+    def resolved(self) -> bool | None:
+        """Whether the interval excludes 0 (a difference the replicates resolve); None without interval."""
+        if self.low is None or self.high is None:
+            return None
+        return not self.low <= 0.0 <= self.high
+
+
+def _quantile(level: float, df: float) -> float:
+    """The two-sided ``level`` quantile of Student's t with ``df`` degrees of freedom (scipy's)."""
+    from scipy import stats
+
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"a confidence level is between 0 and 1, got {level}")
+    return float(stats.t.ppf((1.0 + level) / 2.0, df))
+
+
+def _numbers(values: Sequence[float], what: str) -> list[float]:
+    numbers = [float(v) for v in values]
+    if not numbers:
+        raise ValueError(f"{what}: no values")
+    if not all(math.isfinite(v) for v in numbers):
+        raise ValueError(f"{what}: a value is not a finite number")
+    return numbers
+
+
+def estimate(values: Sequence[float], level: float = 0.95) -> Estimate:
+    """The mean of ``values`` with its sample sd and its ``level`` interval (Student's t, n-1 df)."""
+    numbers = _numbers(values, "estimate")
+    n, mean = len(numbers), statistics.mean(numbers)  # exact: the mean of equal values is that value
+    if n < 2:
+        return Estimate(mean=mean, n=n, sd=None, low=None, high=None)
+    sd = statistics.stdev(numbers)  # exact arithmetic: equal values give exactly 0
+    se = sd / math.sqrt(n)
+    half = _quantile(level, n - 1) * se
+    return Estimate(mean=mean, n=n, sd=sd, low=mean - half, high=mean + half, se=se, df=float(n - 1))
+
+
+def difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Estimate:
+    """mean(a) - mean(b) with Welch's ``level`` interval (unequal variances; None when a side has n < 2)."""
+    left, right = _numbers(a, "difference"), _numbers(b, "difference")
+    mean = statistics.mean(left) - statistics.mean(right)
+    n = min(len(left), len(right))
+    if n < 2:
+        return Estimate(mean=mean, n=n, sd=None, low=None, high=None)
+    va, vb = statistics.variance(left) / len(left), statistics.variance(right) / len(right)
+    se = math.sqrt(va + vb)
+    if se == 0.0:  # neither side varies: the interval is the difference itself
+        return Estimate(mean=mean, n=n, sd=None, low=mean, high=mean, se=0.0, df=None)
+    # Welch-Satterthwaite: the degrees of freedom of the difference's t
+    df = (va + vb) ** 2 / (va**2 / (len(left) - 1) + vb**2 / (len(right) - 1))
+    half = _quantile(level, df) * se
+    return Estimate(mean=mean, n=n, sd=None, low=mean - half, high=mean + half, se=se, df=df)
+
+
+def plain(value: object) -> object:
+    """A frame's value as plain Python: numpy scalars unwrapped, every kind of missing value None."""
+    if value is None:
+        return None
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item) and type(value).__module__ == "numpy":
+        value = item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    import pandas as pd
+
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
+@dataclass(frozen=True, eq=False)
+class ReplicateGroup:
+    """The shown runs of one cell (sweep, source, cell), ordered by seed (an unseeded run first), and the
+    first one's identity: ``identity`` maps IDENTITY and every axis column of the frame to plain values."""
+
+    rows: pd.DataFrame
+    identity: dict[str, object]
+
+    @property
+    def n(self) -> int:
+        """How many runs (replicates) the group holds."""
+        return len(self.rows)
+
+    @property
+    def seeds(self) -> tuple[int | None, ...]:
+        """The runs' seeds, in the rows' order (None: unseeded)."""
+        found = [plain(s) for s in column_values(self.rows, "seed")]  # a float in a frame built by hand
+        return tuple(s if s is None else int(float(str(s))) for s in found)
+
+    @property
+    def axes(self) -> dict[str, object]:
+        """The group's value on each axis column of the frame (None: the axis does not vary the cell)."""
+        return {name: value for name, value in self.identity.items() if is_axis_column(name)}
+
+    def values(self, column: str) -> list[float]:
+        """The rows' numbers in ``column``, in order; rows with none there (or no such column) left out."""
+        found = [plain(v) for v in column_values(self.rows, column)]
+        return [float(v) for v in found if isinstance(v, int | float) and not isinstance(v, bool)]
+
+    def first(self, column: str) -> object:
+        """The first row's value in ``column`` as plain Python (None: missing, or no such column)."""
+        return plain(column_values(self.rows, column)[0]) if self.n else None
+
+    def estimate(self, column: str, level: float = 0.95) -> Estimate | None:
+        """The estimate of the rows' numbers in ``column``; None when no row has a number there."""
+        found = self.values(column)
+        return estimate(found, level) if found else None
+
+
+def replicate_groups(frame: pd.DataFrame) -> list[ReplicateGroup]:
+    """One group per (sweep, source, cell) of ``latest_runs(frame)``, in the order of each group's first
+    row in the frame; a group's rows are ordered by seed (null first), then as in the frame."""
+    import numpy as np
+    import pandas as pd
+
+    latest = latest_runs(frame)
+    if latest.empty:
+        return []
+    keys = pd.DataFrame({name: column_values(latest, name) for name in GROUP})
+    group = keys.groupby(list(GROUP), sort=False, dropna=False).ngroup().to_numpy()  # first-appearance order
+    seeds = [plain(v) for v in column_values(latest, "seed")]
+    unseeded = np.array([s is not None for s in seeds])  # False (unseeded) sorts first
+    seed = np.array([0 if s is None else float(str(s)) for s in seeds])
+    order = np.lexsort((np.arange(len(latest)), seed, unseeded, group))  # the last key sorts first
+    bounds = np.flatnonzero(np.diff(group[order])) + 1
+    axes = [str(name) for name in latest.columns if is_axis_column(str(name))]
+    columns = {name: column_values(latest, name) for name in (*IDENTITY, *axes)}
+    groups = []
+    for members in np.split(order, bounds):
+        identity = {name: plain(values[members[0]]) for name, values in columns.items()}
+        groups.append(ReplicateGroup(rows=latest.iloc[members], identity=identity))
+    return groups
