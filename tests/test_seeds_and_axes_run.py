@@ -126,10 +126,28 @@ def test_status_selects_by_axis_and_seed(ran: Ran) -> None:
     assert lines[-1] == "2 runs of 2 cells: 2 done"
 
 
+def copy_of(ran: Ran, tmp_path: Path) -> Ran:
+    """The module's run as the fixture left it, in a folder of its own (hard links: the tool replaces files,
+    it never writes through them)."""
+    folder = tmp_path / "copy"
+    shutil.copytree(ran.folder, folder, copy_function=os.link)
+    return dataclasses.replace(ran, folder=folder, sweep=folder / ran.sweep.name, root=folder / ran.root.name)
+
+
+def test_a_new_seed_plans_only_its_replicates(ran: Ran, tmp_path: Path) -> None:
+    """The seed is not in a cell's id: the finished replicates stay done, whatever seeds come."""
+    ran = copy_of(ran, tmp_path)
+    text = ran.sweep.read_text().replace("seeds = [0, 1, 2]", "seeds = [0, 1, 2, 3]")
+    ran.sweep.unlink()  # a hard link to the module's sweep file: a new file, not a write through it
+    ran.sweep.write_text(text)
+    states = status(load_sweep(ran.sweep), ran.root)
+    assert sorted((s.planned.cell.seed, s.state) for s in states) == sorted(
+        [(seed, "done") for seed in (0, 1, 2) for _ in CELLS] + [(3, "planned")] * len(CELLS)
+    )
+
+
 def test_a_deleted_replicate_is_the_only_one_submitted_again(ran: Ran, tmp_path: Path) -> None:
-    folder = tmp_path / "copy"  # the module's run as the fixture left it, hard links (files are replaced, not
-    shutil.copytree(ran.folder, folder, copy_function=os.link)  # written through)
-    ran = dataclasses.replace(ran, folder=folder, sweep=folder / ran.sweep.name, root=folder / ran.root.name)
+    ran = copy_of(ran, tmp_path)
     sweep = load_sweep(ran.sweep)
     (one,) = [
         s
