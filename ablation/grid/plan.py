@@ -98,9 +98,11 @@ def plan(sweep: Sweep, root: Path, selection: Selection = EVERY_CELL, write: boo
     directory = sweep_dir(root, sweep)
     planned = []
     for cell in cells:
-        given = sweep.for_cell(cell).model.base_config  # an axis may change it
-        base = bases.get(given) or bases.setdefault(given, resolve_base(sweep.for_cell(cell)))
-        config = render(sweep, cell, base)
+        cell_sweep = sweep.for_cell(cell)
+        given = cell_sweep.model.base_config  # an axis may change it: each base is resolved once
+        if given not in bases:
+            bases[given] = resolve_base(cell_sweep)
+        config = render(sweep, cell, bases[given])
         path = directory / "configs" / f"{config.name}.py"
         if write:
             write_atomic(path, config.text(sweep))

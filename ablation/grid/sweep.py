@@ -417,7 +417,11 @@ class Sweep:
         """This sweep as one cell sees it: its settings with the cell's axis values set."""
         if not cell.axes:
             return self
-        return dataclasses.replace(self, settings=apply(self.settings, dict(cell.axes)))
+        derived = dataclasses.replace(self, settings=apply(self.settings, dict(cell.axes)))
+        # the same [grid.axes]: the cell's sweep takes this one's parsed axes instead of parsing them again
+        # (cell names read them, for every cell at every status poll)
+        derived.__dict__["axes"] = self.axes
+        return derived
 
     @property
     def model(self) -> ModelSettings:
