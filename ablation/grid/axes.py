@@ -34,7 +34,17 @@ from typing import Any
 from ablation.errors import InputError, SweepFileError
 from ablation.grid import schema
 
-__all__ = ["OVERRIDES", "Axis", "apply", "labels", "parse_axes", "parse_value", "plain", "short_names"]
+__all__ = [
+    "OVERRIDES",
+    "Axis",
+    "apply",
+    "command_line_value",
+    "labels",
+    "parse_axes",
+    "parse_value",
+    "plain",
+    "short_names",
+]
 
 OVERRIDES = "overrides"  # the free table of config keys; any key under it can be an axis
 _STAGES = tuple[bool, bool, bool, bool]
@@ -199,16 +209,21 @@ def plain(value: Any) -> Any:
     return [plain(v) for v in value] if isinstance(value, tuple) else value
 
 
-def parse_value(axis: Axis, text: str) -> Any:
-    """The value of ``axis`` that ``text`` (from the command line: a TOML value, or a bare word) names."""
+def command_line_value(text: str) -> Any:
+    """A value as given on the command line (``--where kv_stride=2``): a TOML value (``2``, ``0.01``,
+    ``true``, ``[false, true, true, true]``), else the text itself (a bare word, a table, a date)."""
     import tomllib
 
     try:
         raw = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        raw = text  # a bare word: a string
-    if raw is None or isinstance(raw, dict):
-        raw = text
+        return text  # a bare word: a string
+    return raw if isinstance(raw, bool | int | float | str | list) else text
+
+
+def parse_value(axis: Axis, text: str) -> Any:
+    """The value of ``axis`` that ``text`` (from the command line: ``command_line_value``) names."""
+    raw = command_line_value(text)
     try:
         return _convert(raw, axis.hint, axis.name)
     except SweepFileError:

@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ablation.errors import InputError
-from ablation.grid.axes import short_names
+from ablation.grid.axes import command_line_value, short_names
 from ablation.model.codes import AttentionCode
 from ablation.results.records import SOURCES, is_axis_column
 
@@ -82,7 +82,7 @@ if TYPE_CHECKING:
 __all__ = ["FORMATS", "SPREADS", "ResultsTable", "TableOptions", "render", "results_table", "select"]
 
 FORMATS = ("markdown", "csv", "latex")
-SPREADS = ("ci", "sd")  # ablation.results.replicates.SPREADS, without importing pandas and scipy
+SPREADS = ("ci", "sd")  # what ± shows: the half-width of the mean's 95% interval, or the sample sd
 
 MISSING = "-"
 CPU_RSS = "cpu_peak_rss"
@@ -184,7 +184,9 @@ def select(
         found = _column(frame, column)
         keep = [k and (v is None or _same_value(v, wanted)) for k, v in zip(keep, found, strict=True)]
     if seeds is not None:
-        held = sorted({_seed(v) for v in _column(frame, "seed") if v is not None})
+        from ablation.results.latest import seed_of
+
+        held = sorted({seed for v in _column(frame, "seed") if (seed := seed_of(v)) is not None})
         missing = sorted(set(seeds) - set(held))
         if missing:
             have = ", ".join(map(str, held)) if held else "none (no run is seeded)"
@@ -192,20 +194,13 @@ def select(
                 f"--seeds: seed {', '.join(map(str, missing))} not in the store; seeds in the store: {have}"
             )
         found = _column(frame, "seed")
-        keep = [k and (v is None or _seed(v) in seeds) for k, v in zip(keep, found, strict=True)]
+        keep = [k and (v is None or seed_of(v) in seeds) for k, v in zip(keep, found, strict=True)]
     return frame[keep]
-
-
-def _seed(value: object) -> int:
-    """A seed as an int (a frame built by hand may hold it as a float)."""
-    return int(float(str(value)))
 
 
 def _axis_condition(frame: DataFrame, name: str, text: str) -> tuple[str, object]:
     """The axis column that ``name`` names (its dotted name, or a dotted ending) and the value ``text``
     names (a TOML value; a bare word: a string)."""
-    import tomllib
-
     axes = sorted(str(c) for c in frame.columns if is_axis_column(str(c)))
     matching = [a for a in axes if a == name] or [a for a in axes if a.endswith("." + name)]
     if len(matching) != 1:
@@ -213,12 +208,7 @@ def _axis_condition(frame: DataFrame, name: str, text: str) -> tuple[str, object
         which = "names several axis columns" if matching else "is not an axis column of the store"
         raise InputError(f"--where {name}={text}: {name!r} {which}; axis columns in the store: {held}")
     (column,) = matching
-    try:
-        value: object = tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = text  # a bare word: a string
-    if not isinstance(value, bool | int | float | str | list | dict):  # a date: as written
-        value = text
+    value = command_line_value(text)
     found = [v for v in _column(frame, column) if v is not None]
     if not any(_same_value(v, value) for v in found):
         shown = ", ".join(sorted({_axis_text(v) for v in found})) or "none"
@@ -334,11 +324,11 @@ def render(table: ResultsTable, fmt: str) -> str:
 
 
 def _column(frame: DataFrame, name: str) -> list[object]:
-    from ablation.results.replicates import plain
+    from ablation.results.latest import scalar  # loads pandas, which export itself need not
 
     if name not in frame.columns:
         return [None] * len(frame)
-    return [plain(v) for v in frame[name].tolist()]
+    return [scalar(v) for v in frame[name].tolist()]
 
 
 @dataclass(frozen=True, eq=False)

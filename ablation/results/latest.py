@@ -11,16 +11,17 @@ or built by hand from records.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["ObjectArray", "column_values", "latest_runs"]
+__all__ = ["GROUP", "ObjectArray", "column_values", "latest_runs", "scalar", "seed_of"]
 
 ObjectArray = npt.NDArray[np.object_]
-_GROUP = ("sweep", "source", "cell")  # one cell of one sweep, from one source
+GROUP = ("sweep", "source", "cell")  # one cell of one sweep, from one source: its replicates
 
 
 def column_values(frame: pd.DataFrame, column: str) -> ObjectArray:
@@ -62,10 +63,8 @@ def latest_runs(frame: pd.DataFrame) -> pd.DataFrame:
     run_ids = ["" if v is None else str(v) for v in column_values(frame, "run_id")[positions]]
     # plain objects, None for every kind of null: no column is inferred as float or pandas' str
     plain = {
-        name: pd.Series(
-            [None if _missing(v) else v for v in column_values(frame, name)[positions]], dtype=object
-        )
-        for name in (*_GROUP, "seed", "cell_id")
+        name: pd.Series([scalar(v) for v in column_values(frame, name)[positions]], dtype=object)
+        for name in (*GROUP, "seed", "cell_id")
     }
     order = pd.DataFrame(
         {
@@ -76,8 +75,8 @@ def latest_runs(frame: pd.DataFrame) -> pd.DataFrame:
         }
     )
     order = order.sort_values(["when", "run_id", "position"])
-    order = order.drop_duplicates([*_GROUP, "seed"], keep="last")  # the latest run of each replicate
-    newest = order[order["cell_id"].notna()].drop_duplicates(list(_GROUP), keep="last")
+    order = order.drop_duplicates([*GROUP, "seed"], keep="last")  # the latest run of each replicate
+    newest = order[order["cell_id"].notna()].drop_duplicates(list(GROUP), keep="last")
     current = dict(zip(_keys(newest), newest["cell_id"], strict=True))
     keys = _keys(order)
     keep = [
@@ -90,9 +89,23 @@ def latest_runs(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _keys(order: pd.DataFrame) -> list[tuple[object, ...]]:
     """Each row's (sweep, source, cell)."""
-    return list(zip(*(order[name] for name in _GROUP), strict=True))
+    return list(zip(*(order[name] for name in GROUP), strict=True))
 
 
-def _missing(value: object) -> bool:
-    """None, NaN (a float column's null) or pandas' NA."""
-    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+def scalar(value: object) -> object:
+    """A frame's value as plain Python: numpy scalars unwrapped, every kind of missing value None."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item) and type(value).__module__ == "numpy":
+        value = item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def seed_of(value: object) -> int | None:
+    """A frame's seed as an int (a float in a frame built by hand, where nulls made the column float); None
+    for an unseeded run."""
+    found = scalar(value)
+    return None if found is None else int(float(str(found)))

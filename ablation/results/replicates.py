@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ablation.results.latest import column_values, latest_runs
+from ablation.results.export import SPREADS
+from ablation.results.latest import GROUP, column_values, latest_runs, scalar, seed_of
 from ablation.results.records import is_axis_column
 
 if TYPE_CHECKING:
@@ -30,16 +31,13 @@ if TYPE_CHECKING:
 __all__ = [
     "GROUP",
     "IDENTITY",
-    "SPREADS",
     "Estimate",
     "ReplicateGroup",
     "difference",
     "estimate",
-    "plain",
     "replicate_groups",
 ]
 
-GROUP = ("sweep", "source", "cell")  # one cell of one sweep, from one source: its replicates
 # The columns that say which cell a group is (its first row's), before the axis columns.
 IDENTITY = (
     "sweep",
@@ -54,7 +52,6 @@ IDENTITY = (
     "attention_module",
     "attention_impl",
 )
-SPREADS = ("ci", "sd")  # what ± shows: the half-width of the mean's 95% interval, or the sample sd
 
 
 @dataclass(frozen=True)
@@ -137,22 +134,6 @@ def difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> E
     return Estimate(mean=mean, n=n, sd=None, low=mean - half, high=mean + half, se=se, df=df)
 
 
-def plain(value: object) -> object:
-    """A frame's value as plain Python: numpy scalars unwrapped, every kind of missing value None."""
-    if value is None:
-        return None
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item) and type(value).__module__ == "numpy":
-        value = item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    import pandas as pd
-
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return value
-
-
 @dataclass(frozen=True, eq=False)
 class ReplicateGroup:
     """The shown runs of one cell (sweep, source, cell), ordered by seed (an unseeded run first), and the
@@ -169,8 +150,7 @@ class ReplicateGroup:
     @property
     def seeds(self) -> tuple[int | None, ...]:
         """The runs' seeds, in the rows' order (None: unseeded)."""
-        found = [plain(s) for s in column_values(self.rows, "seed")]  # a float in a frame built by hand
-        return tuple(s if s is None else int(float(str(s))) for s in found)
+        return tuple(seed_of(s) for s in column_values(self.rows, "seed"))
 
     @property
     def axes(self) -> dict[str, object]:
@@ -179,12 +159,12 @@ class ReplicateGroup:
 
     def values(self, column: str) -> list[float]:
         """The rows' numbers in ``column``, in order; rows with none there (or no such column) left out."""
-        found = [plain(v) for v in column_values(self.rows, column)]
+        found = [scalar(v) for v in column_values(self.rows, column)]
         return [float(v) for v in found if isinstance(v, int | float) and not isinstance(v, bool)]
 
     def first(self, column: str) -> object:
         """The first row's value in ``column`` as plain Python (None: missing, or no such column)."""
-        return plain(column_values(self.rows, column)[0]) if self.n else None
+        return scalar(column_values(self.rows, column)[0]) if self.n else None
 
     def estimate(self, column: str, level: float = 0.95) -> Estimate | None:
         """The estimate of the rows' numbers in ``column``; None when no row has a number there."""
@@ -203,15 +183,15 @@ def replicate_groups(frame: pd.DataFrame) -> list[ReplicateGroup]:
         return []
     keys = pd.DataFrame({name: column_values(latest, name) for name in GROUP})
     group = keys.groupby(list(GROUP), sort=False, dropna=False).ngroup().to_numpy()  # first-appearance order
-    seeds = [plain(v) for v in column_values(latest, "seed")]
+    seeds = [seed_of(v) for v in column_values(latest, "seed")]
     unseeded = np.array([s is not None for s in seeds])  # False (unseeded) sorts first
-    seed = np.array([0 if s is None else float(str(s)) for s in seeds])
+    seed = np.array([0 if s is None else s for s in seeds])
     order = np.lexsort((np.arange(len(latest)), seed, unseeded, group))  # the last key sorts first
     bounds = np.flatnonzero(np.diff(group[order])) + 1
     axes = [str(name) for name in latest.columns if is_axis_column(str(name))]
     columns = {name: column_values(latest, name) for name in (*IDENTITY, *axes)}
     groups = []
     for members in np.split(order, bounds):
-        identity = {name: plain(values[members[0]]) for name, values in columns.items()}
+        identity = {name: scalar(values[members[0]]) for name, values in columns.items()}
         groups.append(ReplicateGroup(rows=latest.iloc[members], identity=identity))
     return groups
