@@ -195,6 +195,18 @@ def test_a_cell_s_config_holds_its_axis_values_and_its_seed(tmp_path: Path) -> N
     assert cell.identity.axes == {**baseline.identity.axes, "model.attention.kv_stride": 4}
 
 
+def test_a_seed_joins_the_overrides_randomness_without_changing_the_cell_s_id(tmp_path: Path) -> None:
+    text = '[grid]\ncodes = ["0010"]\ndcn = [false]\nseeds = [0, 1]\n'
+    text += "[overrides]\nrandomness.deterministic = true\n"
+    planned = plan(load_sweep(sweep_of(tmp_path, text)), tmp_path / "runs")  # writes (renders) each config
+    for p, seed in zip(planned.cells, (0, 1), strict=True):
+        cfg = Config.fromfile(str(p.path))
+        assert (cfg.randomness.seed, cfg.randomness.deterministic) == (seed, True)
+        assert p.config.variables["randomness"] == {"deterministic": True}  # the id's input holds no seed
+    again = plan(load_sweep(sweep_of(tmp_path, text)), tmp_path / "other", write=False)
+    assert {p.cell_id for p in planned.cells} == {p.cell_id for p in again.cells} and len(again.cells) == 2
+
+
 def test_a_base_config_axis_plans_each_cell_on_its_base(tmp_path: Path) -> None:
     text = '[grid]\ncodes = ["0000"]\ndcn = [false]\n[grid.axes]\n"model.base_config" = [\n'
     text += '  "mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py",\n'

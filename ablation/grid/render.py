@@ -78,8 +78,10 @@ class RenderedConfig:
         )
         variables = self.variables
         if self.cell.seed is not None:  # mmengine's Runner seeds python, numpy and torch with it
-            variables = {**variables}
-            _merge(variables, {"randomness": {"seed": self.cell.seed}})
+            # a new dict at both levels: [overrides] may hold randomness (deterministic = true), and the
+            # variables it came from are the cell's id
+            randomness = {**variables.get("randomness", {}), "seed": self.cell.seed}
+            variables = {**variables, "randomness": randomness}
         return f"{header}_base_ = {self.base!r}\n\n{assignments(variables)}"
 
 
