@@ -102,7 +102,7 @@ def _selection(args: argparse.Namespace) -> Selection:
         codes=tuple(c for group in args.codes for c in group) if args.codes else None,
         dcn=None if args.dcn == "both" else args.dcn == "on",
         where=tuple(args.where or ()),
-        seeds=tuple(s for group in args.seeds for s in group) if args.seeds else None,
+        seeds=_seed_list(args),
     )
 
 
@@ -111,6 +111,11 @@ def _where(text: str) -> tuple[str, str]:
     if not equals or not name.strip() or not value.strip():
         raise argparse.ArgumentTypeError(f"expected AXIS=VALUE such as kv_stride=2, got {text!r}")
     return name.strip(), value.strip()
+
+
+def _seed_list(args: argparse.Namespace) -> tuple[int, ...] | None:
+    """The seeds of every --seeds given (None: no --seeds)."""
+    return tuple(s for group in args.seeds for s in group) if args.seeds else None
 
 
 def _seeds(text: str) -> list[int]:
@@ -348,9 +353,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     options = TableOptions(
         breakdown=args.breakdown, complexity=args.complexity, baseline=args.baseline, spread=args.spread
     )
-    seeds = tuple(s for group in args.seeds for s in group) if args.seeds else None
     chosen = select(
-        read.frame(), sweeps=args.sweep, sources=args.source, where=tuple(args.where or ()), seeds=seeds
+        read.frame(),
+        sweeps=args.sweep,
+        sources=args.source,
+        where=tuple(args.where or ()),
+        seeds=_seed_list(args),
     )
     table = results_table(chosen, options)
     if not table.rows:
@@ -434,6 +442,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks (also ABLATION_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, required=True)
 
+    def axis_filters(p: argparse.ArgumentParser, things: str, unseeded: str) -> None:
+        """--where and --seeds (``Selection``, and ``export.select``)."""
+        p.add_argument(
+            "--where",
+            type=_where,
+            action="append",
+            metavar="AXIS=VALUE",
+            help=f"only {things} with this value on an axis of [grid.axes], e.g. kv_stride=2 (repeatable; "
+            f"{things} the axis does not vary, such as 0000 for attention settings, stay)",
+        )
+        p.add_argument(
+            "--seeds",
+            type=_seeds,
+            action="append",
+            metavar="SEED[,SEED...]",
+            help=f"only these replicates{unseeded}",
+        )
+
     def cells_of_a_sweep(p: argparse.ArgumentParser) -> None:
         p.add_argument("--sweep", required=True, help="a sweep name (see `ablation sweeps`) or a .toml file")
         p.add_argument(
@@ -446,17 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--dcn", choices=("on", "off", "both"), default="both", help="only cells with DCN on or off"
         )
-        p.add_argument(
-            "--where",
-            type=_where,
-            action="append",
-            metavar="AXIS=VALUE",
-            help="only cells with this value on an axis of [grid.axes], e.g. kv_stride=2 (repeatable; cells "
-            "the axis does not vary, such as 0000 for attention settings, stay)",
-        )
-        p.add_argument(
-            "--seeds", type=_seeds, action="append", metavar="SEED[,SEED...]", help="only these replicates"
-        )
+        axis_filters(p, "cells", "")
         p.add_argument(
             "--root",
             type=Path,
@@ -615,9 +631,10 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(run=_cmd_import_log)
 
     def exporting(p: argparse.ArgumentParser) -> None:
+        from ablation.results.export import FORMATS, SPREADS
         from ablation.results.records import SOURCES
 
-        p.add_argument("--format", choices=("markdown", "csv", "latex"), default="markdown")
+        p.add_argument("--format", choices=FORMATS, default="markdown")
         p.add_argument("--sweep", action="append", metavar="NAME", help="only this sweep (repeatable)")
         p.add_argument("--source", action="append", choices=SOURCES, help="only this source (repeatable)")
         p.add_argument("--breakdown", action="store_true", help="add AP50, AP75, APs, APm, APl")
@@ -631,26 +648,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--spread",
-            choices=("ci", "sd"),
+            choices=SPREADS,
             default="ci",
             help="with replicates, what ± shows: the 95%% confidence interval of the mean (ci, the default) "
             "or the standard deviation (sd)",
         )
-        p.add_argument(
-            "--where",
-            type=_where,
-            action="append",
-            metavar="AXIS=VALUE",
-            help="only runs with this value on an axis, e.g. kv_stride=2 (repeatable; runs the axis does not "
-            "vary, such as 0000 for attention settings, stay)",
-        )
-        p.add_argument(
-            "--seeds",
-            type=_seeds,
-            action="append",
-            metavar="SEED[,SEED...]",
-            help="only these replicates (unseeded runs stay)",
-        )
+        axis_filters(p, "runs", " (unseeded runs stay)")
         p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write here instead of stdout")
 
     command(
