@@ -330,7 +330,10 @@ def test_a_cell_at_its_time_limit_is_requeued_and_finishes(cluster: None, tmp_pa
 def test_every_command_judges_a_slurm_job_where_it_runs(cluster: None, tmp_path: Path) -> None:
     """Launched with --executor slurm, then followed with the commands the tool's hints give, none of which
     names the executor: status, launch --retry-failed and cancel all see the Slurm jobs."""
-    text = sweep_text(**{"epochs = 2": "epochs = 16"}).replace("dcn = [false, true]", "dcn = [false]")
+    # Both cells must still be running when status is asked, however late Slurm starts the second: with 16
+    # epochs, a CI machine started 1111 so late that 0000 had finished. 1000 epochs take far longer than any
+    # test; the cells are cancelled at the end.
+    text = sweep_text(**{"epochs = 2": "epochs = 1000"}).replace("dcn = [false, true]", "dcn = [false]")
     sweep, root = write_sweep(tmp_path, text, "judged"), tmp_path / "runs"
     args = ("--sweep", str(sweep), "--root", str(root))
     launched = ablation(tmp_path, "launch", *args, "--executor", "slurm")
@@ -460,7 +463,8 @@ def test_a_duplicate_two_task_job_of_a_running_cell_steps_aside_on_every_rank(
         tmp_path,
         "duplicate",
         **TWO_TASKS,
-        **{"epochs = 2": "epochs = 30", "[benchmark]": '[slurm]\nsbatch = ["--overcommit"]\n\n[benchmark]'},
+        # far more epochs than the test waits for: the cell's own job must still run when the duplicate ends
+        **{"epochs = 2": "epochs = 1000", "[benchmark]": '[slurm]\nsbatch = ["--overcommit"]\n\n[benchmark]'},
     )
     args = ("--sweep", str(sweep), "--root", str(root), "--executor", "slurm")
     assert ablation(tmp_path, "launch", *args).returncode == 0
