@@ -2,7 +2,8 @@
 
 Started by ``ablation dashboard [--store DIR] [--root DIR] [--port N]``, which runs
 ``streamlit run dashboard/app.py`` with ABLATION_STORE and ABLATION_ROOT set. The figures and numbers come
-from ``ablation.analysis.figures`` and ``ablation.analysis.numbers``; this file only lays them out.
+from ``ablation.analysis.figures``, ``ablation.analysis.numbers`` and ``ablation.analysis.effects`` (the
+factorial analysis); this file only lays them out.
 ``?page=effects`` (or trade-offs, runs, status, downloads) opens a page directly.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ablation.analysis import figures
+from ablation.analysis import effects, figures
 from ablation.analysis import numbers as analysis
 from ablation.results.export import FORMATS, TableOptions, render, results_table
 from ablation.results.latest import latest_runs
@@ -136,9 +137,9 @@ def tradeoff_chart(points: pd.DataFrame, x: str, memory_kind: str | None = None)
         selection_mode="points",
         key=f"chart-{x}-{memory_kind}",
     )
-    chosen = [p.get("customdata") for p in (event.selection.points if event else []) if p.get("customdata")]
+    chosen = [list(c) for p in (event.selection.points if event else []) if (c := p.get("customdata"))]
     if chosen:
-        st.session_state["selected_run"] = list(chosen[0])
+        st.session_state["selected_run"] = chosen[0]
 
 
 # --- factor effects --------------------------------------------------------------------------------------
@@ -156,11 +157,13 @@ def effects_page(frame: pd.DataFrame) -> None:
     rows = latest_runs(frame[(frame["sweep"] == group[0]) & (frame["source"] == group[1])])
     cells = analysis.cell_means(rows, ())
     present = len(cells[["code", "dcn"]].dropna().drop_duplicates())
-    runs = f" ({len(rows)} runs: a cell's replicates are averaged first, so it counts once)"
     st.caption(
-        f"{len(cells)} cells{runs if len(rows) > len(cells) else ''} cover {present} of the 32 combinations "
-        "of the 2^4 attention factors x DCN grid; an effect is the mean with the factor on minus the mean "
-        "with it off, over the cells that have the figure."
+        f"{len(rows)} runs (the latest finished run of each seed of each cell) in {len(cells)} cells, "
+        f"covering {present} of the 32 combinations of the 2^4 attention factors x DCN grid. An effect "
+        "is the mean with the factor at its high level minus the mean at its low level; its bar spans "
+        "its 95% interval. Green: resolved from noise and better, red: resolved and worse (for the "
+        "metric, whatever the sign), "
+        "grey hatched: not resolved from noise."
     )
     kinds = [k for k in figures.MEMORY_TITLES if (rows["memory_kind"] == k).any()]
     kind = kinds[0] if len(kinds) == 1 else None
@@ -168,34 +171,97 @@ def effects_page(frame: pd.DataFrame) -> None:
         kind = st.radio(
             "memory kind", kinds, format_func=figures.MEMORY_TITLES.__getitem__, key="effects-kind"
         )
-    metrics = ["bbox_mAP", "fps"] + (["memory_gb"] if kind else [])
     memory_rows = rows if kind is None else rows[(rows["memory_kind"] == kind) | rows["memory_kind"].isna()]
-    effects = pd.concat(
-        [
-            analysis.main_effects(rows, metrics=("bbox_mAP", "fps")),
-            *([analysis.main_effects(memory_rows, metrics=("memory_gb",))] if kind else []),
-        ]
-    )
-    columns = st.columns(len(metrics))
-    units = {
-        "bbox_mAP": ("box AP", "points", 100.0),
-        "fps": ("fps", "img/s", 1.0),
-        "memory_gb": ("memory", "GB", 1.0),
+    metrics = {
+        "bbox_mAP": rows,
+        "fps": rows,
+        **({"memory_gb": memory_rows} if kind else {}),
+        "flops": rows,
     }
-    for column, metric in zip(columns, metrics, strict=True):
-        name, unit, scale = units[metric]
-        with column:
-            st.subheader(f"Main effects on {name}")
-            st.plotly_chart(figures.effects_figure(effects, metric, name, unit, scale), width="stretch")
+    names = {m: figures.METRIC_UNITS[m][0] for m in metrics}
+    if kind:
+        names["memory_gb"] = f"{figures.MEMORY_TITLES[kind]} memory"
+    tabs = st.tabs(list(names.values()))
+    for tab, (metric, chosen) in zip(tabs, metrics.items(), strict=True):
+        with tab:
+            effects_section(effects.analyse(chosen, metric), names[metric])
+    if not kind:
+        st.caption("No run of this design has a memory figure: no memory effects.")
+    st.subheader("Box AP of every cell")
+    st.plotly_chart(figures.ap_heatmap(analysis.ap_grid(rows)), width="stretch", key="effects-ap-grid")
+
+
+def effects_section(result: effects.FactorialAnalysis, name: str) -> None:
+    """One metric's factorial analysis: its method, the design behind it, its main effects, two-factor
+    interactions and half-normal plot, and in an expander the tables."""
+    _, unit, scale = figures.METRIC_UNITS[result.metric]
+    lo, hi = result.runs_per_cell
+    per_cell = f"{lo}" if lo == hi else f"{lo} to {hi}"
+    blocks = f"; blocks: {', '.join(result.blocks)}" if result.blocks else ""
+    design = f"{result.runs} runs in {result.cells} cells, n per cell {per_cell}{blocks}."
+    if result.method == "none":
+        st.warning(f"No interval: {result.reason.rstrip('.')}. {design}")
+    else:
+        st.caption(f"**{result.method}**: {result.description} {design}")
+    if result.aliased:
+        pairs = "; ".join(f"{left} with {right}" for left, right in result.aliased.items())
+        st.info(
+            f"Aliased in these runs (their factors move together, e.g. codes 0000 and 1111 only): {pairs}. "
+            "An aliased pair's effects cannot be told apart: the effect shown is theirs together."
+        )
+    key = f"effects-{result.metric}"
     left, right = st.columns(2)
     with left:
-        st.subheader("Two-factor interactions on box AP")
-        st.plotly_chart(figures.interactions_figure(analysis.interactions(rows)), width="stretch")
+        st.plotly_chart(figures.effects_figure(result, name, unit, scale), width="stretch", key=f"{key}-main")
     with right:
-        st.subheader("Box AP of every cell")
-        st.plotly_chart(figures.ap_heatmap(analysis.ap_grid(rows)), width="stretch")
-    with st.expander("the numbers"):
-        st.dataframe(effects, hide_index=True)
+        st.plotly_chart(
+            figures.interactions_figure(result, name, unit, scale), width="stretch", key=f"{key}-pairs"
+        )
+    st.plotly_chart(figures.half_normal_figure(result, name, unit, scale), width="stretch", key=f"{key}-half")
+    with st.expander(
+        f"the numbers: effects on {name}" + (" and the ANOVA" if result.anova is not None else "")
+    ):
+        table = effects_table(result, unit, scale)
+        number = st.column_config.NumberColumn(format="%.3g")
+        st.dataframe(
+            table,
+            hide_index=True,
+            width="stretch",
+            column_config={c: number for c in table.columns if c not in ("term", "order", "resolved")},
+        )
+        if result.anova is not None:
+            st.markdown("ANOVA (statsmodels' `anova_lm`, type 2 sums of squares in the store's unit)")
+            st.dataframe(result.anova, width="stretch")
+        if result.lenth is not None:
+            found = result.lenth
+            st.markdown(
+                f"Lenth's method over m = {found.m} effects: PSE {found.pse * scale:.4g} {unit}, margin of "
+                f"error ME {found.me * scale:.4g} {unit} (t with {found.df:.3g} df), simultaneous margin SME "
+                f"{found.sme * scale:.4g} {unit}."
+            )
+
+
+def effects_table(result: effects.FactorialAnalysis, unit: str, scale: float) -> pd.DataFrame:
+    """The analysis's effects for people: in ``unit``, the interval as low and high, whether it is resolved
+    from noise, and whether simultaneously where Lenth's method gives that."""
+    table = result.effects
+    shown = pd.DataFrame(
+        {
+            "term": table["label"],
+            "order": table["order"],
+            f"effect ({unit})": table["effect"] * scale,
+            "low": table["low"] * scale,
+            "high": table["high"] * scale,
+            "se": table["se"] * scale,
+            "df": table["df"],
+            "p": table["p"],
+            "resolved": table["resolved"],
+        }
+    )
+    if result.lenth is not None:
+        shown["simultaneous"] = table["simultaneous"]
+    # what the method does not give (Lenth: no p; no error: no interval) gets no column
+    return shown.dropna(axis=1, how="all") if len(shown) else shown
 
 
 # --- runs ------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The dashboard's numbers: which runs count, Pareto fronts, the factorial analysis on designs whose answer is
-known, the AP grid, a cell's replicates at their mean with the interval scipy's t gives, the seed and axis
+"""The dashboard's numbers: which runs count, Pareto fronts, the factorial analysis's figures (each effect
+with its interval, coloured better or worse, the half-normal plot, the interactions) on designs whose answer
+is known, the AP grid, a cell's replicates at their mean with the interval scipy's t gives, the seed and axis
 columns of a table, and training curves from hand-written mmengine logs."""
 
 from __future__ import annotations
@@ -11,13 +12,19 @@ import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ablation.analysis.figures import tradeoff_figure
+from ablation.analysis.effects import analyse
+from ablation.analysis.figures import (
+    effects_figure,
+    half_normal_figure,
+    interactions_figure,
+    tradeoff_figure,
+)
 from ablation.analysis.numbers import (
     FACTOR_COLUMNS,
     GRID_COLUMNS,
@@ -29,8 +36,6 @@ from ablation.analysis.numbers import (
     cell_means,
     describe_code,
     factor_label,
-    interactions,
-    main_effects,
     pareto_front,
     replicate_columns,
     replicate_means,
@@ -43,6 +48,9 @@ from ablation.results.latest import latest_runs
 from ablation.results.records import RunRecord
 from ablation.results.store import Store
 from ablation.run.result_file import METRICS
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 Flags = dict[str, bool]
 
@@ -79,16 +87,6 @@ def design(**metrics: Callable[[Flags], Any]) -> list[RunRecord]:
         figures = {name: f(flags) for name, f in metrics.items()}
         records.append(run(code, flags["dcn"], **figures))
     return records
-
-
-def effect(effects: pd.DataFrame, metric: str, factor: str) -> pd.Series:
-    rows = effects[(effects["metric"] == metric) & (effects["factor"] == factor)]
-    assert len(rows) == 1
-    return rows.iloc[0]
-
-
-def pairs(table: pd.DataFrame) -> dict[tuple[str, str], float]:
-    return {(a, b): e for a, b, e in zip(table["a"], table["b"], table["effect"], strict=True)}
 
 
 # --- labels -----------------------------------------------------------------------------------------------
@@ -242,7 +240,7 @@ def test_pareto_front_never_mixes_memory_kinds(tmp_path: Path) -> None:
         pareto_front(frame, "speed")
 
 
-# --- main_effects -----------------------------------------------------------------------------------------
+# --- the effects' figures -----------------------------------------------------------------------------------
 
 
 def additive() -> list[RunRecord]:
@@ -254,130 +252,191 @@ def additive() -> list[RunRecord]:
     )
 
 
-def test_main_effects_of_a_full_design_are_the_coefficients(tmp_path: Path) -> None:
-    records = additive()
-    frame = stored(tmp_path, records)
-    assert len(frame) == 32
-    effects = main_effects(frame)
-    assert list(effects.columns) == [
-        "factor",
-        "label",
-        "metric",
-        "effect",
-        "mean_on",
-        "mean_off",
-        "n_on",
-        "n_off",
-    ]
-    assert len(effects) == 15
-    assert list(effects["metric"].unique()) == ["bbox_mAP", "fps", "memory_gb"]
-    expected = {
-        ("bbox_mAP", "key_content"): 0.02,
-        ("bbox_mAP", "dcn"): 0.01,
-        ("fps", "query_key_content"): -4.0,
-        ("memory_gb", "relative_position"): 1.5,
+def wobble(flags: Flags, size: float) -> float:
+    """A cell's own fixed noise: normal with sd ``size``, the same at every call."""
+    index = sum(int(flags[c]) << i for i, c in enumerate(FACTOR_COLUMNS))
+    return size * float(np.random.default_rng(index).standard_normal())
+
+
+def noisy() -> list[RunRecord]:
+    """The full grid once per cell: AP up 2 points with key content, fps down 4 with query-key content,
+    memory up 1.5 GB with DCN, each with a little noise of its own."""
+    return design(
+        bbox_mAP=lambda f: 0.30 + 0.02 * f["key_content"] + wobble(f, 0.001),
+        fps=lambda f: 20.0 - 4.0 * f["query_key_content"] + wobble(f, 0.05),
+        memory_gb=lambda f: 3.0 + 1.5 * f["dcn"] + wobble(f, 0.01),
+        memory_kind=lambda f: "cuda_peak_allocated",
+    )
+
+
+def bars(figure: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """An effects figure's bars (its dict, as Plotly or the dashboard's chart gives it) by label: y, the
+    ends of its error bar (None without one), colour, text, and the legend of its trace."""
+    drawn: dict[str, dict[str, Any]] = {}
+    for trace in figure["data"]:
+        if trace["type"] != "bar":
+            continue
+        error = trace.get("error_y")
+        for i, label in enumerate(trace["x"]):
+            y = trace["y"][i]
+            drawn[label] = {
+                "y": y,
+                "interval": None if error is None else (y - error["arrayminus"][i], y + error["array"][i]),
+                "colour": trace["marker"]["color"],
+                "text": trace["text"][i],
+                "legend": trace["name"],
+            }
+    return drawn
+
+
+def hue(colour: str) -> str:
+    """'green', 'red', 'grey' or 'other': which a #rrggbb colour reads as."""
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    if max(r, g, b) - min(r, g, b) < 24:
+        return "grey"
+    if g > r + 40 and g > b + 40:
+        return "green"
+    if r > g + 40 and r > b + 40:
+        return "red"
+    return "other"
+
+
+def caption(figure: go.Figure) -> str:
+    return str(figure.layout.title.subtitle.text).replace("<br>", " ")
+
+
+def test_the_effects_figure_draws_intervals_in_colours_of_better_and_worse() -> None:
+    frame = framed(noisy())
+    planted = {
+        "bbox_mAP": "key content only",
+        "fps": "query-key content",
+        "memory_gb": "deformable convolution",
     }
-    for metric, factor in itertools.product(("bbox_mAP", "fps", "memory_gb"), FACTOR_COLUMNS):
-        row = effect(effects, metric, factor)
-        assert row["effect"] == pytest.approx(expected.get((metric, factor), 0.0), abs=1e-12)
-        assert (row["n_on"], row["n_off"]) == (16, 16)
-        assert row["label"] == factor_label(factor)
-    key = effect(effects, "bbox_mAP", "key_content")
-    assert key["mean_on"] == pytest.approx(0.325)  # 0.32 + half of the DCN runs' 0.01
-    assert key["mean_off"] == pytest.approx(0.305)
-    assert effects.equals(main_effects(framed(records)))  # a hand-built frame gives the same
+    for metric, scale, higher_is_better in (
+        ("bbox_mAP", 100.0, True),
+        ("fps", 1.0, True),
+        ("memory_gb", 1.0, False),
+    ):
+        result = analyse(frame, metric)
+        assert result.method == "lenth"
+        figure = effects_figure(result, "the metric", "units", scale)
+        drawn = bars(figure.to_dict())
+        assert sorted(drawn) == sorted(factor_label(c) for c in FACTOR_COLUMNS)
+        for row in result.main().to_dict("records"):
+            bar = drawn[row["label"]]
+            assert bar["y"] == pytest.approx(row["effect"] * scale)
+            assert bar["interval"] == pytest.approx((row["low"] * scale, row["high"] * scale))
+            improves = (row["effect"] > 0) == higher_is_better
+            if row["resolved"]:
+                assert hue(bar["colour"]) == ("green" if improves else "red"), row
+                assert "not resolved" not in bar["text"]
+            else:
+                assert hue(bar["colour"]) == "grey" and bar["text"].endswith("(not resolved)")
+                assert "not resolved" in bar["legend"]
+        # the planted effects stand out of the noise: AP's is better, fps' and memory's worse
+        assert hue(drawn[planted[metric]]["colour"]) == ("green" if metric == "bbox_mAP" else "red")
+        assert sum(hue(b["colour"]) == "grey" for b in drawn.values()) >= 3  # most are noise
+        assert figure.layout.yaxis.title.text == "effect on the metric (units)"
+        assert result.description in caption(figure)
+        pairs = bars(effects_figure(result, "the metric", "units", scale, order=2).to_dict())
+        assert sorted(pairs) == sorted(result.interactions()["label"]) and len(pairs) == 10
 
 
-def test_main_effects_with_missing_figures_and_cells() -> None:
-    records = additive()
-    for record in records:
-        if record.dcn and record.code == "0010":
-            record.bbox_mAP = None  # measured nothing: not counted
-    records = [r for r in records if not (r.dcn and r.code == "1111")]  # a cell not run
-    records.append(run(None, True, cell="odd", bbox_mAP=0.9))  # no code: counts for DCN only
-    effects = main_effects(framed(records), metrics=("bbox_mAP",))
-    assert len(effects) == 5
-    key = effect(effects, "bbox_mAP", "key_content")
-    assert (key["n_on"], key["n_off"]) == (14, 16)
-    assert key["effect"] == pytest.approx(0.02 + 0.01 * (6 / 14 - 8 / 16))  # DCN no longer balanced
-    dcn = effect(effects, "bbox_mAP", "dcn")
-    assert (dcn["n_on"], dcn["n_off"]) == (15, 16)
-    only_on = framed([r for r in records if r.dcn])
-    dcn = effect(main_effects(only_on, metrics=("bbox_mAP",)), "bbox_mAP", "dcn")
-    assert (dcn["n_on"], dcn["n_off"]) == (15, 0)
-    assert math.isnan(dcn["effect"]) and math.isnan(dcn["mean_off"])
-    assert dcn["mean_on"] == pytest.approx(np.mean([r.bbox_mAP for r in records if r.dcn and r.bbox_mAP]))
+def test_an_effect_without_interval_is_neutral_and_says_so() -> None:
+    # two factors, one run per cell: the full model leaves no degrees of freedom for an error
+    records = [
+        run(code, dcn, bbox_mAP=0.3 + 0.01 * dcn + 0.02 * (code == "0010") + 0.003 * (dcn and code == "0010"))
+        for code in ("0000", "0010")
+        for dcn in (False, True)
+    ]
+    result = analyse(framed(records), "bbox_mAP")
+    assert result.method == "none" and result.effects["resolved"].isna().all()
+    drawn = bars(effects_figure(result, "box AP", "points", 100.0).to_dict())
+    assert drawn["deformable convolution"]["y"] == pytest.approx(1.0 + 0.15)
+    assert drawn["key content only"]["y"] == pytest.approx(2.0 + 0.15)
+    for bar in drawn.values():
+        assert (
+            bar["interval"] is None
+            and bar["text"].endswith("(no interval)")
+            and hue(bar["colour"]) == "other"
+        )
+    half = half_normal_figure(result, "box AP", "points", 100.0).to_dict()["data"]
+    assert [t["mode"] for t in half] == ["markers+text"]  # no standard error: no reference line
+    (heatmap,) = interactions_figure(result, "box AP", "points", 100.0).to_dict()["data"]
+    assert [t for row in heatmap["text"] for t in row if t] == ["+0.15", "+0.15"]  # no ± without interval
 
 
-def test_main_effects_refuse_to_mix_memory_kinds(tmp_path: Path) -> None:
-    records = additive()
-    records[3].memory_kind = "cpu_peak_rss"
-    frame = stored(tmp_path, records)
-    with pytest.raises(ValueError, match="mix memory kinds"):
-        main_effects(frame)
-    assert len(main_effects(frame, metrics=("bbox_mAP", "fps"))) == 10  # no memory asked: fine
-    records[3].memory_gb = None  # the CPU row no longer has a memory figure: one kind again
-    effects = main_effects(framed(records), metrics=("memory_gb",))
-    row = effect(effects, "memory_gb", "relative_position")
-    assert row["effect"] == pytest.approx(1.5)
-    assert row["n_on"] + row["n_off"] == 31
-    with pytest.raises(ValueError, match="no column 'speed'"):
-        main_effects(frame, metrics=("speed",))
+def test_the_half_normal_plot_and_its_line_of_null_effects() -> None:
+    from scipy import stats
+
+    result = analyse(framed(noisy()), "bbox_mAP")
+    assert result.lenth is not None
+    traces = half_normal_figure(result, "box AP", "points", 100.0).to_dict()["data"]
+    points = [
+        (x, y, label)
+        for t in traces
+        if t["mode"] != "lines"
+        for x, y, label in zip(t["x"], t["y"], t["hovertext"], strict=True)
+    ]
+    m = len(result.effects)
+    assert m == 31
+    assert sorted(x for x, _, _ in points) == pytest.approx(
+        stats.halfnorm.ppf((np.arange(1, m + 1) - 0.5) / m)
+    )
+    assert sorted(y for _, y, _ in points) == pytest.approx(
+        sorted(100 * abs(e) for e in result.effects["effect"])
+    )
+    # the larger the effect, the further right: the points lie on a rising curve
+    assert [y for _, y, _ in sorted(points)] == sorted(y for _, y, _ in points)
+    resolved = next(t for t in traces if t["name"] == "resolved from noise")
+    expected = set(result.effects.loc[result.effects["resolved"].fillna(False), "label"])
+    assert set(resolved["text"]) == expected and "key content only" in expected
+    (line,) = [t for t in traces if t["mode"] == "lines"]
+    assert line["x"][0] == 0 and line["y"][0] == 0
+    assert line["y"][1] / line["x"][1] == pytest.approx(100 * result.lenth.pse)
+    assert "Lenth's pseudo standard error" in line["name"]
+    # replicates: the slope is the OLS standard error of an effect, the same for all in a balanced design
+    replicated = [
+        dataclasses.replace(
+            r, run_id=f"s{seed}", seed=seed, bbox_mAP=r.bbox_mAP + 0.001 * (seed - 0.5) * (-1) ** i
+        )
+        for i, r in enumerate(noisy())
+        if not r.relative_position and not r.query_content_position
+        for seed in (0, 1)
+    ]
+    result = analyse(framed(replicated), "bbox_mAP")
+    se = result.effects["se"].to_numpy()
+    assert result.method == "replicates" and se == pytest.approx(np.full(len(se), se[0]))
+    (line,) = [t for t in half_normal_figure(result).to_dict()["data"] if t["mode"] == "lines"]
+    assert line["y"][1] / line["x"][1] == pytest.approx(se[0])
+    assert "OLS standard error" in line["name"]
 
 
-# --- interactions -----------------------------------------------------------------------------------------
-
-
-def test_no_interaction_in_an_additive_design() -> None:
-    table = interactions(framed(additive()))
-    assert list(table.columns) == ["a", "b", "label_a", "label_b", "effect", "n"]
-    assert len(table) == 10
-    assert list(zip(table["a"], table["b"], strict=True)) == list(itertools.combinations(FACTOR_COLUMNS, 2))
-    assert table["effect"].abs().max() < 1e-12
-    assert (table["n"] == 32).all()
-    assert list(table["label_a"][:1]) == ["query-key content"]
-    assert list(table["label_b"][:1]) == ["query content & relative position"]
-
-
-def test_interaction_of_a_product_in_plus_minus_one_coding(tmp_path: Path) -> None:
-    records = design(bbox_mAP=lambda f: 1.0 if f["query_key_content"] == f["dcn"] else -1.0)
-    got = pairs(interactions(stored(tmp_path, records)))
-    for pair, value in got.items():
-        assert value == pytest.approx(2.0 if pair == ("query_key_content", "dcn") else 0.0, abs=1e-12)
-    # the main effects of a pure interaction are all zero
-    assert main_effects(framed(records), metrics=("bbox_mAP",))["effect"].abs().max() < 1e-12
-
-
-def test_interaction_of_a_product_in_zero_one_coding() -> None:
-    records = design(bbox_mAP=lambda f: 0.30 + 0.04 * (f["query_key_content"] and f["key_content"]))
-    got = pairs(interactions(framed(records)))
-    # cell means 0.34 (both on) and 0.30 elsewhere: ((0.34 - 0.30) - (0.30 - 0.30)) / 2
-    assert got[("query_key_content", "key_content")] == pytest.approx(0.02)
-    assert all(abs(v) < 1e-12 for k, v in got.items() if k != ("query_key_content", "key_content"))
-
-
-def test_one_factor_alone_gives_no_interaction_with_it_even_unbalanced() -> None:
-    records = design(bbox_mAP=lambda f: 0.30 + 0.05 * f["key_content"])
-    # drop 6 of the 8 cells with key content on and relative position off: the A x B table is unbalanced
-    dropped = [r for r in records if r.key_content and not r.relative_position][:6]
-    kept = framed([r for r in records if r not in dropped])
-    table = interactions(kept)
-    assert (table["n"] == 26).all()
-    with_key = table[(table["a"] == "key_content") | (table["b"] == "key_content")]
-    assert len(with_key) == 4
-    assert with_key["effect"].abs().max() < 1e-12
-    # pooling the rows instead of weighting the four cells equally would report an interaction
-    a, b, y = kept["key_content"], kept["relative_position"], kept["bbox_mAP"]
-    pooled = y[a == b].mean() - y[a != b].mean()
-    assert pooled == pytest.approx((8 * 0.35 + 8 * 0.30) / 16 - (2 * 0.35 + 8 * 0.30) / 10)
-    assert abs(pooled) > 0.01
-
-
-def test_an_empty_cell_of_a_pair_gives_nan() -> None:
-    records = [r for r in additive() if not (r.query_key_content and r.dcn)]
-    got = pairs(interactions(framed(records)))
-    assert math.isnan(got[("query_key_content", "dcn")])
-    assert got[("key_content", "dcn")] == pytest.approx(0.0, abs=1e-12)
+def test_the_interactions_heatmap_shows_each_pair_with_its_interval() -> None:
+    # query-key content x DCN: +0.5 points when they agree, -0.5 when not (an effect of 1 point)
+    records = design(
+        bbox_mAP=lambda f: (
+            0.30 + 0.005 * (1 if f["query_key_content"] == f["dcn"] else -1) + wobble(f, 0.0005)
+        )
+    )
+    result = analyse(framed(records), "bbox_mAP")
+    (heatmap,) = interactions_figure(result, "box AP", "points", 100.0).to_dict()["data"]
+    labels = heatmap["x"]
+    assert labels == heatmap["y"] == [factor_label(c) for c in FACTOR_COLUMNS]
+    by_pair = {tuple(str(row["term"]).split(":")): row for row in result.interactions().to_dict("records")}
+    assert len(by_pair) == 10
+    for (a, b), row in by_pair.items():
+        i, j = labels.index(factor_label(a)), labels.index(factor_label(b))
+        assert heatmap["z"][i][j] == heatmap["z"][j][i] == pytest.approx(100 * row["effect"])
+        text = heatmap["text"][i][j]
+        assert text == heatmap["text"][j][i]
+        value, half = (float(part.strip("() ")) for part in text.replace("<br>", " ").split("±"))
+        assert value == pytest.approx(100 * row["effect"], abs=0.006)
+        assert half == pytest.approx(100 * (row["high"] - row["low"]) / 2, abs=0.006)
+        assert text.startswith("(") == (not row["resolved"])
+    i, j = labels.index("query-key content"), labels.index("deformable convolution")
+    assert heatmap["z"][i][j] == pytest.approx(1.0, abs=0.1) and not heatmap["text"][i][j].startswith("(")
+    assert all(heatmap["z"][k][k] is None for k in range(len(labels)))
 
 
 # --- ap_grid ----------------------------------------------------------------------------------------------
@@ -502,7 +561,7 @@ def test_replicate_means_never_average_two_memory_kinds() -> None:
     assert cells[cells["cell"] == records[3].cell]["memory_gb"].item() == pytest.approx(4.0)
 
 
-def test_replicates_count_once_in_the_effects_and_the_ap_grid(tmp_path: Path) -> None:
+def test_replicates_count_once_in_the_ap_grid(tmp_path: Path) -> None:
     records = additive()
     # the 1111 + DCN cell (0.33 AP) run with three seeds at 0.50, 0.60 and 0.70: its mean, 0.60, counts once
     top = next(r for r in records if r.code == "1111" and r.dcn)
@@ -514,13 +573,6 @@ def test_replicates_count_once_in_the_effects_and_the_ap_grid(tmp_path: Path) ->
     means = cell_means(latest_runs(frame), ("bbox_mAP",))
     assert len(means) == 32
     assert means[means["cell"] == top.cell]["bbox_mAP"].item() == pytest.approx(0.60)
-    once = framed([*[r for r in records if r.seed is None], dataclasses.replace(top, bbox_mAP=0.60)])
-    effects, expected = main_effects(frame, metrics=("bbox_mAP",)), main_effects(once, metrics=("bbox_mAP",))
-    assert effects["effect"].to_numpy() == pytest.approx(expected["effect"].to_numpy())
-    assert (effects["n_on"] == 16).all() and (effects["n_off"] == 16).all()  # cells, not runs
-    table = interactions(frame)
-    assert (table["n"] == 32).all()
-    assert table["effect"].to_numpy() == pytest.approx(interactions(once)["effect"].to_numpy())
     grid = ap_grid(frame)
     assert grid.loc["1111", "on"] == pytest.approx(60.0)
     # two sweeps sharing a slot: each cell once, whatever its number of seeds

@@ -117,7 +117,7 @@ def test_the_root_comes_from_the_environment(
         (
             ["frobnicate"],
             "error: argument COMMAND: invalid choice: 'frobnicate' (choose from 'plan', 'launch', 'status', "
-            "'cancel', 'run', 'sweeps', 'harvest', 'import-log', 'export', 'dashboard')",
+            "'cancel', 'run', 'sweeps', 'harvest', 'import-log', 'export', 'report', 'dashboard')",
         ),
         (
             ["export", "--format", "html"],

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -22,6 +23,7 @@ from ablation.run.manifest import Manifest, Submission, save_manifest
 from ablation.run.result_file import RESULT_FILE, CellResult, write_result
 
 from .conftest import REPO
+from .test_analysis import bars, hue
 
 APP = REPO / "dashboard" / "app.py"
 
@@ -242,21 +244,25 @@ def test_replicates_are_one_point_per_cell_with_error_bars(
         assert all("error_y" in t and "error_x" not in t for t in figure["data"] if t["mode"] != "lines")
 
 
-def test_replicates_count_once_in_the_factor_effects(
-    monkeypatch: pytest.MonkeyPatch, replicated: Store
-) -> None:
+def test_the_replicated_store_on_the_effects_page(monkeypatch: pytest.MonkeyPatch, replicated: Store) -> None:
     at = open_app(monkeypatch, replicated, page="effects")
-    assert any("5 cells (13 runs" in c.value for c in at.caption)
-    ap_effects = figures(at)[0]
-    heatmap = figures(at)[-1]
+    assert any("13 runs" in c.value and "in 5 cells" in c.value for c in at.caption)
     cells: dict[str, list[RunRecord]] = {}
     for record in replicate_runs():
         cells.setdefault(record.cell, []).append(record)
+    # 0000, 0010 and 1111 only: three of the factors move with query-key content
+    (note,) = {i.value for i in at.info if "Aliased" in i.value}
+    for label in ("query content & relative position", "relative position only", "deformable convolution"):
+        assert f"{label} with query-key content" in note
+    # the cells run at two kv_strides and the one without: the stride is a block, and the one cell without
+    # key content is the one without a stride, so key content cannot be told from the block
+    (warning,) = {w.value for w in at.warning}
+    assert warning.startswith("No interval: the factors' effects cannot be separated")
+    assert warning.endswith("13 runs in 5 cells, n per cell 1 to 3; blocks: kv_stride.")
+    # the AP of every cell: a cell's replicates at their mean
+    heatmap = titled(at, None)
     means = [(rs[0].dcn, sum(r.bbox_mAP for r in rs) / len(rs)) for rs in cells.values()]
     on = [m for dcn, m in means if dcn]
-    off = [m for dcn, m in means if not dcn]
-    bars = dict(zip(ap_effects["data"][0]["x"], ap_effects["data"][0]["y"], strict=True))
-    assert bars["deformable convolution"] == pytest.approx(100 * (sum(on) / len(on) - sum(off) / len(off)))
     row = [code.split()[0] for code in heatmap["data"][0]["y"]].index("1111")
     assert heatmap["data"][0]["z"][row][1] == pytest.approx(100 * sum(on) / len(on))
 
@@ -296,46 +302,233 @@ def test_selecting_a_point_opens_its_run(monkeypatch: pytest.MonkeyPatch, store:
     )
 
 
-def test_factor_effects_match_the_store(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
-    at = open_app(monkeypatch, store, page="effects")
-    group = at.selectbox(key="effects-group")
-    assert ("grid", "run") in group.options or "grid (run)" in group.options
-    group.set_value(("grid", "run")).run()
-    assert not at.exception
-    ap_effects, fps_effects, memory_effects, interactions, heatmap = figures(at)
-    rows = [r for r in store.read().table.to_pylist() if r["sweep"] == "grid"]
+# --- the factor effects: intervals recomputed here with numpy and scipy -------------------------------------
 
-    def effect(column: str, metric: str) -> float:
-        on = [r[metric] for r in rows if r[column]]
-        off = [r[metric] for r in rows if not r[column]]
-        return sum(on) / len(on) - sum(off) / len(off)
+FACTORS = ("query_key_content", "query_content_position", "key_content", "relative_position", "dcn")
+LABELS = {
+    "query_key_content": "query-key content",
+    "query_content_position": "query content & relative position",
+    "key_content": "key content only",
+    "relative_position": "relative position only",
+    "dcn": "deformable convolution",
+}
 
-    bars = dict(zip(ap_effects["data"][0]["x"], ap_effects["data"][0]["y"], strict=True))
-    assert bars["key content only"] == pytest.approx(100 * effect("key_content", "bbox_mAP"))
-    assert bars["deformable convolution"] == pytest.approx(100 * effect("dcn", "bbox_mAP"))
-    assert bars["relative position only"] == pytest.approx(100 * effect("relative_position", "bbox_mAP"))
-    fps_bars = dict(zip(fps_effects["data"][0]["x"], fps_effects["data"][0]["y"], strict=True))
-    assert fps_bars["deformable convolution"] == pytest.approx(effect("dcn", "fps"))
-    assert memory_effects["data"][0]["y"][0] == pytest.approx(effect("query_key_content", "memory_gb"))
-    # the query-key x DCN interaction: half the change of one's effect when the other is on (cell means)
-    z = interactions["data"][0]["z"]
-    labels = interactions["data"][0]["x"]
-    i, j = labels.index("query-key content"), labels.index("deformable convolution")
 
-    def mean(q: bool, d: bool) -> float:
-        values = [r["bbox_mAP"] for r in rows if bool(r["query_key_content"]) == q and bool(r["dcn"]) == d]
-        return sum(values) / len(values)
+def noise(code: str, dcn: bool, seed: int = 0) -> float:
+    """A run's own fixed standard normal draw."""
+    return float(np.random.default_rng([int(code, 2), int(dcn), seed]).standard_normal())
 
-    expected = ((mean(True, True) - mean(False, True)) - (mean(True, False) - mean(False, False))) / 2
-    assert z[i][j] == pytest.approx(100 * expected) and z[j][i] == z[i][j]
-    assert expected == pytest.approx(0.01, abs=1e-3)  # the surface's +-0.005 term, one cell missing
+
+def noisy_runs(
+    sweep: str, cells: list[tuple[str, bool]], seeds: tuple[int | None, ...] = (None,)
+) -> list[RunRecord]:
+    """The cells run once per seed: AP up 2 points with key content and 1 with DCN, fps down 3 with DCN,
+    memory up 0.5 GB with DCN and 1 GB per attention factor, FLOPs up 10 G per attention factor; each
+    with some noise."""
+    runs = []
+    for code, dcn in cells:
+        for seed in seeds:
+            e = noise(code, dcn, seed or 0)
+            runs.append(
+                RunRecord(
+                    sweep=sweep,
+                    cell=f"cell-{code}-{int(dcn)}",
+                    run_id=f"r{seed}",
+                    seed=seed,
+                    source="run",
+                    code=code,
+                    dcn=dcn,
+                    bbox_mAP=0.30 + 0.02 * (code[2] == "1") + 0.01 * dcn + 0.002 * e,
+                    fps=20.0 - 3.0 * dcn + 0.2 * e,
+                    memory_gb=4.0 + code.count("1") + 0.5 * dcn + 0.02 * e,
+                    memory_kind="cuda_peak_allocated",
+                    flops=2e11 + 1e10 * code.count("1") + 1e8 * e,
+                )
+            )
+    return runs
+
+
+def put(store: Store, records: list[RunRecord]) -> Store:
+    for record in records:
+        store.put(record)
+    return store
+
+
+def titled(at: AppTest, start: str | None) -> dict[str, Any]:
+    """The one chart whose title starts with ``start``; None: the one without a title (the AP grid)."""
+
+    def title(figure: dict[str, Any]) -> str | None:
+        return figure["layout"].get("title", {}).get("text")
+
+    found = [
+        f for f in figures(at) if (title(f) is None if start is None else str(title(f)).startswith(start))
+    ]
+    assert len(found) == 1, [title(f) for f in figures(at)]
+    return found[0]
+
+
+def coded(records: list[RunRecord], factors: tuple[str, ...]) -> np.ndarray:
+    """The runs' factors in -1/+1 coding, a column per factor."""
+    return np.array([[1.0 if getattr(r, f) else -1.0 for f in factors] for r in records])
+
+
+def lenth_intervals(records: list[RunRecord], metric: str) -> tuple[dict[str, float], float, float]:
+    """The main effects of an unreplicated full 2^5, Lenth's PSE and margin of error, from the definitions."""
+    from scipy import stats
+
+    x = coded(records, FACTORS)
+    y = np.array([getattr(r, metric) for r in records])
+    contrasts = []
+    for size in range(1, 6):
+        for combo in itertools.combinations(range(5), size):
+            contrasts.append(float(np.prod(x[:, combo], axis=1) @ y) / (len(y) / 2))
+    sizes = np.abs(contrasts)
+    assert len(sizes) == 31
+    s0 = 1.5 * np.median(sizes)
+    pse = 1.5 * np.median(sizes[sizes < 2.5 * s0])
+    margin = float(stats.t.ppf(0.975, 31 / 3)) * pse
+    return {LABELS[f]: contrasts[i] for i, f in enumerate(FACTORS)}, float(pse), margin
+
+
+def test_a_full_unreplicated_grid_has_lenths_intervals(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cells = list(itertools.product((str(c) for c in ALL_CODES), (False, True)))
+    records = noisy_runs("full", cells)
+    at = open_app(monkeypatch, put(Store(tmp_path / "store"), records), page="effects")
+    assert any(c.value.startswith("**lenth**") for c in at.caption)
+    checks = (
+        ("bbox_mAP", "Main effects on box AP", 100.0, True),
+        ("fps", "Main effects on fps", 1.0, True),
+        ("memory_gb", "Main effects on CUDA peak allocated memory", 1.0, False),
+        ("flops", "Main effects on GFLOPs", 1e-9, False),
+    )
+    verdicts = set()
+    for metric, title, scale, higher_is_better in checks:
+        effects, pse, margin = lenth_intervals(records, metric)
+        drawn = bars(titled(at, title))
+        assert sorted(drawn) == sorted(effects)
+        for label, effect in effects.items():
+            bar = drawn[label]
+            assert bar["y"] == pytest.approx(effect * scale)
+            assert bar["interval"] == pytest.approx(((effect - margin) * scale, (effect + margin) * scale))
+            if abs(effect) > margin:
+                verdict = "green" if (effect > 0) == higher_is_better else "red"
+            else:
+                verdict = "grey"
+                assert bar["text"].endswith("(not resolved)")
+            assert hue(bar["colour"]) == verdict, (metric, label)
+            verdicts.add((metric, label, verdict))
+        half = titled(at, f"Half-normal plot of the effects on {title.removeprefix('Main effects on ')}")
+        (line,) = [t for t in half["data"] if t["mode"] == "lines"]
+        assert line["y"][1] / line["x"][1] == pytest.approx(pse * scale)
+    # AP: key content resolved and better; memory: DCN resolved and worse; fps: a factor it does not depend on
+    assert ("bbox_mAP", "key content only", "green") in verdicts
+    assert ("memory_gb", "deformable convolution", "red") in verdicts
+    assert ("fps", "key content only", "grey") in verdicts
+
+
+def test_replicates_give_t_intervals_from_the_pooled_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from scipy import stats
+
+    # query-key content, key content and DCN, three seeds each: a replicated 2^3 (the other two constant)
+    cells = list(itertools.product(("0000", "0010", "1000", "1010"), (False, True)))
+    records = noisy_runs("seeded", cells, seeds=(0, 1, 2))
+    at = open_app(monkeypatch, put(Store(tmp_path / "store"), records), page="effects")
+    factors = ("query_key_content", "key_content", "dcn")
+    x = coded(records, factors)
+    keys = [tuple(row) for row in x]
+    n = len(records)
+    assert n == 24
+    for metric, title, scale in (
+        ("bbox_mAP", "Main effects on box AP", 100.0),
+        ("fps", "Main effects on fps", 1.0),
+    ):
+        y = np.array([getattr(r, metric) for r in records])
+        # the pooled within-cell variance, with N - 2^k degrees of freedom
+        within = sum(
+            float(((y[[k == cell for k in keys]] - y[[k == cell for k in keys]].mean()) ** 2).sum())
+            for cell in set(keys)
+        )
+        variance = within / (n - 8)
+        half = float(stats.t.ppf(0.975, n - 8)) * 2 * math.sqrt(variance / n)
+        drawn = bars(titled(at, title))
+        assert sorted(drawn) == sorted(LABELS[f] for f in factors)
+        for i, factor in enumerate(factors):
+            effect = y[x[:, i] > 0].mean() - y[x[:, i] < 0].mean()
+            bar = drawn[LABELS[factor]]
+            assert bar["y"] == pytest.approx(effect * scale)
+            assert bar["interval"] == pytest.approx(((effect - half) * scale, (effect + half) * scale))
+        # the interaction of query-key content and DCN, with its half-width, in the heatmap
+        heatmap = titled(at, f"Two-factor interactions on {title.removeprefix('Main effects on ')}")["data"][
+            0
+        ]
+        i, j = heatmap["x"].index(LABELS["query_key_content"]), heatmap["x"].index(LABELS["dcn"])
+        product = x[:, 0] * x[:, 2]
+        interaction = y[product > 0].mean() - y[product < 0].mean()
+        assert heatmap["z"][i][j] == pytest.approx(interaction * scale)
+        value, width = (
+            float(part.strip("() ")) for part in heatmap["text"][i][j].replace("<br>", " ").split("±")
+        )
+        assert value == pytest.approx(interaction * scale, abs=0.006) and width == pytest.approx(
+            half * scale, abs=0.006
+        )
+        assert heatmap["text"][i][j].startswith("(") == (abs(interaction) <= half)
+    ap = bars(titled(at, "Main effects on box AP"))
+    assert hue(ap["key content only"]["colour"]) == "green"  # +2 points, the noise 0.2
+    assert hue(bars(titled(at, "Main effects on fps"))["deformable convolution"]["colour"]) == "red"
+    assert any("24 runs in 8 cells, n per cell 3" in c.value for c in at.caption)
+
+
+def test_an_incomplete_grid_pools_the_omitted_interactions(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from scipy import stats
+
+    cells = [c for c in itertools.product((str(c) for c in ALL_CODES), (False, True)) if c != ("0110", True)]
+    records = noisy_runs("grid", cells)
+    at = open_app(monkeypatch, put(Store(tmp_path / "store"), records), page="effects")
+    # least squares of the main effects and two-factor interactions, by hand
+    x = coded(records, FACTORS)
+    pairs = list(itertools.combinations(range(5), 2))
+    design = np.column_stack([np.ones(len(x)), x, *[x[:, a] * x[:, b] for a, b in pairs]])
+    y = np.array([r.bbox_mAP for r in records])
+    beta, *_ = np.linalg.lstsq(design, y, rcond=None)
+    df = len(y) - design.shape[1]
+    assert df == 31 - 16
+    variance = float(((y - design @ beta) ** 2).sum()) / df
+    se = np.sqrt(np.diag(np.linalg.inv(design.T @ design)) * variance)
+    t = float(stats.t.ppf(0.975, df))
+    drawn = bars(titled(at, "Main effects on box AP"))
+    for i, factor in enumerate(FACTORS):
+        effect, half = 2 * beta[1 + i], 2 * t * se[1 + i]
+        bar = drawn[LABELS[factor]]
+        assert bar["y"] == pytest.approx(100 * effect)
+        assert bar["interval"] == pytest.approx((100 * (effect - half), 100 * (effect + half)))
+    assert any(c.value.startswith("**pooled**") for c in at.caption)
     # the 16 x 2 AP grid: the missing cell is missing, not 0
-    values = heatmap["data"][0]["z"]
-    text = heatmap["data"][0]["text"]
-    row = [code.split()[0] for code in heatmap["data"][0]["y"]].index("0110")
+    heatmap = titled(at, None)["data"][0]
+    values, text = heatmap["z"], heatmap["text"]
+    row = [code.split()[0] for code in heatmap["y"]].index("0110")
     assert values[row][1] is None and text[row][1] == "missing"
-    assert values[row][0] == pytest.approx(100 * ap_of("0110", False))
+    assert values[row][0] == pytest.approx(100 * next(r.bbox_mAP for r in records if r.cell == "cell-0110-0"))
     assert sum(v is None for r in values for v in r) == 1
+
+
+def test_aliased_factors_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    records = noisy_runs("ends", list(itertools.product(("0000", "1111"), (False, True))))
+    at = open_app(monkeypatch, put(Store(tmp_path / "store"), records), page="effects")
+    notes = [i.value for i in at.info if "Aliased" in i.value]
+    assert notes  # one per metric
+    for label in ("query content & relative position", "key content only", "relative position only"):
+        assert f"{label} with query-key content" in notes[0]
+    drawn = bars(titled(at, "Main effects on box AP"))
+    assert sorted(drawn) == ["deformable convolution", "query-key content"]
+    # two factors, one run each: no error to estimate, so no interval, and the bars say so
+    assert all(b["interval"] is None and b["text"].endswith("(no interval)") for b in drawn.values())
+    assert any("No interval" in w.value for w in at.warning)
 
 
 def test_runs_page_filters_and_shows_a_failed_run(

@@ -1,5 +1,6 @@
 """The dashboard as a person sees it: `ablation dashboard` serving, Debian's Chromium (headless, driven by
-playwright with no browser download) opening the trade-off page, and a screenshot that is not blank."""
+playwright with no browser download) opening the trade-off page, a screenshot that is not blank, and no
+"Deploy" button in the toolbar."""
 
 from __future__ import annotations
 
@@ -89,8 +90,9 @@ def served(tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
-def screenshot(url: str, path: Path, width: int = 1400, height: int = 1000) -> str:
-    """Open ``url``, wait for the Plotly charts to draw, save a PNG; returns the page's text."""
+def screenshot(url: str, path: Path, width: int = 1400, height: int = 1000) -> tuple[str, int]:
+    """Open ``url``, wait for the Plotly charts to draw, save a PNG; returns the page's text and how many
+    "Deploy" buttons its toolbar has."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -101,15 +103,20 @@ def screenshot(url: str, path: Path, width: int = 1400, height: int = 1000) -> s
         page.wait_for_timeout(2000)  # let WebGL points and the legend settle
         page.screenshot(path=str(path))
         text = page.inner_text("body")
+        toolbar = page.locator('[data-testid="stToolbar"]')
+        toolbar.wait_for(state="attached", timeout=30_000)
+        deploy = toolbar.get_by_role("button", name="Deploy").count()
+        deploy += page.locator('[data-testid="stAppDeployButton"]').count()
         browser.close()
-    return text
+    return text, deploy
 
 
 def test_the_trade_off_page_in_headless_chromium(served: str, tmp_path: Path) -> None:
     assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: `bash .ci/setup` installs Debian's as root"
     png = tmp_path / "trade-offs.png"
-    text = screenshot(f"{served}/?page=trade-offs", png)
+    text, deploy = screenshot(f"{served}/?page=trade-offs", png)
     assert "Accuracy against efficiency" in text and "Pareto" in text
+    assert deploy == 0 and "Deploy" not in text  # a local tool: no Streamlit Cloud button
     with Image.open(png) as image:
         pixels = np.asarray(image.convert("RGB"), dtype=np.int32)
     assert pixels.shape == (1000, 1400, 3)

@@ -1,7 +1,7 @@
 """The numbers behind the dashboard, computed from store frames (``Store(path).read().frame()``) with
 pandas and numpy: Pareto fronts, a cell's replicates at their mean with its confidence interval, the
-factorial analysis of the 2^4 x 2 grid, the AP grid, the seed and axis columns of a table, and a run's
-training curves.
+factors of the 2^4 x 2 grid, the AP grid, the seed and axis columns of a table, and a run's training curves.
+The factorial analysis itself (effects with their intervals) is ``ablation.analysis.effects``.
 
 Frames are as ``ReadResult.frame`` returns them (nullable ``boolean``/``Int64``/``string`` columns, float
 columns with NaN, tz-aware UTC timestamps); frames built by hand from ``dataclasses.asdict(RunRecord)`` work
@@ -10,21 +10,18 @@ as well. Box AP stays a fraction here (0.400 is 40.0 AP) except in :func:`ap_gri
 Which runs count is :func:`ablation.results.latest.latest_runs`, the rule the exported tables share: the
 latest done run of each replicate (seed) of each cell. The replicates of a cell are the rows sharing its
 sweep, source and cell: :func:`replicate_means` gives each cell once, at the mean of its replicates, with the
-95% confidence interval's half-width (``ablation.results.replicates``); the factorial analysis and the AP
-grid average a cell's replicates first, so a cell run with three seeds counts once, as a cell run once does.
+95% confidence interval's half-width (``ablation.results.replicates``); the AP grid averages a cell's
+replicates first, so a cell run with three seeds counts once, as a cell run once does.
 
-The factorial analysis (:func:`main_effects`, :func:`interactions`) treats the cells it is given as one
-design: pass it ``latest_runs`` of one sweep and one source. The factors are the four attention factors of
-the code and DCN (:data:`FACTOR_COLUMNS`). A row whose factor is unknown (no code, or no DCN setting) or
-whose metric is missing is left out of that factor's or metric's figures. Memory figures of different kinds
-(CUDA peak allocated, CPU peak RSS) measure different things: a computation on ``memory_gb`` over rows
-holding more than one kind raises ValueError rather than mix them (a memory figure with no kind recorded
-counts as no kind).
+The factors are the four attention factors of the code and DCN (:data:`FACTOR_COLUMNS`, named by
+:func:`factor_label`). A row whose code or DCN setting is unknown is left out of the AP grid. Memory figures
+of different kinds (CUDA peak allocated, CPU peak RSS) measure different things: a computation on
+``memory_gb`` over rows holding more than one kind raises ValueError rather than mix them (a memory figure
+with no kind recorded counts as no kind).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
@@ -56,10 +53,9 @@ __all__ = [
     "ap_grid",
     "axis_columns",
     "cell_means",
+    "check_one_memory_kind",
     "describe_code",
     "factor_label",
-    "interactions",
-    "main_effects",
     "pareto_front",
     "replicate_columns",
     "replicate_means",
@@ -118,7 +114,7 @@ def _memory_kinds(frame: pd.DataFrame) -> list[str]:
     return sorted({str(k) for k in column_values(frame, "memory_kind")[present] if k is not None})
 
 
-def _check_one_memory_kind(frame: pd.DataFrame) -> None:
+def check_one_memory_kind(frame: pd.DataFrame) -> None:
     """ValueError if the rows with a memory figure hold more than one memory_kind (a missing kind is none)."""
     kinds = _memory_kinds(frame)
     if len(kinds) > 1:
@@ -258,7 +254,7 @@ def pareto_front(
     ``x == 'memory_gb'`` over rows of more than one memory_kind raises ValueError.
     """
     if x == _MEMORY or y == _MEMORY:
-        _check_one_memory_kind(frame)
+        check_one_memory_kind(frame)
     xs, ys = _floats(frame, x), _floats(frame, y)
     valid = np.flatnonzero(~np.isnan(xs) & ~np.isnan(ys))
     if valid.size == 0:
@@ -276,105 +272,7 @@ def pareto_front(
     return frame.iloc[kept[order]]
 
 
-# --- the factorial analysis -------------------------------------------------------------------------------
-
-
-def main_effects(
-    frame: pd.DataFrame, metrics: Sequence[str] = ("bbox_mAP", "fps", "memory_gb")
-) -> pd.DataFrame:
-    """Each factor's main effect on each metric, over the cells given (one design: one sweep and source).
-
-    A cell's replicates are averaged first (:func:`cell_means`), so each cell counts once however many seeds
-    it ran with. effect = mean(metric | factor on) - mean(metric | factor off), each mean over the cells where
-    the metric is present and the factor known; NaN when either side has no cell. In a full balanced design
-    this is the classical 2^k main effect; with cells missing the other factors are no longer balanced across
-    the two sides, so an effect then also carries theirs. Columns: factor, label, metric, effect, mean_on,
-    mean_off, n_on, n_off (cells); one row per (metric, factor), metrics in the order given, factors in
-    FACTOR_COLUMNS order. Asking for memory_gb over rows of more than one memory_kind raises ValueError.
-    """
-    if _MEMORY in metrics:
-        _check_one_memory_kind(frame)
-    frame = cell_means(frame, metrics)
-    flags = {column: _flags(frame, column) for column in FACTOR_COLUMNS}
-    rows: list[dict[str, Any]] = []
-    for metric in metrics:
-        values = _floats(frame, metric)
-        present = ~np.isnan(values)
-        for column in FACTOR_COLUMNS:
-            known, on = flags[column]
-            side_on, side_off = present & on, present & known & ~on
-            n_on, n_off = int(side_on.sum()), int(side_off.sum())
-            mean_on = float(values[side_on].mean()) if n_on else math.nan
-            mean_off = float(values[side_off].mean()) if n_off else math.nan
-            rows.append(
-                {
-                    "factor": column,
-                    "label": factor_label(column),
-                    "metric": metric,
-                    "effect": mean_on - mean_off,  # NaN when either side is
-                    "mean_on": mean_on,
-                    "mean_off": mean_off,
-                    "n_on": n_on,
-                    "n_off": n_off,
-                }
-            )
-    columns = ["factor", "label", "metric", "effect", "mean_on", "mean_off", "n_on", "n_off"]
-    result = pd.DataFrame(rows, columns=columns)
-    return result.astype({"effect": "float64", "mean_on": "float64", "mean_off": "float64"}).astype(
-        {"n_on": "int64", "n_off": "int64"}
-    )
-
-
-def interactions(frame: pd.DataFrame, metric: str = "bbox_mAP") -> pd.DataFrame:
-    """The two-factor interaction of every pair of FACTOR_COLUMNS (10 pairs) on ``metric``.
-
-    Definition: with m_ab the mean of the metric over the rows where factor A is at level a and B at level b
-    (1 on, 0 off; rows with the metric present and both factors known), the interaction is
-
-        effect_AB = ((m_11 - m_01) - (m_10 - m_00)) / 2  =  (m_11 + m_00) / 2 - (m_10 + m_01) / 2,
-
-    half the change of A's effect when B is switched on. In ±1 coding it is the mean of y where A·B = +1
-    (A == B) minus the mean where A·B = -1 (A != B), the four cells weighted equally; in a full balanced 2^k
-    design that is exactly the classical 2^k interaction effect (y = +1 when A == B else -1 gives 2.0; a y
-    that depends on A alone gives 0, and, because the cells are weighted equally, still 0 when the A x B
-    cells hold unequal numbers of rows). NaN when any of the four cells has no row. A row is a grid cell's
-    replicates averaged (:func:`cell_means`), so each grid cell counts once however many seeds it ran with.
-
-    Columns: a, b, label_a, label_b, effect, n (the grid cells used); pairs in FACTOR_COLUMNS order.
-    ``metric`` memory_gb over rows of more than one memory_kind raises ValueError.
-    """
-    if metric == _MEMORY:
-        _check_one_memory_kind(frame)
-    frame = cell_means(frame, (metric,))
-    values = _floats(frame, metric)
-    present = ~np.isnan(values)
-    flags = {column: _flags(frame, column) for column in FACTOR_COLUMNS}
-    rows: list[dict[str, Any]] = []
-    for a, b in itertools.combinations(FACTOR_COLUMNS, 2):
-        (known_a, on_a), (known_b, on_b) = flags[a], flags[b]
-        used = present & known_a & known_b
-        cell = (2 * on_a[used] + on_b[used]).astype(
-            np.int64
-        )  # 0: A off B off, 1: off on, 2: on off, 3: on on
-        counts = np.bincount(cell, minlength=4)
-        sums = np.bincount(cell, weights=values[used], minlength=4)
-        if (counts == 0).any():
-            effect = math.nan
-        else:
-            m00, m01, m10, m11 = (sums / counts).tolist()
-            effect = ((m11 - m01) - (m10 - m00)) / 2
-        rows.append(
-            {
-                "a": a,
-                "b": b,
-                "label_a": factor_label(a),
-                "label_b": factor_label(b),
-                "effect": effect,
-                "n": int(used.sum()),
-            }
-        )
-    result = pd.DataFrame(rows, columns=["a", "b", "label_a", "label_b", "effect", "n"])
-    return result.astype({"effect": "float64", "n": "int64"})
+# --- the AP grid -----------------------------------------------------------------------------------------
 
 
 def ap_grid(frame: pd.DataFrame) -> pd.DataFrame:

@@ -18,6 +18,8 @@ from ablation.errors import AblationError, BadCodeError, InputError
 from ablation.model.codes import AttentionCode, factor_legend
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ablation.grid.cells import Selection
     from ablation.grid.sweep import Sweep
     from ablation.results.store import Store
@@ -281,6 +283,21 @@ def _harvest_and_export(sweep: Sweep, args: argparse.Namespace) -> None:
     print(
         f"\n{report.summary()} into {where}; this table again: {again} (--format csv or latex, --breakdown)"
     )
+    _write_run_report(frame, sweep.name, store)
+
+
+def _write_run_report(frame: pd.DataFrame, sweep: str, store: Store) -> None:
+    """The end of ``ablation run``'s ending: the sweep's report beside the store, and a line saying where; a
+    report that cannot be made (no cell finished) is a warning, never the run's failure."""
+    from ablation.analysis.report import report_path, write_report
+
+    path = report_path(store.path, sweep)
+    try:
+        write_report(frame, sweep, path)
+    except AblationError as error:
+        _warn([f"no report of sweep {sweep}: {_one_line(error)}"])
+        return
+    print(f"report: {_shown(path)}")
 
 
 def _harvest_targets(args: argparse.Namespace) -> list[tuple[Path, str]]:
@@ -376,6 +393,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ablation.analysis.report import report_path, write_report
+
+    store = _store(args)
+    read = store.read()
+    _warn(read.problems)
+    path = args.output if args.output is not None else report_path(store.path, args.sweep)
+    report = write_report(read.frame(), args.sweep, path, sources=args.source)
+    print(f"report: {_shown(path)} ({report.runs} runs of {report.cells} cells, {report.charts} charts)")
+    return 0
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number 1..65535, got {text!r}")
@@ -401,6 +430,8 @@ def _cmd_dashboard(args: argparse.Namespace) -> NoReturn:
         sys.executable, "-m", "streamlit", "run", str(app),
         "--server.address", args.address, "--server.port", str(args.port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        # a local tool: the toolbar without developer options, so no "Deploy" button
+        "--client.toolbarMode", "viewer",
     ]  # fmt: skip
     print(
         f"dashboard: http://{args.address}:{args.port}/ (store {_shown(store.path)}; Ctrl-C stops it)",
@@ -663,6 +694,28 @@ def build_parser() -> argparse.ArgumentParser:
         exporting,
         store_option,
     ).set_defaults(run=_cmd_export)
+
+    def reporting(p: argparse.ArgumentParser) -> None:
+        from ablation.results.records import SOURCES
+
+        p.add_argument("--sweep", required=True, metavar="NAME", help="the sweep, as the store names it")
+        p.add_argument("--source", action="append", choices=SOURCES, help="only this source (repeatable)")
+        p.add_argument(
+            "--output",
+            "-o",
+            type=Path,
+            metavar="FILE",
+            help="the HTML file to write (default: NAME-report.html beside the store)",
+        )
+
+    command(
+        "report",
+        "write a sweep's report: one HTML file that opens offline",
+        "Write one self-contained HTML file (no server, opens offline) of a sweep: the trade-off charts, the "
+        "factor effects with their 95% intervals, and the results table.",
+        reporting,
+        store_option,
+    ).set_defaults(run=_cmd_report)
 
     def serving(p: argparse.ArgumentParser) -> None:
         p.add_argument("--port", type=_port, default=8501, help="port to serve on (default: 8501)")
