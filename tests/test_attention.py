@@ -218,6 +218,21 @@ def test_mmcv_state_dicts_load_strictly_both_ways(code: str) -> None:
     fresh.load_state_dict(ours.state_dict(), strict=True)
 
 
+@pytest.mark.parametrize(("q_stride", "kv_stride"), [(1, 1), (2, 1), (1, 2), (3, 2)])
+def test_has_mmcv_s_downsampling_modules(q_stride: int, kv_stride: int) -> None:
+    """Code that inspects a plugin reads q_downsample / kv_downsample (mmcv's own unit test does): a 1x1
+    average pool of the stride, None at stride 1, as mmcv builds them; the output is still mmcv's."""
+    theirs, ours = module_pair("1011", num_heads=4, q_stride=q_stride, kv_stride=kv_stride)
+    for name, stride in (("q_downsample", q_stride), ("kv_downsample", kv_stride)):
+        mine, mmcv = getattr(ours, name), getattr(theirs, name)
+        assert (mine is None) == (mmcv is None) == (stride == 1), name
+        if stride > 1:
+            assert isinstance(mine, torch.nn.AvgPool2d) and repr(mine) == repr(mmcv)
+    x = torch.randn(*SHAPE)
+    with torch.no_grad():
+        assert_close(ours(x), theirs(x), "output")
+
+
 def test_mmcv_s_precomputed_window_mask_is_accepted_and_dropped() -> None:
     theirs, ours = module_pair("1111", in_channels=256, num_heads=8, spatial_range=2)
     assert "local_constraint_map" in theirs.state_dict()

@@ -143,6 +143,10 @@ class GeneralizedAttention(nn.Module):
             self.geom_bias = nn.Parameter(torch.empty(inner))
         self.proj_conv = nn.Conv2d(inner, in_channels, 1, bias=True)
         self.gamma = nn.Parameter(torch.zeros(1))
+        # mmcv's strided sampling of the queries and keys (a 1x1 average: every stride-th pixel), None at
+        # stride 1; no parameter, so state_dicts are unchanged
+        self.q_downsample = nn.AvgPool2d(kernel_size=1, stride=q_stride) if q_stride > 1 else None
+        self.kv_downsample = nn.AvgPool2d(kernel_size=1, stride=kv_stride) if kv_stride > 1 else None
         self.init_weights()
 
     def _check_arguments(self) -> None:
@@ -190,8 +194,8 @@ class GeneralizedAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         n = x.shape[0]
-        x_q = x[:, :, :: self.q_stride, :: self.q_stride]
-        x_kv = x[:, :, :: self.kv_stride, :: self.kv_stride]
+        x_q = x if self.q_downsample is None else self.q_downsample(x)
+        x_kv = x if self.kv_downsample is None else self.kv_downsample(x)
         h, w = x_q.shape[2:]
         h_kv, w_kv = x_kv.shape[2:]
 
