@@ -8,11 +8,13 @@ get_flops.py), on one image of the sweep's test size.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import itertools
 import platform
 import resource
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import partial
 from typing import Any
 
@@ -20,7 +22,7 @@ import torch
 from mmengine.hooks import Hook
 from torch import nn
 
-__all__ = ["PeakCudaMemory", "complexity", "device_name", "inference_fps", "peak_rss_mb"]
+__all__ = ["PeakCudaMemory", "attention_flops", "complexity", "device_name", "inference_fps", "peak_rss_mb"]
 
 MB = 1024 * 1024
 
@@ -101,9 +103,86 @@ def _deformable_conv_flops(inputs: list[Any], outputs: list[Any]) -> int:
     return int(conv_flop_count(x, weight, get_shape(outputs[0])))
 
 
+def _is_attention(module: nn.Module) -> bool:
+    """Whether ``module`` is a generalized attention block: ours, or mmcv's (they share their attributes)."""
+    from mmcv.cnn.bricks.generalized_attention import GeneralizedAttention as MmcvAttention
+
+    from ablation.model.attention import GeneralizedAttention
+
+    return isinstance(module, GeneralizedAttention | MmcvAttention)
+
+
+def attention_flops(module: nn.Module, shape: tuple[int, ...]) -> int:
+    """The multiply-adds of one generalized attention block on an input of ``shape`` (n, c, h, w): those of
+    the block's math, the same for every implementation of it (the fused kernel's padded head size and
+    augmented keys are how it computes, not what).
+
+    With the query map h x w (strided by q_stride), the key map h_kv x w_kv (by kv_stride), Q = h w queries,
+    K = h_kv w_kv keys, H heads of d channels (C = H d), E the position embedding size: the 1x1 convolutions
+    (value and, where the code uses them, query and key: n K C C, n Q C C, n K C C), the position features'
+    linear maps (w w_kv + h h_kv) (E/2) C, the energy terms (query-key or key content: n H Q K d, or n H K d
+    for key content alone, which no query changes; query & position: n H Q (w_kv + h_kv) d, position alone:
+    H (w w_kv + h h_kv) d), the attention-weighted sum of the values (n H Q K d) and the output projection
+    (n Q C C), and with a query stride the bilinear resize back to the input (4 per value, as mmengine
+    counts an upsampling). A code no query changes (0000, 0010) without a window attends once for every
+    query: Q is 1 in the sum and the projection, and nothing is resized. Softmax, masks and additions are
+    not multiply-adds."""
+    settings: dict[str, Any] = vars(module)  # plain attributes, as both modules keep them
+    qk, pos, key_only, pos_only = (bool(b) for b in settings["attention_type"])
+    n, channels, height, width = shape
+    heads, d = int(settings["num_heads"]), int(settings["qk_embed_dim"])
+    inner = heads * d
+    q_stride, kv_stride = int(settings["q_stride"]), int(settings["kv_stride"])
+    h, w = -(-height // q_stride), -(-width // q_stride)
+    h_kv, w_kv = -(-height // kv_stride), -(-width // kv_stride)
+    queries, keys = h * w, h_kv * w_kv
+    attending = queries if (qk or pos or pos_only or int(settings["spatial_range"]) >= 0) else 1
+    flops = n * keys * channels * inner  # value
+    flops += n * queries * channels * inner if (qk or pos) else 0  # query
+    flops += n * keys * channels * inner if (qk or key_only) else 0  # key
+    if pos or pos_only:
+        flops += (w * w_kv + h * h_kv) * (int(settings["position_embedding_dim"]) // 2) * inner
+    if qk:
+        flops += n * heads * queries * keys * d
+    elif key_only:
+        flops += n * heads * keys * d
+    if pos:
+        flops += n * heads * queries * (w_kv + h_kv) * d
+    elif pos_only:
+        flops += heads * (w * w_kv + h * h_kv) * d
+    flops += n * heads * attending * keys * d  # attention x values
+    flops += n * attending * inner * channels  # output projection
+    if attending > 1 and (h, w) != (height, width):  # resized back to the input: bilinear, 4 per value
+        flops += 4 * n * channels * height * width
+    return flops
+
+
+@contextlib.contextmanager
+def _every_proposal(model: nn.Module) -> Iterator[None]:
+    """The RPN keeps its ``max_per_img`` best proposals, no NMS in between (IoU threshold 1.0), while the
+    model is traced: the RoI head then counts the same number of proposals whatever the weights, where NMS
+    on the weights at hand would keep some other number (641 or 761 of an untrained 1111 detector on one
+    128x192 image, by the seed: 12% of its FLOPs)."""
+    head = getattr(model, "rpn_head", None)
+    settings = getattr(head, "test_cfg", None)
+    if head is None or not isinstance(settings, dict) or "nms" not in settings:
+        yield
+        return
+    head.test_cfg = copy.deepcopy(settings)
+    head.test_cfg["nms"]["iou_threshold"] = 1.0
+    try:
+        yield
+    finally:
+        head.test_cfg = settings
+
+
 def complexity(model: nn.Module, height: int, width: int, device: torch.device) -> tuple[float, int]:
     """FLOPs (multiply-adds, as mmengine and fvcore count them) and parameters of the detector on one
-    ``height`` x ``width`` image, padded as its preprocessor pads, from a traced forward pass."""
+    ``height`` x ``width`` image, padded as its preprocessor pads, from a traced forward pass; each
+    generalized attention block counted by :func:`attention_flops` (on the input it met in the trace), not
+    by what its implementation's kernels trace as, so every implementation of a cell counts alike. A
+    two-stage detector's RoI head is counted on the RPN's ``max_per_img`` proposals (:func:`_every_proposal`),
+    so the figure is the architecture's, not the trained weights'."""
     from mmdet.structures import DetDataSample
     from mmengine.analysis import FlopAnalyzer, parameter_count
 
@@ -118,12 +197,24 @@ def complexity(model: nn.Module, height: int, width: int, device: torch.device) 
     model.eval()
     original = model.forward
     model.forward = partial(original, data_samples=[DetDataSample(metainfo=meta)], mode="tensor")
+    blocks = {name: m for name, m in model.named_modules() if _is_attention(m)}
+    seen: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str, _: nn.Module, args: tuple[Any, ...]) -> None:  # None: the input as it is
+        seen.setdefault(name, tuple(int(size) for size in args[0].shape))  # traced: sizes are tensors
+
+    hooks = [m.register_forward_pre_hook(partial(record, name)) for name, m in blocks.items()]
     try:
         analyzer = FlopAnalyzer(model, (inputs,))
         analyzer.set_op_handle(**{op: _deformable_conv_flops for op in _DEFORMABLE})
         analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        with torch.no_grad():
+        with torch.no_grad(), _every_proposal(model):
             flops = analyzer.total()
+            traced = analyzer.by_module()
     finally:
         del model.forward
+        for hook in hooks:
+            hook.remove()
+    for name, seen_shape in seen.items():
+        flops += attention_flops(blocks[name], seen_shape) - traced[name]
     return float(flops), int(parameter_count(model)[""])
