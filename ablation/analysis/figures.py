@@ -496,6 +496,7 @@ def _frame(figure: go.Figure, title: str, note: str, legend: bool) -> None:
         margin={"t": 60 + 14 * len(lines) + (45 if legend else 0), "l": 10, "r": 10},
         height=480 + 14 * len(lines),
     )
+    figure.update_yaxes(automargin=True)  # room for the tick labels and the axis title beside them
 
 
 def _ticks(labels: list[str], width: int = _TICK_WIDTH) -> dict[str, Any]:
