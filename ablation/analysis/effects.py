@@ -36,6 +36,7 @@ source. A run whose metric is missing or whose factors are unknown is left out.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import statistics
@@ -229,16 +230,14 @@ class _Design:
     metric: str
     data: pd.DataFrame
     factors: tuple[Factor, ...]
-    blocks: tuple[str, ...]  # the blocks' store columns (data's b0, b1, ... in order)
+    blocks: tuple[str, ...]  # the blocks' names as tables head them (data's b0, b1, ... in order)
     aliased: dict[str, str]
-    constant: tuple[str, ...]  # factors with one level among the runs
 
     @classmethod
     def of(cls, rows: pd.DataFrame, metric: str) -> _Design:
         data = pd.DataFrame({"y": rows[metric].to_numpy(dtype=np.float64)})
         factors: list[Factor] = []
         aliased: dict[str, str] = {}
-        constant: list[str] = []
         blocks: list[str] = []
         candidates: list[tuple[str, str, object, object]] = [
             (c, factor_label(c), False, True) for c in FACTOR_COLUMNS if c in rows.columns
@@ -253,12 +252,11 @@ class _Design:
                 candidates.append((column, f"{shown[column]} {_text(low)}→{_text(high)}", low, high))
             elif len(distinct) > 1 or (distinct and any(v is None for v in levels)):
                 data[f"b{len(blocks)}"] = [_text(v) for v in levels]
-                blocks.append(column)
+                blocks.append(shown[column])
         for column, label, low, high in candidates:
             raw = [scalar(v) for v in column_values(rows, column)]
             coded = np.array([1.0 if _key(v) == _key(high) else -1.0 for v in raw])
-            if len(np.unique(coded)) < 2:
-                constant.append(label)
+            if len(np.unique(coded)) < 2:  # one level among the runs: not a factor of this design
                 continue
             twin = next(
                 (f for f in factors if abs(float(coded @ data[f.term].to_numpy())) == len(coded)), None
@@ -269,13 +267,13 @@ class _Design:
             term = f"f{len(factors)}"
             data[term] = coded
             factors.append(Factor(column=column, term=term, label=label, low=low, high=high))
-        return cls(metric, data, tuple(factors), tuple(blocks), aliased, tuple(constant))
+        return cls(metric, data, tuple(factors), tuple(blocks), aliased)
 
     @property
     def k(self) -> int:
         return len(self.factors)
 
-    @property
+    @functools.cached_property
     def cell_sizes(self) -> pd.Series:
         keys = [f.term for f in self.factors] + [f"b{i}" for i in range(len(self.blocks))]
         return self.data.groupby(keys, sort=False).size() if keys else pd.Series([len(self.data)])
@@ -299,7 +297,6 @@ class _Design:
 
     def result(self, level: float, method: str, effects: pd.DataFrame, **extra: Any) -> FactorialAnalysis:
         sizes = self.cell_sizes
-        blocks = tuple(short_names(list(self.blocks)).values())
         description = extra.pop("description", "")
         return FactorialAnalysis(
             metric=self.metric,
@@ -310,7 +307,7 @@ class _Design:
             runs=len(self.data),
             cells=len(sizes) if len(self.data) else 0,
             runs_per_cell=(int(sizes.min()), int(sizes.max())) if len(self.data) else (0, 0),
-            blocks=blocks,
+            blocks=self.blocks,
             aliased=self.aliased,
             level=level,
             **extra,
@@ -330,14 +327,14 @@ class _Design:
                 fit = model.fit()
                 break
         if fit is None:
-            blocks = ", ".join(short_names(list(self.blocks)).values())
+            blocks = ", ".join(self.blocks)
             within = f" from each other and from the blocks ({blocks})" if self.blocks else " from each other"
             reason = f"the factors' effects cannot be separated{within} with these runs"
             return self.result(level, "none", _empty(), reason=reason)
         combos = self.terms(used)
         effects = self._table(combos, 2.0 * fit.params[[_name(c) for c in combos]].to_numpy(np.float64))
         model = _model_words(used, self.k)
-        blocked = f" + blocks ({', '.join(short_names(list(self.blocks)).values())})" if self.blocks else ""
+        blocked = f" + blocks ({', '.join(self.blocks)})" if self.blocks else ""
         if fit.df_resid <= 0:
             reason = f"{model}{blocked} leaves no residual degrees of freedom to estimate the error from"
             return self.result(level, "none", effects, reason=reason)
@@ -425,9 +422,7 @@ class _Design:
         except (ValueError, np.linalg.LinAlgError):  # a design type 2 cannot take: sequential sums of squares
             table = anova_lm(fit, typ=1)
         labels = {_name(c): " x ".join(f.label for f in c) for c in self.terms(self.k)}
-        labels |= {
-            f"C(b{i})": f"block: {name}" for i, name in enumerate(short_names(list(self.blocks)).values())
-        }
+        labels |= {f"C(b{i})": f"block: {name}" for i, name in enumerate(self.blocks)}
         table.index = [labels.get(str(i), str(i)) for i in table.index]
         return table
 
