@@ -20,7 +20,10 @@ timed ones:
 - seconds: the median of the timed forward+backward passes (``y.sum().backward()``);
 - peak MB: the peak over all passes, warm-up included, above the process's level just before the first
   forward: on CPU the peak resident set size (``ru_maxrss``), so it also counts the allocator's
-  fragmentation and the library code the first pass pages in; on CUDA ``torch.cuda.max_memory_allocated``.
+  fragmentation and the library code the first pass pages in; on CUDA ``torch.cuda.max_memory_allocated``;
+- tensor MB (tMB, reference and sdpa): the peak of the tensors one more pass holds above those held before
+  it, from torch's profiler (``ablation.model.measure.tensor_peak``): the same on every run, so it decides
+  small differences that the resident set size blurs.
 
 It prints one table: the seconds and peak MB of the three, with the ratios mmcv/sdpa and reference/sdpa
 (above 1: sdpa is faster or smaller), and which SDPA kernel torch ran.
@@ -125,7 +128,15 @@ def measure(module: str, code: str, shape: str, repeat: int, device: str) -> dic
         peak = torch.cuda.max_memory_allocated() - baseline
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
-    result: dict[str, Any] = {"seconds": statistics.median(times), "peak_mb": peak / 2**20}
+    from ablation.model.measure import tensor_peak
+
+    x.grad = None
+    held, _ = tensor_peak(lambda: block(x).sum().backward())
+    result: dict[str, Any] = {
+        "seconds": statistics.median(times),
+        "peak_mb": peak / 2**20,
+        "tensor_mb": held / 2**20,
+    }
     if module == "sdpa":
         result["kernels"] = sdpa_kernels(block, x)
     return result
@@ -174,8 +185,9 @@ def main() -> None:
         f"{'code':<6}{'shape':<18}"
         f"{'mmcv s':>9}{'ref s':>9}{'sdpa s':>9}{'mmcv/sdpa':>11}{'ref/sdpa':>10}"
         f"{'mmcv MB':>10}{'ref MB':>10}{'sdpa MB':>10}{'mmcv/sdpa':>11}{'ref/sdpa':>10}"
+        f"{'ref tMB':>10}{'sdpa tMB':>10}{'ref/sdpa':>10}"
     )
-    print(f"(seconds; MB: {memory})")
+    print(f"(seconds; MB: {memory}; tMB: peak of tensors held in one more pass, from torch's profiler)")
     print(header)
     print("-" * len(header))
     kernels: set[str] = set()
@@ -194,7 +206,9 @@ def main() -> None:
                 f"{cell(mm, 'seconds', 3):>9}{cell(ref, 'seconds', 3):>9}{cell(sdpa, 'seconds', 3):>9}"
                 f"{ratio(mm, sdpa, 'seconds'):>11}{ratio(ref, sdpa, 'seconds'):>10}"
                 f"{cell(mm, 'peak_mb', 0):>10}{cell(ref, 'peak_mb', 0):>10}{cell(sdpa, 'peak_mb', 0):>10}"
-                f"{ratio(mm, sdpa, 'peak_mb'):>11}{ratio(ref, sdpa, 'peak_mb'):>10}",
+                f"{ratio(mm, sdpa, 'peak_mb'):>11}{ratio(ref, sdpa, 'peak_mb'):>10}"
+                f"{cell(ref, 'tensor_mb', 0):>10}{cell(sdpa, 'tensor_mb', 0):>10}"
+                f"{ratio(ref, sdpa, 'tensor_mb'):>10}",
                 flush=True,
             )
     print(f"sdpa kernels run: {', '.join(sorted(kernels)) or 'none (the codes took the one-query shortcut)'}")

@@ -36,9 +36,14 @@ Two implementations compute the same function with the same parameters (``implem
 
 - ``"reference"`` (the default) sums the terms over a materialised (n, heads, h, w, h_kv, w_kv) energy, then
   takes its softmax: memory grows with the product of the query and key map sizes;
-- ``"sdpa"`` never builds the energy itself: it hands the whole block to torch's
-  ``scaled_dot_product_attention``, whose fused kernels (the flash kernel on CPU, flash or memory-efficient
-  on CUDA) compute softmax(energy) @ value tile by tile, in the forward and the backward pass.
+- ``"sdpa"`` chooses per call the cheapest exact computation (``sdpa_path`` names it): above
+  ``materialise_at_most`` energies it hands the whole block to torch's ``scaled_dot_product_attention``,
+  whose fused kernels (the flash kernel on CPU, flash or memory-efficient on CUDA) compute
+  softmax(energy) @ value tile by tile, in the forward and the backward pass; at or below it (a small map,
+  where the fused kernel's padded head size costs more than the energy) it builds the energy from the same
+  separable factors in one autograd Function that holds two energy-sized tensors instead of the
+  reference's several; and where no query attends differently (0000, 0010 without a window) it computes
+  the one attention row on a weighted mean of the input.
 
 Why ``"sdpa"`` is exact: the position terms are separable. The x-term of query (i, j) depends on the key
 only through its column l, the y-term only through its row k, so with p = q * bit2 + v * bit4 and
@@ -53,8 +58,8 @@ The per-query position scores are (n, heads, h*w, w_kv + h_kv): small beside the
 mmcv applies no 1/sqrt(d) scaling, so the call passes ``scale=1.0``. The spatial window, where set, is
 passed as a boolean ``attn_mask`` (True: may attend). The CPU flash kernel needs the query, key and value
 head sizes equal, so the three are zero-padded to a common size (a multiple of 8) and the output is sliced
-back: the zero columns add nothing to a dot product. Codes whose energy does not depend on the query (0010,
-and 0000 with its uniform attention) take the reference's one-query shortcut unless a window is set.
+back: the zero columns add nothing to a dot product. Codes whose energy depends on no image (0000 with a
+window, 0001) attend once for the whole batch, its images' values side by side.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -98,6 +103,11 @@ class GeneralizedAttention(nn.Module):
     """
 
     _abbr_ = "gen_attention_block"  # mmcv's, so that parameter names in detectors match its checkpoints
+
+    #: implementation="sdpa" materialises the energy where it has at most this many elements (n x heads x
+    #: queries x keys; 2**23 is 32 MiB in fp32), and calls the fused kernel above: see ``sdpa_path``. Not a
+    #: parameter or an argument: set it on a module (0: always fused) to choose the path by hand.
+    materialise_at_most: int = 2**23
 
     def __init__(
         self,
@@ -196,25 +206,49 @@ class GeneralizedAttention(nn.Module):
         n = x.shape[0]
         x_q = x if self.q_downsample is None else self.q_downsample(x)
         x_kv = x if self.kv_downsample is None else self.kv_downsample(x)
-        h, w = x_q.shape[2:]
-        h_kv, w_kv = x_kv.shape[2:]
-
-        value = self.value_conv(x_kv).view(n, self.num_heads, self.v_dim, h_kv * w_kv).transpose(-1, -2)
-        if self.implementation == "sdpa" and not self._query_independent():
-            out = self._attend_fused(x_q, x_kv, value)
-            queries = (h, w)
+        if self.implementation == "sdpa":
+            out, queries = self._attend_efficiently(x_q, x_kv)
         else:
-            out, queries = self._attend_materialised(x_q, x_kv, value)
+            out, queries = self._attend_materialised(x_q, x_kv, self._value(x_kv))
         out = out.permute(0, 1, 3, 2).reshape(n, self.num_heads * self.v_dim, *queries)
         out = self.proj_conv(out)
         if out.shape[2:] != x.shape[2:] and out.shape[2:] != (1, 1):
             out = F.interpolate(out, size=x.shape[2:], mode="bilinear", align_corners=False)
         return self.gamma * out + x
 
+    def sdpa_path(self, shape: tuple[int, ...]) -> str:
+        """Which computation ``implementation="sdpa"`` runs on an input of ``shape`` (n, c, h, w).
+
+        "one query" where every query attends alike (0000, and 0010 without a window); else "materialised"
+        where the energy (n x heads x queries x keys) has at most ``materialise_at_most`` elements, and
+        "fused" (torch's scaled_dot_product_attention) above that.
+        """
+        n, _, height, width = shape
+        queries = _strided(height, self.q_stride) * _strided(width, self.q_stride)
+        keys = _strided(height, self.kv_stride) * _strided(width, self.kv_stride)
+        return self._path(n, queries, keys)
+
+    def _path(self, n: int, queries: int, keys: int) -> str:
+        if self._query_independent():
+            return "one query"
+        energies = (1 if self._image_independent() else n) * self.num_heads * queries * keys
+        return "materialised" if energies <= self.materialise_at_most else "fused"
+
+    def _image_independent(self) -> bool:
+        """Whether the energy is the same for every image of a batch (0000, 0001: no content term)."""
+        qk, pos, key_only, _ = self.attention_type
+        return not (qk or pos or key_only)
+
     def _query_independent(self) -> bool:
         """Whether every query attends alike (0000, 0010 without a window): the one-query shortcut applies."""
         qk, pos, _, pos_only = self.attention_type
         return not (qk or pos or pos_only) and self.spatial_range < 0
+
+    def _value(self, x_kv: Tensor) -> Tensor:
+        """The values: (n, heads, h_kv * w_kv, v_dim)."""
+        n, _, h_kv, w_kv = x_kv.shape
+        value: Tensor = self.value_conv(x_kv)
+        return value.view(n, self.num_heads, self.v_dim, h_kv * w_kv).transpose(-1, -2)
 
     def _attend_materialised(
         self, x_q: Tensor, x_kv: Tensor, value: Tensor
@@ -232,65 +266,125 @@ class GeneralizedAttention(nn.Module):
         attention = F.softmax(energy.flatten(-2).flatten(2, 3), dim=-1)  # (., heads, queries, keys)
         return torch.matmul(attention, value), (queries[0], queries[1])
 
-    def _attend_fused(self, x_q: Tensor, x_kv: Tensor, value: Tensor) -> Tensor:
-        """softmax(energy) @ value through scaled_dot_product_attention: (n, heads, h * w, v_dim).
+    def _attend_efficiently(self, x_q: Tensor, x_kv: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """implementation="sdpa": (n, heads, queries, v_dim) and queries, by the path ``sdpa_path`` names."""
+        n, _, h, w = x_q.shape
+        h_kv, w_kv = x_kv.shape[2:]
+        path = self._path(n, h * w, h_kv * w_kv)
+        if path == "one query":
+            return self._attend_one_query(x_kv), (1, 1)
+        scores = self._scores(x_q, x_kv)
+        value = self._value(x_kv)
+        heads, keys = value.shape[1:3]
+        window = None
+        if self.spatial_range >= 0:
+            window = self._outside_window(h, w, h_kv, w_kv, x_q.device).view(h * w, h_kv * w_kv)
+        shared = self._image_independent() and n > 1
+        if shared:  # one attention for the batch: its images' values side by side, (1, heads, keys, n v_dim)
+            value = value.permute(1, 2, 0, 3).reshape(1, heads, keys, n * self.v_dim)
+        if path == "materialised":
+            out = _separable_attention(scores, value, window, (h * w, h_kv, w_kv))
+        else:
+            out = self._attend_fused(scores, value, window, (h * w, h_kv, w_kv))
+        if shared:
+            out = out.view(heads, h * w, n, self.v_dim).permute(2, 0, 1, 3)
+        return out, (h, w)
 
-        The energy is the dot product of the augmented queries and keys of the module docstring.
+    def _attend_one_query(self, x_kv: Tensor) -> Tensor:
+        """The one attention row of 0000 and of 0010 without a window: (n, heads, 1, v_dim).
+
+        The values are linear in the input (value_conv has no bias): sum_s a(s) W_v x(s) equals
+        W_v sum_s a(s) x(s), so the projection runs on one weighted mean of the input per head instead of
+        on every key.
         """
+        channels = x_kv.shape[1]
+        pixels = x_kv.flatten(2)  # (n, channels, keys)
+        weight = self.value_conv.weight.view(self.num_heads, self.v_dim, channels)
+        if self.attention_type[2]:  # 0010: the softmax of u . k over the keys, the same for every query
+            attention = F.softmax(self._saliency(x_kv), dim=-1)  # (n, heads, keys)
+            mean = torch.einsum("nhs,ncs->nhc", attention, pixels.to(attention.dtype))
+            return torch.einsum("hdc,nhc->nhd", weight, mean).unsqueeze(2)
+        return torch.einsum("hdc,nc->nhd", weight, pixels.mean(-1)).unsqueeze(2)  # 0000: uniform
+
+    def _saliency(self, x_kv: Tensor) -> Tensor:
+        """u . k(k, l) for every key, (n, heads, h_kv * w_kv): k = W_k x is linear (key_conv has no bias), so
+        u . W_k x = (W_k^T u) . x, one channel per head instead of the keys' qk_embed_dim."""
+        heads, dim = self.num_heads, self.qk_embed_dim
+        weight = self.key_conv.weight.view(heads, dim, -1)
+        folded = torch.einsum("hd,hdc->hc", self.appr_bias.view(heads, dim).to(weight.dtype), weight)
+        return torch.einsum("hc,ncs->nhs", folded, x_kv.flatten(2))
+
+    def _scores(self, x_q: Tensor, x_kv: Tensor) -> _Scores:
+        """The factors of the energy (see the module docstring), the position terms per key row and column."""
         qk, pos, key_only, pos_only = self.attention_type
         heads, dim = self.num_heads, self.qk_embed_dim
         n, _, h, w = x_q.shape
         h_kv, w_kv = x_kv.shape[2:]
-        dtype, device = value.dtype, value.device
-
-        def bias(parameter: Tensor) -> Tensor:
-            return parameter.view(1, heads, 1, 1, dim)
-
-        def per_query(t: Tensor) -> Tensor:  # (n or 1, heads, h or 1, w or 1, d) -> (n, heads, h * w, d)
-            return t.to(dtype).expand(n, heads, h, w, t.shape[-1]).reshape(n, heads, h * w, t.shape[-1])
-
-        def per_key(t: Tensor) -> Tensor:  # (n or 1, heads or 1, keys, d) -> (n, heads, keys, d)
-            return t.to(dtype).expand(n, heads, h_kv * w_kv, t.shape[-1])
-
-        query = None
-        if qk or pos:  # (n, heads, h, w, dim)
-            query = self.query_conv(x_q).view(n, heads, dim, h, w).permute(0, 1, 3, 4, 2)
-        queries: list[Tensor] = []
-        keys: list[Tensor] = []
-        content = _sum([query if qk else None, bias(self.appr_bias) if key_only else None])
-        if content is not None:
+        query: Tensor | None = None
+        if qk or pos:  # (n, heads, h * w, dim)
+            query = self.query_conv(x_q).view(n, heads, dim, h * w).transpose(-1, -2)
+        content = key = saliency = rel_x = rel_y = None
+        if qk and query is not None:
             key = self.key_conv(x_kv).view(n, heads, dim, h_kv * w_kv).transpose(-1, -2)
-            queries.append(per_query(content))
-            keys.append(per_key(key))
-
-        position = _sum([query if pos else None, bias(self.geom_bias) if pos_only else None])
+            content = query + self.appr_bias.view(1, heads, 1, dim) if key_only else query
+        elif key_only:
+            saliency = self._saliency(x_kv)
+        position = _sum([query if pos else None, self.geom_bias.view(1, heads, 1, dim) if pos_only else None])
         if position is not None:
-            rel_x, rel_y = self._relative_position(h, w, h_kv, w_kv, x_q)
-            queries.append(per_query(torch.einsum("nhyxd,hxld->nhyxl", position, rel_x)))  # over key columns
-            queries.append(per_query(torch.einsum("nhyxd,hykd->nhyxk", position, rel_y)))  # over key rows
+            fc_x, fc_y = self._relative_position(h, w, h_kv, w_kv, x_q)
+            rows = position.shape[0]  # n, or 1 for v alone
+            grid = (
+                position.view(rows, heads, h, w, dim)
+                if position.shape[2] > 1
+                else position.view(1, heads, 1, 1, dim)
+            )
+            rel_x = torch.einsum("nhyxd,hxld->nhyxl", grid, fc_x).expand(rows, heads, h, w, w_kv)
+            rel_y = torch.einsum("nhyxd,hykd->nhyxk", grid, fc_y).expand(rows, heads, h, w, h_kv)
+            rel_x, rel_y = rel_x.reshape(rows, heads, h * w, w_kv), rel_y.reshape(rows, heads, h * w, h_kv)
+        return _Scores(content, key, saliency, rel_x, rel_y)
+
+    def _attend_fused(
+        self, scores: _Scores, value: Tensor, window: Tensor | None, grid: tuple[int, int, int]
+    ) -> Tensor:
+        """softmax(energy) @ value through scaled_dot_product_attention: (n, heads, queries, v_dim).
+
+        The energy is the dot product of the augmented queries and keys of the module docstring.
+        """
+        n, heads, keys, _ = value.shape
+        queries, h_kv, w_kv = grid
+        dtype, device = value.dtype, value.device
+        query_parts: list[Tensor] = []
+        key_parts: list[Tensor] = []
+        if scores.content is not None and scores.key is not None:
+            query_parts.append(scores.content)
+            key_parts.append(scores.key)
+        if scores.saliency is not None:  # a column of ones against u . k
+            query_parts.append(torch.ones((), device=device, dtype=dtype).expand(n, heads, queries, 1))
+            key_parts.append(scores.saliency.unsqueeze(-1))
+        if scores.rel_x is not None and scores.rel_y is not None:
+            query_parts += [scores.rel_x, scores.rel_y]
             column = torch.eye(w_kv, device=device, dtype=dtype).repeat(h_kv, 1)  # key (k, l): one-hot of l
             row = torch.eye(h_kv, device=device, dtype=dtype).repeat_interleave(w_kv, dim=0)  # one-hot of k
-            keys += [per_key(column[None, None]), per_key(row[None, None])]
-
-        size = sum(t.shape[-1] for t in queries)  # 0 for 0000 (with a window): all energies are zero
-        padded = -(-max(size, self.v_dim) // _HEAD_ALIGNMENT) * _HEAD_ALIGNMENT
+            key_parts += [column, row]
+        size = sum(t.shape[-1] for t in query_parts)  # 0 for 0000 (with a window): all energies are zero
+        width = value.shape[-1]  # v_dim, or n v_dim for an energy the images share
+        padded = -(-max(size, width) // _HEAD_ALIGNMENT) * _HEAD_ALIGNMENT
 
         def assemble(parts: list[Tensor], tokens: int) -> Tensor:  # one copy: the parts, then zeros
-            width = padded - sum(t.shape[-1] for t in parts)
-            zeros = torch.zeros((), device=device, dtype=dtype).expand(n, heads, tokens, width)
-            return torch.cat([*parts, zeros], dim=-1)
+            parts = [t.to(dtype).expand(n, heads, tokens, t.shape[-1]) for t in parts]
+            zeros = padded - sum(t.shape[-1] for t in parts)
+            if zeros:
+                parts.append(torch.zeros((), device=device, dtype=dtype).expand(n, heads, tokens, zeros))
+            return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0].contiguous()
 
-        mask = None
-        if self.spatial_range >= 0:
-            mask = ~self._outside_window(h, w, h_kv, w_kv, device).view(h * w, h_kv * w_kv)
         out = F.scaled_dot_product_attention(
-            assemble(queries, h * w),
-            assemble(keys, h_kv * w_kv),
-            assemble([value], h_kv * w_kv),
-            attn_mask=mask,
+            assemble(query_parts, queries),
+            assemble(key_parts, keys),
+            assemble([value], keys),
+            attn_mask=None if window is None else ~window,
             scale=1.0,  # mmcv does not scale the energy
         )
-        return out[..., : self.v_dim]
+        return out[..., :width] if padded != width else out
 
     def _energy(self, x_q: Tensor, x_kv: Tensor) -> Tensor:
         qk, pos, key_only, pos_only = self.attention_type
@@ -358,6 +452,144 @@ class GeneralizedAttention(nn.Module):
 def _sum(terms: list[Tensor | None]) -> Tensor | None:
     present = [t for t in terms if t is not None]
     return functools.reduce(operator.add, present) if present else None
+
+
+def _strided(size: int, stride: int) -> int:
+    """The length of a map side after the 1x1 average pool of ``stride`` (q_downsample, kv_downsample)."""
+    return (size - 1) // stride + 1
+
+
+class _Scores(NamedTuple):
+    """The factors of the energy: content . key + saliency + rel_x (per key column) + rel_y (per key row)."""
+
+    content: Tensor | None  # (n, heads, queries, dim): q, or q + u with bit 3
+    key: Tensor | None  # (n, heads, keys, dim), with content
+    saliency: Tensor | None  # (n, heads, keys): u . k, bit 3 without bit 1
+    rel_x: Tensor | None  # (n or 1, heads, queries, w_kv): p . Rx(j, l) over the key columns l
+    rel_y: Tensor | None  # (n or 1, heads, queries, h_kv): p . Ry(i, k) over the key rows k
+
+
+class _SeparableAttention(torch.autograd.Function):
+    """softmax(content . key + saliency + rel_x + rel_y, outside the window -inf) @ value, materialised.
+
+    The reference's autograd graph allocates the energy's terms, their sum, the softmax and two gradients,
+    each as large as the energy; this allocates two such tensors in all: the energy, whose softmax is taken in
+    place (the attention, saved for the backward pass), and the attention's gradient, turned in place into the
+    energy's. The position terms are added in place, broadcast over the key rows and columns, and their
+    gradients are sums of the energy's over them.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        content: Tensor | None,
+        key: Tensor | None,
+        saliency: Tensor | None,
+        rel_x: Tensor | None,
+        rel_y: Tensor | None,
+        value: Tensor,
+        window: Tensor | None,
+        grid: tuple[int, int, int],
+    ) -> Tensor:
+        inputs = (content, key, saliency, rel_x, rel_y, value)
+        ctx.shapes = [None if t is None else (t.shape, t.dtype) for t in inputs]
+        ctx.grid = grid
+        out, attention, content, key = _separable_forward(_Scores(*inputs[:5]), value, window, grid)
+        ctx.save_for_backward(content, key, value, attention)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        content, key, value, attention = ctx.saved_tensors
+        queries, h_kv, w_kv = ctx.grid
+        needs = ctx.needs_input_grad
+        n, heads = attention.shape[:2]
+        grad_out = grad_out.to(value.dtype)
+        grads: list[Tensor | None] = [None] * 8
+        if needs[5]:
+            grads[5] = torch.matmul(attention.transpose(-1, -2), grad_out)
+        grad = torch.matmul(grad_out, value.transpose(-1, -2))  # of the attention
+        grad = _softmax_backward(grad, attention)  # of the energy
+        del attention
+        if content is not None and key is not None:
+            if needs[0]:
+                grads[0] = torch.matmul(grad, key)
+            if needs[1]:
+                grads[1] = torch.matmul(grad.transpose(-1, -2), content)
+        per_key = grad.view(n, heads, queries, h_kv, w_kv)
+        if needs[2]:
+            grads[2] = grad.sum(2)
+        if needs[3]:
+            grads[3] = per_key.sum(3)
+        if needs[4]:
+            grads[4] = per_key.sum(4)
+        for i, (grad_i, shape) in enumerate(zip(grads, ctx.shapes, strict=False)):
+            if grad_i is not None:
+                size, dtype = shape
+                grads[i] = _sum_to(grad_i, size).to(dtype)
+        return tuple(grads)
+
+
+def _separable_forward(
+    scores: _Scores, value: Tensor, window: Tensor | None, grid: tuple[int, int, int]
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """The output, the attention and the content and key in the value's dtype (what the backward needs)."""
+    queries, h_kv, w_kv = grid
+    n, heads, keys, _ = value.shape
+    content, key, saliency, rel_x, rel_y = (None if t is None else t.to(value.dtype) for t in scores)
+    full = (n, heads, queries, h_kv, w_kv)
+    with torch.autocast(value.device.type, enabled=False):
+        energy = None
+        if content is not None and key is not None:
+            energy = torch.matmul(content, key.transpose(-1, -2)).view(full)
+        broadcast = [(saliency, (n, heads, 1, h_kv, w_kv))]
+        broadcast += [(rel_x, (-1, heads, queries, 1, w_kv)), (rel_y, (-1, heads, queries, h_kv, 1))]
+        for term, shape in broadcast:
+            if term is not None:
+                term = term.reshape(shape)
+                energy = term.expand(full).contiguous() if energy is None else energy.add_(term)
+        if energy is None:  # 0000 with a window: all energies are equal
+            energy = value.new_zeros(full)
+        if window is not None:
+            energy.masked_fill_(window.view(queries, h_kv, w_kv), float("-inf"))
+        attention = _softmax(energy.view(n, heads, queries, keys))
+        return torch.matmul(attention, value), attention, content, key
+
+
+def _separable_attention(
+    scores: _Scores, value: Tensor, window: Tensor | None, grid: tuple[int, int, int]
+) -> Tensor:
+    """``_SeparableAttention``; without it where no gradient is taken (inference, and mmengine's FLOP count,
+    whose tracer cannot follow a Python autograd Function)."""
+    if not torch.is_grad_enabled() or torch._C._get_tracing_state() is not None:
+        return _separable_forward(scores, value, window, grid)[0]
+    out: Tensor = _SeparableAttention.apply(*scores, value, window, grid)  # type: ignore[no-untyped-call]
+    return out
+
+
+def _softmax(energy: Tensor) -> Tensor:
+    """The softmax over the last dimension, in place in fp32 (aten's kernel reads each row before writing
+    it): one energy-sized tensor fewer to allocate; in fp32 for lower precisions, as autocast would."""
+    if energy.dtype != torch.float32:
+        return F.softmax(energy, dim=-1, dtype=torch.float32).to(energy.dtype)
+    out: Tensor = torch.ops.aten._softmax.out(energy, -1, False, out=energy)
+    return out
+
+
+def _softmax_backward(grad: Tensor, attention: Tensor) -> Tensor:
+    """The energy's gradient from the attention's (grad, overwritten in place, row by row) and the attention.
+
+    aten's kernel reads a row of grad before writing it, as ``_softmax`` does its input."""
+    out: Tensor = torch.ops.aten._softmax_backward_data.out(
+        grad, attention, -1, attention.dtype, grad_input=grad
+    )
+    return out
+
+
+def _sum_to(t: Tensor, size: torch.Size) -> Tensor:
+    """t summed over the dimensions that are 1 in size (the broadcast ones)."""
+    dims = [i for i, (a, b) in enumerate(zip(t.shape, size, strict=True)) if b == 1 and a != 1]
+    return t.sum(dims, keepdim=True) if dims else t
 
 
 def _sinusoid(offsets: Tensor, size: int) -> Tensor:

@@ -11,18 +11,29 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import json
 import platform
 import resource
+import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
 from mmengine.hooks import Hook
 from torch import nn
 
-__all__ = ["PeakCudaMemory", "attention_flops", "complexity", "device_name", "inference_fps", "peak_rss_mb"]
+__all__ = [
+    "PeakCudaMemory",
+    "attention_flops",
+    "complexity",
+    "device_name",
+    "inference_fps",
+    "peak_rss_mb",
+    "tensor_peak",
+]
 
 MB = 1024 * 1024
 
@@ -47,6 +58,27 @@ class PeakCudaMemory(Hook):  # type: ignore[misc]
 def peak_rss_mb() -> float:
     """This process' peak resident set size so far, in MB (Linux reports KB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def tensor_peak(step: Callable[[], object]) -> tuple[int, int]:
+    """Peak bytes of tensors held while ``step`` runs, above those held before it, and its largest single
+    allocation, from torch's profiler (every allocation and free of its CPU and CUDA allocators is a
+    '[memory]' event): a count of tensors only, the same on every run, unlike the resident set size.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities, profile_memory=True) as prof:
+        step()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "trace.json"
+        prof.export_chrome_trace(str(path))
+        trace = json.loads(path.read_text(encoding="utf-8"))["traceEvents"]
+    events = [e["args"] for e in sorted(trace, key=lambda e: e.get("ts", 0)) if e.get("name") == "[memory]"]
+    if not events:
+        return 0, 0
+    before = events[0]["Total Allocated"] - events[0]["Bytes"]  # held when profiling began
+    return max(e["Total Allocated"] for e in events) - before, max(e["Bytes"] for e in events)
 
 
 def device_name(device: torch.device) -> str:
