@@ -163,3 +163,18 @@ def test_the_sdpa_implementation_gives_the_reference_detector_s_features_and_gra
         for name, grad in sdpa_grads.items():
             scale = ref_grads[name].abs().max().item()
             assert torch.allclose(grad, ref_grads[name], rtol=1e-3, atol=1e-4 * max(1.0, scale)), name
+
+
+def test_a_smoke_detector_trains_every_backbone_parameter_and_its_batch_statistics(tmp_path: Path) -> None:
+    """From scratch nothing may stay at its random initialisation: mmdet's R-50 base would freeze the stem and
+    stage 1 and keep BatchNorm in eval mode (right for ImageNet weights only)."""
+    (planned,) = [
+        c for c in plan(load_sweep("smoke"), tmp_path).cells if c.cell.code.bits == "0000" and not c.cell.dcn
+    ]
+    model = build(planned.path)
+    model.train()
+    backbone = model.backbone  # type: ignore[union-attr]
+    frozen = [name for name, p in backbone.named_parameters() if not p.requires_grad]
+    assert not frozen, f"frozen from scratch: {frozen[:3]}"
+    norms = [m for m in backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(m.training for m in norms)

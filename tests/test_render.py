@@ -136,6 +136,9 @@ def test_smoke_configs_set_the_dataset_schedule_and_scratch_training(tmp_path: P
     assert len(result.cells) == 32
     cfg = Config.fromfile(str(result.cells[-1].path))
     assert cfg.model.backbone.init_cfg is None
+    # from scratch nothing stays at its random initialisation: mmdet's R-50 base freezes the stem and stage 1
+    # and keeps BatchNorm's statistics (frozen_stages=1, norm_eval=True), right only for pretrained weights
+    assert (cfg.model.backbone.frozen_stages, cfg.model.backbone.norm_eval) == (-1, False)
     assert cfg.model.roi_head.bbox_head.num_classes == 3
     assert cfg.train_cfg.max_epochs == 2
     assert [s["type"] for s in cfg.param_scheduler] == ["LinearLR", "MultiStepLR"]

@@ -238,8 +238,8 @@ def _model(sweep: Sweep, cell: Cell) -> dict[str, Any]:
             type="DCN", deform_groups=m.dcn.deform_groups, fallback_on_stride=m.dcn.fallback_on_stride
         )
         backbone["stage_with_dcn"] = m.dcn.stages
-    if not m.pretrained:
-        backbone["init_cfg"] = None
+    if not m.pretrained:  # as mmdet's from-scratch configs: nothing frozen, batch statistics trained
+        backbone.update(init_cfg=None, frozen_stages=-1, norm_eval=False)
     model: dict[str, Any] = {"backbone": backbone}
     if sweep.dataset.classes is not None:
         model["roi_head"] = dict(bbox_head=dict(num_classes=len(sweep.dataset.classes)))

@@ -170,7 +170,11 @@ class ModelSettings:
     detector: str = setting("faster-rcnn", "detector part of the cell names")
     backbone: str = setting("r50", "backbone part of the cell names")
     neck: str = setting("fpn", "neck part of the cell names")
-    pretrained: bool = setting(True, "start from the base config's ImageNet backbone; false: from scratch")
+    pretrained: bool = setting(
+        True,
+        "start from the base config's ImageNet backbone; false: from scratch (then nothing is frozen and "
+        "BatchNorm trains its statistics, as mmdet's from-scratch configs)",
+    )
     attention: AttentionSettings = nested(
         AttentionSettings, "the GeneralizedAttention plugin of cells with code != 0000", varies="attention"
     )
