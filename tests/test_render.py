@@ -159,6 +159,22 @@ def test_smoke_configs_set_the_dataset_schedule_and_scratch_training(tmp_path: P
     assert cfg.model.test_cfg.rcnn.score_thr == 0.0
 
 
+def test_study_configs_set_adamw_clipping_no_validation_and_ablation_s_dcn(tmp_path: Path) -> None:
+    result = plan(load_sweep("study"), tmp_path)
+    by_cell = {(str(p.cell.code), p.cell.dcn): Config.fromfile(str(p.path)) for p in result.cells}
+    cfg = by_cell["1111", True]
+    # AdamW replaces the base's SGD (whose momentum AdamW would reject) instead of being merged into it
+    assert cfg.optim_wrapper.optimizer == dict(type="AdamW", lr=0.002, weight_decay=0.05)
+    assert cfg.optim_wrapper.clip_grad == dict(max_norm=10.0, norm_type=2)
+    assert cfg.train_cfg.val_begin > cfg.train_cfg.max_epochs  # mmengine never validates while training
+    assert cfg.model.backbone.dcn.type == "AblationDCN"
+    assert cfg.custom_imports.imports == ["ablation.model.attention", "ablation.model.deform"]
+    assert by_cell["1111", False].custom_imports.imports == ["ablation.model.attention"]
+    assert by_cell["0000", True].custom_imports.imports == ["ablation.model.deform"]
+    assert "custom_imports" not in by_cell["0000", False]
+    assert cfg.model.backbone.base_channels == 16 and cfg.model.neck.in_channels == [64, 128, 256, 512]
+
+
 def test_explicit_mmdet_scale_reproduces_mmdet_s_pipelines(tmp_path: Path) -> None:
     sweep = load_sweep(write_sweep(tmp_path, "[dataset]\nscale = [1333, 800]\n"))
     (planned,) = plan(sweep, tmp_path / "runs", Selection(codes=(AttentionCode("0000"),), dcn=False)).cells

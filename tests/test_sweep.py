@@ -65,7 +65,7 @@ def test_unknown_sweep_names_the_valid_ones() -> None:
         ),
         (
             "[schedule]\nepoch = 3\n",
-            r"\[schedule\] unknown key 'epoch'; valid keys: name, epochs, lr, milestones",
+            r"\[schedule\] unknown key 'epoch'; valid keys: name, epochs, optimizer, lr, weight_decay",
         ),
         (
             "[model.attention]\nheads = 3\n",

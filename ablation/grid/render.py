@@ -22,8 +22,8 @@ from ablation.errors import EnvironmentProblem, SweepFileError
 from ablation.grid.axes import labels
 from ablation.grid.cells import Cell
 from ablation.grid.pysource import Ref, assignments
-from ablation.grid.sweep import Sweep
-from ablation.model.modules import ATTENTION_MODULES
+from ablation.grid.sweep import ScheduleSettings, Sweep
+from ablation.model.modules import ATTENTION_MODULES, DCN_MODULES
 
 __all__ = ["Base", "RenderedConfig", "cell_name", "config_name", "render", "resolve_base"]
 
@@ -216,8 +216,10 @@ def _merge(into: dict[str, Any], overrides: dict[str, Any]) -> None:
 
 def _imports(sweep: Sweep, cell: Cell) -> list[str]:
     """The Python modules that register what the cell's config names."""
-    _, module = ATTENTION_MODULES[sweep.model.attention.module]
-    return [module] if module is not None and not cell.code.is_baseline else []
+    _, attention = ATTENTION_MODULES[sweep.model.attention.module]
+    _, dcn = DCN_MODULES[sweep.model.dcn.module]
+    wanted = (attention, not cell.code.is_baseline), (dcn, cell.dcn)
+    return [module for module, used in wanted if module is not None and used]
 
 
 def _model(sweep: Sweep, cell: Cell) -> dict[str, Any]:
@@ -234,8 +236,9 @@ def _model(sweep: Sweep, cell: Cell) -> dict[str, Any]:
             attention["implementation"] = m.attention.implementation
         backbone["plugins"] = [dict(cfg=attention, stages=m.attention.stages, position=m.attention.position)]
     if cell.dcn:
+        registered, _ = DCN_MODULES[m.dcn.module]
         backbone["dcn"] = dict(
-            type="DCN", deform_groups=m.dcn.deform_groups, fallback_on_stride=m.dcn.fallback_on_stride
+            type=registered, deform_groups=m.dcn.deform_groups, fallback_on_stride=m.dcn.fallback_on_stride
         )
         backbone["stage_with_dcn"] = m.dcn.stages
     if not m.pretrained:  # as mmdet's from-scratch configs: nothing frozen, batch statistics trained
@@ -291,6 +294,16 @@ def _data(sweep: Sweep) -> dict[str, Any]:
     return variables
 
 
+def _optimizer(s: ScheduleSettings) -> dict[str, Any]:
+    """The base config's SGD with the sweep's lr (and weight decay), or another optimizer in its place."""
+    optimizer: dict[str, Any] = dict(lr=s.lr)
+    if s.optimizer != "SGD":  # the base's SGD arguments (momentum) would not fit it: replaced, not merged
+        optimizer = dict(_delete_=True, type=s.optimizer, lr=s.lr)
+    if s.weight_decay is not None:
+        optimizer["weight_decay"] = s.weight_decay
+    return optimizer
+
+
 def _schedule(sweep: Sweep) -> dict[str, Any]:
     s = sweep.schedule
     warmup = [dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=s.warmup_iters)]
@@ -298,10 +311,14 @@ def _schedule(sweep: Sweep) -> dict[str, Any]:
         type="MultiStepLR", begin=0, end=s.epochs, by_epoch=True, milestones=list(s.milestones), gamma=0.1
     )
     variables: dict[str, Any] = dict(
-        train_cfg=dict(max_epochs=s.epochs, val_interval=s.val_interval),
+        train_cfg=dict(max_epochs=s.epochs, val_interval=s.val_interval)
+        if s.val_interval
+        else dict(max_epochs=s.epochs, val_interval=s.epochs, val_begin=s.epochs + 1),  # mmengine's "never"
         param_scheduler=(warmup if s.warmup_iters else []) + [steps],
-        optim_wrapper=dict(optimizer=dict(lr=s.lr)),
+        optim_wrapper=dict(optimizer=_optimizer(s)),
     )
+    if s.grad_clip is not None:
+        variables["optim_wrapper"]["clip_grad"] = dict(max_norm=s.grad_clip, norm_type=2)
     if s.log_interval is not None:
         variables["default_hooks"] = dict(logger=dict(interval=s.log_interval))
     return variables

@@ -25,7 +25,7 @@ from ablation.grid.axes import Axis, apply, labels, parse_axes
 from ablation.grid.cells import Cell, expand
 from ablation.grid.schema import free_table, nested, setting
 from ablation.model.codes import ALL_CODES, AttentionCode
-from ablation.model.modules import ATTENTION_IMPLEMENTATIONS, ATTENTION_MODULES
+from ablation.model.modules import ATTENTION_IMPLEMENTATIONS, ATTENTION_MODULES, DCN_MODULES
 from ablation.shipped import shipped
 
 __all__ = [
@@ -150,6 +150,12 @@ class AttentionSettings:
 
 @dataclass(frozen=True)
 class DcnSettings:
+    module: str = setting(
+        "mmcv",
+        '"mmcv": mmcv\'s DeformConv2dPack (type DCN), as upstream; "ablation": the same layer and '
+        "parameters, computed with torch ops on CPU (2-4x faster there than mmcv's op) and with mmcv's op "
+        "on CUDA",
+    )
     stages: _STAGES = setting(
         (False, True, True, True), "ResNet stages (c2..c5) whose 3x3 convs are deformable"
     )
@@ -157,6 +163,8 @@ class DcnSettings:
     fallback_on_stride: bool = setting(False, "use a plain conv where the 3x3 conv has a stride")
 
     def __post_init__(self) -> None:
+        modules = ", ".join(map(repr, DCN_MODULES))
+        _check(self.module in DCN_MODULES, f"module {self.module!r} is not one of {modules}")
         _check(any(self.stages), "stages: switch DCN on in at least one stage")
         _check(self.deform_groups >= 1, f"deform_groups must be at least 1, got {self.deform_groups}")
 
@@ -187,20 +195,42 @@ class ModelSettings:
             _check_name(key, getattr(self, key))
 
 
+OPTIMIZERS = ("SGD", "AdamW")  # torch.optim's names, as mmengine's configs give them
+
+
 @dataclass(frozen=True)
 class ScheduleSettings:
     name: str = setting("1x", "schedule part of the cell names")
     epochs: int = setting(12, "training epochs")
-    lr: float = setting(0.02, "SGD learning rate for the whole batch (gpus x images_per_gpu)")
+    optimizer: str = setting(
+        "SGD", '"SGD" (the base config\'s: momentum 0.9, weight decay 1e-4) or "AdamW" (torch\'s defaults)'
+    )
+    lr: float = setting(0.02, "learning rate for the whole batch (gpus x images_per_gpu)")
+    weight_decay: float | None = setting(None, "the optimizer's weight decay (unset: as optimizer says)")
+    grad_clip: float | None = setting(
+        None, "clip the gradients' L2 norm to at most this (unset: no clipping, as the base config)"
+    )
     milestones: tuple[int, ...] = setting((8, 11), "epochs after which the learning rate drops 10x")
     warmup_iters: int = setting(500, "iterations of linear warm-up from 0.001 x lr")
-    val_interval: int = setting(1, "validate every this many epochs")
+    val_interval: int = setting(
+        1,
+        "validate every this many epochs (0: never while training; the job's test still scores val)",
+    )
     log_interval: int | None = setting(None, "log every this many iterations (unset: the base config's, 50)")
 
     def __post_init__(self) -> None:
         _check_name("name", self.name)
         _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
+        optimizers = ", ".join(map(repr, OPTIMIZERS))
+        _check(self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r} is not one of {optimizers}")
         _check(self.lr > 0, f"lr must be positive, got {self.lr}")
+        _check(
+            self.weight_decay is None or self.weight_decay >= 0,
+            f"weight_decay must be 0 or more, got {self.weight_decay}",
+        )
+        _check(
+            self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be positive, got {self.grad_clip}"
+        )
         ms = self.milestones
         _check(
             list(ms) == sorted(set(ms)) and all(0 < m < self.epochs for m in ms),
@@ -208,7 +238,7 @@ class ScheduleSettings:
         )
         _check(self.warmup_iters >= 0, f"warmup_iters must be at least 0, got {self.warmup_iters}")
         _check(
-            1 <= self.val_interval <= self.epochs, f"val_interval must be 1..epochs, got {self.val_interval}"
+            0 <= self.val_interval <= self.epochs, f"val_interval must be 0..epochs, got {self.val_interval}"
         )
         _check(self.log_interval is None or self.log_interval >= 1, "log_interval must be at least 1")
 

@@ -1,9 +1,10 @@
-"""The GeneralizedAttention modules a sweep can choose, and the implementations of ablation's own: the one
-declaration that the sweep's settings, the rendered configs and the module itself read (no torch here)."""
+"""The GeneralizedAttention and deformable convolution modules a sweep can choose, and the implementations
+of ablation's attention: the one declaration that the sweep's settings, the rendered configs and the modules
+themselves read (no torch here)."""
 
 from __future__ import annotations
 
-__all__ = ["ATTENTION_IMPLEMENTATIONS", "ATTENTION_MODULES"]
+__all__ = ["ATTENTION_IMPLEMENTATIONS", "ATTENTION_MODULES", "DCN_MODULES"]
 
 # The GeneralizedAttention each value of [model.attention] module selects: its name in mmdet's registry, and
 # the Python module a config imports to register it (None: mmcv's, registered by mmcv itself).
@@ -15,3 +16,10 @@ ATTENTION_MODULES: dict[str, tuple[str, str | None]] = {
 # How ablation's module computes the attention (its ``implementation`` argument): "reference" materialises
 # the energy of every (query, key) pair; "sdpa" gets the same numbers from one scaled_dot_product_attention.
 ATTENTION_IMPLEMENTATIONS = ("reference", "sdpa")
+
+# The deformable convolution each value of [model.dcn] module selects, as ATTENTION_MODULES: mmcv's
+# DeformConv2dPack, or ablation's subclass of it that computes on CPU with torch ops (mmcv's op on CUDA).
+DCN_MODULES: dict[str, tuple[str, str | None]] = {
+    "mmcv": ("DCN", None),
+    "ablation": ("AblationDCN", "ablation.model.deform"),
+}
