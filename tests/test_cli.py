@@ -186,7 +186,7 @@ def test_sweeps_lists_the_files(capsys: pytest.CaptureFixture[str], in_repo: Pat
     code, out, _ = run(capsys, "sweeps")
     assert code == 0
     rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:]}
-    assert rows == {"coco-1x": "32", "smoke": "32"}
+    assert rows == {"coco-1x": "32", "smoke": "32", "study": "32"}
 
 
 def test_the_console_script_runs_outside_the_checkout(awkward_dir: Path) -> None:
