@@ -3,7 +3,8 @@
 mmcv's CPU kernel is slow: bench/dcn.py measures this module 2.8-3.6x faster than it at most of R-50's DCN
 shapes (0.8x at the smallest map, 8x12, where this module's dozen ops cost more than the work). This
 module is that layer (a subclass: the same constructor, parameters, initialisation and state_dict)
-whose CPU forward gathers the bilinear samples of all kernel taps at once and multiplies them with the weight in one matrix product; autograd gives the
+whose CPU forward gathers the bilinear samples of all kernel taps at once and multiplies them with the
+weight in one matrix product; autograd gives the
 gradients of the input, the offsets and the weight. The sampling is mmcv's: tap (i, j) of output (y, x)
 reads the input at (y * stride - pad + i * dilation + dy, x * stride - pad + j * dilation + dx), with the
 offsets' (dy, dx) pairs in mmcv's order, and a corner outside the map counts as zero.
