@@ -168,8 +168,8 @@ def test_a_bad_sweep_file_gets_one_line_and_exit_2(
     code, _, err = run(capsys, "plan", "--sweep", str(path), "--root", str(tmp_path / "runs"))
     assert code == 2
     assert (
-        err == f"error: {path}: [schedule] unknown key 'epoch'; valid keys: name, epochs, lr, milestones, "
-        "warmup_iters, val_interval, log_interval\n"
+        err == f"error: {path}: [schedule] unknown key 'epoch'; valid keys: name, epochs, optimizer, "
+        "lr, weight_decay, grad_clip, milestones, warmup_iters, val_interval, log_interval\n"
     )
     assert not (tmp_path / "runs").exists()
 
