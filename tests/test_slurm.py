@@ -298,9 +298,9 @@ def requeued(tmp_path: Path, name: str, **changes: str) -> tuple[dict[str, objec
 
 def test_a_requeued_cell_resumes_from_its_checkpoint(cluster: None, tmp_path: Path) -> None:
     """Slurm gives a requeued job KillWait (30 s) to end before killing it: the cell is long enough to be
-    killed mid-training."""
-    _, _, one = requeued(tmp_path, "requeue", **{"epochs = 2": "epochs = 16"})
-    assert (one["status"], one["epochs"], one["iterations"]) == ("done", 16, 32)
+    killed mid-training (an epoch of the smoke detector takes about 1 s here, so 60 outlast the 30 s)."""
+    _, _, one = requeued(tmp_path, "requeue", **{"epochs = 2": "epochs = 60"})
+    assert (one["status"], one["epochs"], one["iterations"]) == ("done", 60, 120)
 
 
 def test_a_cell_at_its_time_limit_is_requeued_and_finishes(cluster: None, tmp_path: Path) -> None:
@@ -309,10 +309,10 @@ def test_a_cell_at_its_time_limit_is_requeued_and_finishes(cluster: None, tmp_pa
         "timeout",
         **{
             # Each attempt has 50 s before USR2 (Slurm's shortest limit, 1 min, less 10 s), of which starting
-            # and resuming take ~20 s idle and ~35 s with the other core busy (with 30 s, a busy machine
-            # trained nothing before each USR2 and timed out 20 times). 20 epochs take about 65 s idle: 2 or 3
-            # attempts idle, about 6 busy.
-            "epochs = 2": "epochs = 20",
+            # and resuming take ~15 s idle and ~35 s with the other core busy (with 30 s, a busy machine
+            # trained nothing before each USR2 and timed out 20 times). An epoch (2 iterations, its
+            # validation and checkpoint) takes about 1 s idle: 60 epochs need 2 attempts idle, more busy.
+            "epochs = 2": "epochs = 60",
             "time_limit_min = 30": "time_limit_min = 1",
             "[benchmark]": "[slurm]\nsignal_delay_s = 10\n\n[benchmark]",
         },
@@ -321,7 +321,7 @@ def test_a_cell_at_its_time_limit_is_requeued_and_finishes(cluster: None, tmp_pa
     done = ablation(tmp_path, "launch", *args, "--wait")
     assert done.returncode == 0, done.stdout + done.stderr
     (one,) = results(root, "timeout").values()
-    assert (one["status"], one["epochs"], one["iterations"]) == ("done", 20, 40)
+    assert (one["status"], one["epochs"], one["iterations"]) == ("done", 60, 120)
     (entry,) = manifest(root, "timeout")
     work = Path(str(entry["work_dir"]))
     assert len(list(work.glob("*/*.log"))) >= 2  # more than one attempt: it was requeued
@@ -435,8 +435,8 @@ def test_a_requeued_two_task_cell_resumes_from_its_checkpoint_on_every_rank(
 ) -> None:
     """As test_a_requeued_cell_resumes_from_its_checkpoint, with two tasks: both ranks of the requeued job
     load the checkpoint (a rank that started over would train other iterations than its peer)."""
-    # 1 iteration each, 2 to 3 s here: the 30 s of KillWait after the first checkpoint end by epoch 17
-    epochs = 22
+    # 1 iteration each, under 1 s here: the 30 s of KillWait after the first checkpoint end well before 80
+    epochs = 80
     entry, work, one = requeued(tmp_path, "requeue2", **TWO_TASKS, **{"epochs = 2": f"epochs = {epochs}"})
     assert (one["status"], one["epochs"], one["iterations"], one["tasks"]) == ("done", epochs, epochs, 2)
     for rank in (0, 1):
@@ -551,7 +551,7 @@ def test_a_node_failure_requeues_the_cell_which_resumes_from_its_checkpoint(
     requeue, the cell is lost, and --retry-failed resumes it from the same work_dir's checkpoint.)"""
     if not SLURMD_PID.is_file():
         pytest.skip(f"no {SLURMD_PID}: this test kills and restarts slurm/cluster's own slurmd only")
-    sweep, root = single_cell(tmp_path, "nodefail", **{"epochs = 2": "epochs = 16"})
+    sweep, root = single_cell(tmp_path, "nodefail", **{"epochs = 2": "epochs = 30"})
     args = ("--sweep", str(sweep), "--root", str(root))
     assert ablation(tmp_path, "launch", *args, "--executor", "slurm").returncode == 0
     (entry,) = manifest(root, "nodefail")
@@ -579,7 +579,7 @@ def crashed_and_resumed(tmp_path: Path, args: tuple[str, ...], root: Path, job_i
     done = ablation(tmp_path, "launch", *args, "--wait")
     assert done.returncode == 0, done.stdout + done.stderr
     (one,) = results(root, "nodefail").values()
-    assert (one["status"], one["epochs"], one["iterations"], one["attempt"]) == ("done", 16, 32, 1)
+    assert (one["status"], one["epochs"], one["iterations"], one["attempt"]) == ("done", 30, 60, 1)
     logs = sorted(work.glob("*/*.log"))
     assert len(logs) == 2 and "resumed epoch" in logs[-1].read_text()
     assert [e["job_id"] for e in manifest(root, "nodefail")] == [job_id]  # one job, requeued by Slurm
