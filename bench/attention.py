@@ -13,14 +13,17 @@ the same arguments:
 at the shapes GeneralizedAttention sees in ResNet stages 3 and 4 of an 800x1333 image (the model zoo's
 setting: batch 2, 8 heads, kv_stride 2, global attention): 256 channels at 50x84 and 512 channels at 25x42.
 
-Every measurement runs in its own fresh process (this script with a hidden flag), which builds the module
-(gamma set non-zero) and an input that requires grad, then runs one warm-up forward+backward and --repeat
-timed ones:
+Time and memory are measured apart, so that neither disturbs the other:
 
-- seconds: the median of the timed forward+backward passes (``y.sum().backward()``);
-- peak MB: the peak over all passes, warm-up included, above the process's level just before the first
-  forward: on CPU the peak resident set size (``ru_maxrss``), so it also counts the allocator's
-  fragmentation and the library code the first pass pages in; on CUDA ``torch.cuda.max_memory_allocated``;
+- seconds: one fresh process (this script with a hidden flag) per code and shape builds the three modules
+  (gamma set non-zero) and an input that requires grad, runs one warm-up forward+backward
+  (``y.sum().backward()``) of each, then --repeat rounds in which each module runs once, the order rotating
+  from round to round; the median per module. The ratios compare passes run side by side, so the machine's
+  drift between processes (about 10% on a shared 2-core CPU) cancels out;
+- peak MB: each module in its own fresh process, one warm-up pass and one more: the peak above the process's
+  level just before the first forward, on CPU the peak resident set size (``ru_maxrss``), so it also counts
+  the allocator's fragmentation and the library code the first pass pages in; on CUDA
+  ``torch.cuda.max_memory_allocated``;
 - tensor MB (tMB, reference and sdpa): the peak of the tensors one more pass holds above those held before
   it, from torch's profiler (``ablation.model.measure.tensor_peak``): the same on every run, so it decides
   small differences that the resident set size blurs.
@@ -55,6 +58,7 @@ def options() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="timed passes, after one warm-up (median)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--measure", nargs=3, metavar=("MODULE", "CODE", "SHAPE"), help=argparse.SUPPRESS)
+    parser.add_argument("--time", nargs=2, metavar=("CODE", "SHAPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.codes = ALL_CODES if args.codes == "all" else [c.strip() for c in args.codes.split(",") if c.strip()]
     bad = [c for c in args.codes if c not in ALL_CODES]
@@ -91,8 +95,52 @@ def sdpa_kernels(block: Any, x: Any) -> list[str]:
     return sorted(n for n in names if n.startswith("aten::_"))
 
 
-def measure(module: str, code: str, shape: str, repeat: int, device: str) -> dict[str, Any]:
-    """One module, code and shape, in this (fresh) process: seconds (median) and peak MB, or an error."""
+def pass_of(block: Any, x: Any, device: str) -> Any:
+    """One forward+backward of ``block`` on ``x`` as a function returning its seconds."""
+    import torch
+
+    def timed() -> float:
+        x.grad = None
+        block.zero_grad(set_to_none=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        block(x).sum().backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    return timed
+
+
+def time_side_by_side(code: str, shape: str, repeat: int, device: str) -> dict[str, Any]:
+    """The three modules' seconds (median) for one code and shape, timed in turn in this (fresh) process."""
+    import torch
+
+    warnings.simplefilter("ignore")
+    channels, height, width = SHAPES[shape]
+    x = torch.randn(BATCH, channels, height, width, device=device, requires_grad=True)
+    passes, results = {}, {}
+    for module in IMPLEMENTATIONS:
+        timed = pass_of(build(module, code, channels).to(device), x, device)
+        try:
+            timed()  # the warm-up
+        except RuntimeError as error:
+            results[module] = {"error": str(error).splitlines()[0]}
+            continue
+        passes[module] = timed
+    times: dict[str, list[float]] = {module: [] for module in passes}
+    order = list(passes)
+    for round_ in range(repeat):
+        for module in order[round_ % len(order) :] + order[: round_ % len(order)]:
+            times[module].append(passes[module]())
+    for module, seconds in times.items():
+        results[module] = {"seconds": statistics.median(seconds)}
+    return results
+
+
+def measure(module: str, code: str, shape: str, device: str) -> dict[str, Any]:
+    """One module's peak memory for one code and shape, in this (fresh) process, or an error."""
     import torch
 
     warnings.simplefilter("ignore")
@@ -100,28 +148,15 @@ def measure(module: str, code: str, shape: str, repeat: int, device: str) -> dic
     block = build(module, code, channels).to(device)
     x = torch.randn(BATCH, channels, height, width, device=device, requires_grad=True)
     cuda = device == "cuda"
-
-    def sync() -> None:
-        if cuda:
-            torch.cuda.synchronize()
-
-    sync()
+    timed = pass_of(block, x, device)
     if cuda:
+        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         baseline = torch.cuda.memory_allocated()
     else:
         baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KB on Linux
-    times = []
     try:
-        for i in range(repeat + 1):
-            x.grad = None
-            block.zero_grad(set_to_none=True)
-            sync()
-            start = time.perf_counter()
-            block(x).sum().backward()
-            sync()
-            if i:  # the first is the warm-up
-                times.append(time.perf_counter() - start)
+        timed(), timed()  # a warm-up and one more
     except RuntimeError as error:
         return {"error": str(error).splitlines()[0]}
     if cuda:
@@ -132,19 +167,15 @@ def measure(module: str, code: str, shape: str, repeat: int, device: str) -> dic
 
     x.grad = None
     held, _ = tensor_peak(lambda: block(x).sum().backward())
-    result: dict[str, Any] = {
-        "seconds": statistics.median(times),
-        "peak_mb": peak / 2**20,
-        "tensor_mb": held / 2**20,
-    }
+    result: dict[str, Any] = {"peak_mb": peak / 2**20, "tensor_mb": held / 2**20}
     if module == "sdpa":
         result["kernels"] = sdpa_kernels(block, x)
     return result
 
 
-def run_child(module: str, code: str, shape: str, args: argparse.Namespace) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--measure", module, code, shape]
-    command += ["--repeat", str(args.repeat), "--device", args.device]
+def run_child(flag: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """This script run with a hidden flag (--measure or --time) in a fresh process: its JSON answer."""
+    command = [sys.executable, __file__, *flag, "--repeat", str(args.repeat), "--device", args.device]
     root = Path(__file__).resolve().parents[1]
     path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PYTHONPATH=path)
@@ -170,7 +201,11 @@ def main() -> None:
     args = options()
     if args.measure:
         module, code, shape = args.measure
-        print(json.dumps(measure(module, code, shape, args.repeat, args.device)))
+        print(json.dumps(measure(module, code, shape, args.device)))
+        return
+    if args.time:
+        code, shape = args.time
+        print(json.dumps(time_side_by_side(code, shape, args.repeat, args.device)))
         return
     import torch
 
@@ -178,7 +213,8 @@ def main() -> None:
     print(
         f"GeneralizedAttention forward+backward, batch {BATCH}, {HEADS} heads, kv_stride {KV_STRIDE}, "
         f"{args.device}{f' ({threads} threads)' if threads else ''}, torch {torch.__version__}; "
-        f"median of {args.repeat} after a warm-up, each in a fresh process"
+        f"seconds: median of {args.repeat} rounds after a warm-up, the three in turn in one process; "
+        "memory: each in a fresh process"
     )
     memory = "peak RSS increase" if args.device == "cpu" else "peak allocated increase"
     header = (
@@ -194,7 +230,10 @@ def main() -> None:
     errors: dict[str, str] = {}
     for code in args.codes:
         for shape, (channels, height, width) in SHAPES.items():
-            results = {m: run_child(m, code, shape, args) for m in IMPLEMENTATIONS}
+            results = {m: run_child(["--measure", m, code, shape], args) for m in IMPLEMENTATIONS}
+            timing = run_child(["--time", code, shape], args)
+            for m in IMPLEMENTATIONS:
+                results[m].update(timing.get(m, {"error": timing.get("error", "no timing")}))
             kernels.update(results["sdpa"].get("kernels", []))
             for m, r in results.items():
                 if "error" in r:
