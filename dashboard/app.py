@@ -432,9 +432,15 @@ def downloads_page(frame: pd.DataFrame) -> None:
     left, middle, right = st.columns(3)
     breakdown = left.checkbox("AP50/75/s/m/l", key="dl-breakdown")
     complexity = middle.checkbox("GFLOPs and parameters", key="dl-complexity")
+    timing = middle.checkbox("seconds of training, test, fps and FLOPs", key="dl-timing")
     codes = sorted(str(c) for c in frame["code"].dropna().unique())
     baseline = right.selectbox("Δ box AP against", ["none", *codes], key="dl-baseline")
-    options = TableOptions(breakdown, complexity, None if baseline == "none" else baseline)
+    options = TableOptions(
+        breakdown=breakdown,
+        complexity=complexity,
+        timing=timing,
+        baseline=None if baseline == "none" else baseline,
+    )
     table = results_table(frame, options)
     st.caption(
         f"{len(table.rows)} rows, as `ablation export` writes them ({table.left_out} runs not shown: not "

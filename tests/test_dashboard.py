@@ -699,11 +699,11 @@ def test_downloads_are_what_export_writes(monkeypatch: pytest.MonkeyPatch, store
 
     at = open_app(monkeypatch, store, page="downloads")
     at.checkbox(key="dl-breakdown").check().run()
+    at.checkbox(key="dl-timing").check().run()
     at.selectbox(key="dl-baseline").set_value("0000").run()
     assert not at.exception
-    expected = render(
-        results_table(store.read().frame(), TableOptions(breakdown=True, baseline="0000")), "markdown"
-    )
+    options = TableOptions(breakdown=True, timing=True, baseline="0000")
+    expected = render(results_table(store.read().frame(), options), "markdown")
     assert at.markdown[-1].value == expected.rstrip("\n")
     assert len(at.get("download_button")) == 3
 

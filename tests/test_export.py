@@ -253,6 +253,23 @@ def test_breakdown_and_complexity_columns(tmp_path: Path) -> None:
     )
 
 
+def test_timing_columns_are_the_stages_seconds_and_the_mean_over_replicates(tmp_path: Path) -> None:
+    seconds = dict(train_s=90.04, test_s=2.0, fps_s=0.56, flops_s=0.44)
+    plain = run("0010", False, source="run", **seconds)
+    first, second = (
+        run("1111", False, source="run", run_id=f"r{seed}", seed=seed, train_s=train, test_s=3.0)
+        for seed, train in ((0, 100.0), (1, 110.0))
+    )
+    table = results_table(stored(tmp_path, [plain, first, second]), TableOptions(timing=True))
+    timing = table.headers.index("Train (s)")
+    assert table.headers[timing : timing + 5] == ("Train (s)", "Test (s)", "fps (s)", "FLOPs (s)", "Config")
+    assert [row[timing : timing + 4] for row in table.rows] == [
+        ("90.0", "2.0", "0.6", "0.4"),
+        ("105.0", "3.0", "-", "-"),  # seconds are means, with no spread; a stage not timed is missing
+    ]
+    assert "Train (s)" not in results_table(stored(tmp_path, [plain]), TableOptions()).headers
+
+
 def test_config_under_the_current_directory_is_relative(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

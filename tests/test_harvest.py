@@ -106,6 +106,7 @@ def test_run_ends_with_the_harvested_table(made: Made) -> None:
     assert row["flops"] > 0 and row["params"] > 0 and row["epochs"] == 2 and row["iterations"] == 4
     assert row["torch_version"] and row["mmdet_version"] == "3.3.0" and row["git_commit"]
     assert row["started"] <= row["finished"] and row["train_s"] > 0
+    assert row["test_s"] > 0 and row["fps_s"] > 0 and row["flops_s"] > 0
 
 
 def test_a_work_dir_of_mmdet_tools_is_harvested(made: Made) -> None:

@@ -228,6 +228,19 @@ def test_a_version_1_file_reads_as_the_current_schema(tmp_path: Path) -> None:
     assert row == {**current.to_pylist()[0], "seed": None, "cell_id": None}
 
 
+def test_a_version_3_file_reads_with_no_stage_timings_but_training(tmp_path: Path) -> None:
+    """Version 4 adds the seconds of the test, the fps measurement and the FLOPs count (null before)."""
+    store = Store(tmp_path)
+    store.put(run(cell="c", train_s=90.0, test_s=2.0, fps_s=0.5, flops_s=0.4))
+    (path,) = store.runs_dir.glob("*.parquet")
+    current = pq.read_table(path)
+    old = current.drop_columns(["test_s", "fps_s", "flops_s", "schema_version"])
+    _write_raw(store, path.name, old.append_column("schema_version", pa.array([3], pa.int64())))
+    (row,) = rows(store)
+    assert row == {**current.to_pylist()[0], "test_s": None, "fps_s": None, "flops_s": None}
+    assert row["train_s"] == 90.0
+
+
 def test_unreadable_files_are_named_and_the_rest_is_read(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.put(run(cell="good"))

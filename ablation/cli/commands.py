@@ -368,7 +368,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     read = store.read()
     _warn(read.problems)
     options = TableOptions(
-        breakdown=args.breakdown, complexity=args.complexity, baseline=args.baseline, spread=args.spread
+        breakdown=args.breakdown,
+        complexity=args.complexity,
+        timing=args.timing,
+        baseline=args.baseline,
+        spread=args.spread,
     )
     chosen = select(
         read.frame(),
@@ -670,6 +674,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--source", action="append", choices=SOURCES, help="only this source (repeatable)")
         p.add_argument("--breakdown", action="store_true", help="add AP50, AP75, APs, APm, APl")
         p.add_argument("--complexity", action="store_true", help="add GFLOPs and parameters")
+        p.add_argument(
+            "--timing",
+            action="store_true",
+            help="add the seconds of each cell's training, test, fps and FLOPs",
+        )
         p.add_argument(
             "--baseline",
             type=lambda text: str(_codes(text)[0]),

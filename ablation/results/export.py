@@ -17,13 +17,14 @@ holds one run the table is mmdetection's layout, exactly as without replicates. 
 * box AP, AP50..APl and fps show the mean and its spread, ``42.1 ± 0.3``: the half-width of the mean's 95%
   confidence interval (Student's t, n-1 degrees of freedom), or with ``TableOptions.spread = "sd"`` the
   sample standard deviation; a figure only one run has shows that value alone;
-* the other figures (memory, GFLOPs, parameters) are means; the text columns and Config are the first
+* the other figures (memory, GFLOPs, parameters, seconds) are means; the text columns and Config are the first
   run's (the lowest seed).
 
 Columns, in this order (the bracketed ones only when asked for, or when needed)::
 
     [Sweep] [Source] Backbone | Attention Component | DCN | Lr schd | [axes...] | Mem (GB) | Inf time (fps) |
-    box AP [n] [Δ box AP] [AP50 | AP75 | APs | APm | APl] [GFLOPs | Params (M)] Config
+    box AP [n] [Δ box AP] [AP50 | AP75 | APs | APm | APl] [GFLOPs | Params (M)]
+    [Train (s) | Test (s) | fps (s) | FLOPs (s)] Config
 
 ``Sweep`` appears when the frame holds runs of more than one sweep, ``Source`` when it holds runs of more
 than one source (else two rows of one cell would read alike). Each axis of ``[grid.axes]`` that some shown
@@ -73,6 +74,7 @@ from ablation.errors import InputError
 from ablation.grid.axes import command_line_value, short_names
 from ablation.model.codes import AttentionCode
 from ablation.results.records import SOURCES, is_axis_column
+from ablation.run.result_file import TIMINGS
 
 if TYPE_CHECKING:
     from pandas import DataFrame
@@ -100,6 +102,8 @@ _BREAKDOWN = (
     ("APm", "bbox_mAP_m"),
     ("APl", "bbox_mAP_l"),
 )
+# The seconds of a job's stages: training, the test, the fps measurement, the FLOPs count.
+_TIMING = tuple(zip(("Train (s)", "Test (s)", "fps (s)", "FLOPs (s)"), TIMINGS, strict=True))
 _LATEX_SPECIAL = {
     "&": r"\&",
     "%": r"\%",
@@ -127,12 +131,13 @@ _DELTA_NOTE = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TableOptions:
     """What the table shows beyond mmdetection's columns."""
 
     breakdown: bool = False  # AP50, AP75, APs, APm, APl
     complexity: bool = False  # GFLOPs and Params (M)
+    timing: bool = False  # the seconds of the job's stages: training, test, fps measurement, FLOPs count
     baseline: str | None = None  # an attention code such as '0000': add "Δ box AP" against it
     spread: str = "ci"  # what ± shows for replicates: "ci" (95% interval of the mean) or "sd"
 
@@ -283,6 +288,8 @@ def results_table(frame: DataFrame, options: TableOptions = TableOptions()) -> R
             ("GFLOPs", _number("flops", ".1f", per=1e9)),
             ("Params (M)", _number("params", ".2f", per=1e6)),
         ]
+    if options.timing:
+        columns += [(header, _number(stage, ".1f")) for header, stage in _TIMING]
     columns.append((CONFIG, _config))
 
     cells = [[cell(line) for _, cell in columns] for line in lines]

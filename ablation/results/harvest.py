@@ -27,7 +27,7 @@ from ablation.results import logs
 from ablation.results.configtext import cell_name, config_facts, name_facts
 from ablation.results.records import RunRecord
 from ablation.results.store import Store
-from ablation.run.result_file import RESULT_FILE, CellResult, load_result
+from ablation.run.result_file import RESULT_FILE, TIMINGS, CellResult, load_result
 
 __all__ = ["HarvestReport", "find_runs", "harvest", "record_from_result", "record_from_work_dir", "run_id"]
 
@@ -126,7 +126,6 @@ def _from_cell_result(result: CellResult, origin: Path) -> RunRecord:
             params=result.params,
             epochs=result.epochs,
             iterations=result.iterations,
-            train_s=result.timings.get("train_s"),
             error=result.error,
             log_tail=result.log_tail,
             config=result.config,
@@ -141,6 +140,8 @@ def _from_cell_result(result: CellResult, origin: Path) -> RunRecord:
         raise LogFormatError(f"{origin}: not a run of the store: {error}") from None
     record.versions(result.versions)
     record.set_metrics(result.metrics)
+    for stage in TIMINGS:  # the seconds of training, the test, fps and FLOPs
+        setattr(record, stage, result.timings.get(stage))
     return record
 
 

@@ -59,7 +59,10 @@ class RunRecord(CellIdentity):
     params: int | None = None
     epochs: int | None = None
     iterations: int | None = None
-    train_s: float | None = None
+    train_s: float | None = None  # seconds of the job's stages (TIMINGS): training, test, fps, FLOPs
+    test_s: float | None = None
+    fps_s: float | None = None
+    flops_s: float | None = None
     error: str | None = None
     log_tail: str | None = None
     config: str | None = None  # the config's path or address

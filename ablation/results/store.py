@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RUNS_DIR", "SCHEMA", "SCHEMA_VERSION", "UPGRADES", "ReadResult", "Store"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 RUNS_DIR = "runs"
 CACHE_FILE = "cache.parquet"
 _VERSION_KEY = b"ablation.schema_version"
@@ -82,6 +82,7 @@ SCHEMA = pa.schema(
 UPGRADES: dict[int, Callable[[pa.Table], pa.Table]] = {
     1: lambda table: table,  # 2 only orders the columns of a cell's identity (ablation.grid.identity) anew
     2: lambda table: table,  # 3 adds seed and cell_id (null: unseeded, not recorded) and the axis columns
+    3: lambda table: table,  # 4 adds test_s, fps_s and flops_s (null: not recorded)
 }
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "RESULT_FILE",
     "SCHEMA_VERSION",
     "STATUSES",
+    "TIMINGS",
     "CellResult",
     "load_result",
     "read_result",
@@ -39,6 +40,9 @@ STATUSES = ("running", "done", "failed")
 MEMORY_KINDS = ("cuda_peak_allocated", "cpu_peak_rss")
 # CocoMetric's box metrics, as mmdet names them (after the "coco/" prefix in mmdet 3.x).
 METRICS = ("bbox_mAP", "bbox_mAP_50", "bbox_mAP_75", "bbox_mAP_s", "bbox_mAP_m", "bbox_mAP_l")
+# The stages a job times, in seconds, in its timings (beside total_s, the whole job): training, the test,
+# the fps measurement and the FLOPs count.
+TIMINGS = ("train_s", "test_s", "fps_s", "flops_s")
 
 
 @dataclass(kw_only=True)
