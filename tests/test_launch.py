@@ -137,3 +137,20 @@ def test_a_dead_launch_s_jobs_are_looked_for_since_its_intent(
     start = sacct_call.split("--starttime ")[1].split()[0]
     expected = datetime(2025, 12, 31, 22, 30, tzinfo=UTC).astimezone().replace(tzinfo=None)
     assert datetime.fromisoformat(start) == expected
+
+
+@pytest.mark.parametrize(("cells", "parallel", "rounds"), [(32, 2, 16), (3, 2, 2), (2, 2, 1), (5, None, 1)])
+def test_a_local_job_s_time_limit_does_not_count_its_wait_for_a_slot(
+    tmp_path: Path, cells: int, parallel: int | None, rounds: int
+) -> None:
+    """Every local job starts at once and waits for a slot, while submitit times it from its start: each
+    gets the limit once per round of slots (None: no slots, each job computes at once)."""
+    from types import SimpleNamespace
+
+    from ablation.run.executors import LocalBackend
+
+    sweep = load_sweep("study")
+    slots = None if parallel is None else str(tmp_path / "slots")
+    specs = [SimpleNamespace(slots=slots, parallel=parallel or 1) for _ in range(cells)]
+    executor = LocalBackend().executor(tmp_path, sweep, "name", {}, specs)
+    assert executor.parameters["timeout_min"] == sweep.resources.time_limit_min * rounds

@@ -40,8 +40,11 @@ class Backend(Protocol):
         """The job arrays that a launch named ``name`` sends ``cells`` out as, in order: each one's job name
         and its cells (one array named ``name`` unless the backend limits their size)."""
 
-    def executor(self, folder: Path, sweep: Sweep, name: str, options: dict[str, Any]) -> Any:
-        """A submitit executor for the sweep's cells, its files under ``folder``, its jobs named ``name``."""
+    def executor(
+        self, folder: Path, sweep: Sweep, name: str, options: dict[str, Any], specs: Sequence[Any]
+    ) -> Any:
+        """A submitit executor for the sweep's cells ``specs`` (the array's CellJobs), its files under
+        ``folder``, its jobs named ``name``."""
 
     def alive(self, submissions: Sequence[Submission]) -> set[str]:
         """The job ids, among ``submissions``, of jobs still queued or running."""
@@ -86,13 +89,21 @@ class LocalBackend:
         if process is not None:
             self._processes[str(job.job_id)] = process
 
-    def executor(self, folder: Path, sweep: Sweep, name: str, options: dict[str, Any]) -> Any:
+    def executor(
+        self, folder: Path, sweep: Sweep, name: str, options: dict[str, Any], specs: Sequence[Any]
+    ) -> Any:
+        """Every local job starts at once and waits for one of ``parallel`` slots, and submitit times a job
+        from its start: each gets the time limit once per round of slots, so that waiting for a slot does not
+        use up a cell's time (a 32-cell sweep two at a time had its last cells timed out after 30 min, before
+        they had trained much; each timeout costs a restart, and past submitit's 3 the cell fails)."""
         import submitit
 
         executor = submitit.LocalExecutor(folder=folder / "%j")
         gpus = sweep.resources.gpus
+        capped = [spec.parallel for spec in specs if spec.slots]
+        rounds = -(-len(specs) // min(capped)) if capped else 1
         executor.update_parameters(
-            timeout_min=sweep.resources.time_limit_min, **({"gpus_per_node": gpus} if gpus else {})
+            timeout_min=sweep.resources.time_limit_min * rounds, **({"gpus_per_node": gpus} if gpus else {})
         )
         return executor
 
@@ -150,7 +161,9 @@ class SlurmBackend:
 
         return arrays(name, cells, max_array_size())
 
-    def executor(self, folder: Path, sweep: Sweep, name: str, options: dict[str, Any]) -> Any:
+    def executor(
+        self, folder: Path, sweep: Sweep, name: str, options: dict[str, Any], specs: Sequence[Any]
+    ) -> Any:
         import submitit
 
         from ablation.run.slurm import parameters

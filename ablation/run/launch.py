@@ -252,7 +252,7 @@ def launch(
             save_manifest(folder, manifest)
             jobs_folder = folder / "jobs"
             for array, part in arrays:
-                executor_ = chosen.executor(jobs_folder, sweep, array, options or {})
+                executor_ = chosen.executor(jobs_folder, sweep, array, options or {}, part)
                 chosen.before_submit(jobs_folder, array, part, int(executor_.parameters.get("time", 0) or 0))
                 jobs = executor_.map_array(CellRunner(), part)
                 for intent, job in zip([i for i in intents if i.job_name == array], jobs, strict=True):
