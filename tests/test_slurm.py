@@ -311,8 +311,9 @@ def test_a_cell_at_its_time_limit_is_requeued_and_finishes(cluster: None, tmp_pa
             # Each attempt has 50 s before USR2 (Slurm's shortest limit, 1 min, less 10 s), of which starting
             # and resuming take ~15 s idle and ~35 s with the other core busy (with 30 s, a busy machine
             # trained nothing before each USR2 and timed out 20 times). An epoch (2 iterations, its
-            # validation and checkpoint) takes about 1 s idle: 60 epochs need 2 attempts idle, more busy.
-            "epochs = 2": "epochs = 60",
+            # validation and checkpoint) takes 0.5-1 s idle, by the machine: 60 epochs once fitted in one
+            # attempt on a fast one (no requeue), so 150, which need 2-4 attempts idle, more busy.
+            "epochs = 2": "epochs = 150",
             "time_limit_min = 30": "time_limit_min = 1",
             "[benchmark]": "[slurm]\nsignal_delay_s = 10\n\n[benchmark]",
         },
@@ -321,7 +322,7 @@ def test_a_cell_at_its_time_limit_is_requeued_and_finishes(cluster: None, tmp_pa
     done = ablation(tmp_path, "launch", *args, "--wait")
     assert done.returncode == 0, done.stdout + done.stderr
     (one,) = results(root, "timeout").values()
-    assert (one["status"], one["epochs"], one["iterations"]) == ("done", 60, 120)
+    assert (one["status"], one["epochs"], one["iterations"]) == ("done", 150, 300)
     (entry,) = manifest(root, "timeout")
     work = Path(str(entry["work_dir"]))
     assert len(list(work.glob("*/*.log"))) >= 2  # more than one attempt: it was requeued
