@@ -96,11 +96,13 @@ def test_a_block_counts_its_formula_s_multiply_adds_as_mmengine_traces_the_refer
 
 def test_the_issue_s_stage_3_block_counts_alike_in_both_implementations() -> None:
     """The issue's figures (one 1111 block at stage 3 of an 800x1333 image: 256 channels, 50x84, kv_stride 2,
-    8 heads): 3.175 GFLOPs with the reference, 0.917 traced through sdpa, whose fused call mmengine cannot
-    count. attention_flops gives the reference's figure (the formula's) for both."""
+    8 heads): 3.175 GFLOPs with the reference, 0.917 traced through sdpa's fused call (its path on CUDA),
+    which mmengine cannot count. attention_flops gives the reference's figure (the formula's) for both."""
     shape = (1, 256, 50, 84)
     reference = GeneralizedAttention(256, num_heads=8, kv_stride=2)
     sdpa = GeneralizedAttention(256, num_heads=8, kv_stride=2, implementation="sdpa")
+    sdpa.fused_devices = ("cpu",)
+    assert sdpa.sdpa_path(shape) == "fused"
     assert traced(reference, shape) == pytest.approx(
         closed_form("1111", shape, num_heads=8, kv_stride=2), rel=1e-3
     )

@@ -108,6 +108,14 @@ class GeneralizedAttention(nn.Module):
     #: queries x keys; 2**23 is 32 MiB in fp32), and calls the fused kernel above: see ``sdpa_path``. Not a
     #: parameter or an argument: set it on a module (0: always fused) to choose the path by hand.
     materialise_at_most: int = 2**23
+    #: Above it, where the device's fused kernel is not used ("chunked": CPU), the energy is computed in
+    #: pieces of whole queries with at most this many elements each (2**21 is 8 MiB in fp32: a piece stays
+    #: in the caches between its matmuls) and recomputed piece by piece in the backward pass.
+    chunk_energies: int = 2**21
+    #: The devices on which the path above materialise_at_most is torch's fused kernel: CUDA's flash and
+    #: memory-efficient kernels. On CPU the flash kernel pads the value's head size to the query's, and the
+    #: chunked path is faster and holds less (bench/attention.py).
+    fused_devices: tuple[str, ...] = ("cuda",)
 
     def __init__(
         self,
@@ -216,23 +224,28 @@ class GeneralizedAttention(nn.Module):
             out = F.interpolate(out, size=x.shape[2:], mode="bilinear", align_corners=False)
         return self.gamma * out + x
 
-    def sdpa_path(self, shape: tuple[int, ...]) -> str:
-        """Which computation ``implementation="sdpa"`` runs on an input of ``shape`` (n, c, h, w).
+    def sdpa_path(self, shape: tuple[int, ...], device: str = "cpu") -> str:
+        """What ``implementation="sdpa"`` computes on ``device`` for an input of ``shape`` (n, c, h, w).
 
         "one query" where every query attends alike (0000, and 0010 without a window); else "materialised"
-        where the energy (n x heads x queries x keys) has at most ``materialise_at_most`` elements, and
-        "fused" (torch's scaled_dot_product_attention) above that.
+        where the energy (n x heads x queries x keys) has at most ``materialise_at_most`` elements; above
+        that "fused" (torch's scaled_dot_product_attention) on the ``fused_devices``, "chunked" elsewhere.
         """
         n, _, height, width = shape
         queries = _strided(height, self.q_stride) * _strided(width, self.q_stride)
         keys = _strided(height, self.kv_stride) * _strided(width, self.kv_stride)
-        return self._path(n, queries, keys)
+        return self._path(n, queries, keys, device)
 
-    def _path(self, n: int, queries: int, keys: int) -> str:
+    def _path(self, n: int, queries: int, keys: int, device: str) -> str:
         if self._query_independent():
             return "one query"
-        energies = (1 if self._image_independent() else n) * self.num_heads * queries * keys
-        return "materialised" if energies <= self.materialise_at_most else "fused"
+        if self._energies(n, queries, keys) <= self.materialise_at_most:
+            return "materialised"
+        return "fused" if device in self.fused_devices else "chunked"
+
+    def _energies(self, n: int, queries: int, keys: int) -> int:
+        """The elements of the energy: n (1 where no image changes it) x heads x queries x keys."""
+        return (1 if self._image_independent() else n) * self.num_heads * queries * keys
 
     def _image_independent(self) -> bool:
         """Whether the energy is the same for every image of a batch (0000, 0001: no content term)."""
@@ -270,7 +283,7 @@ class GeneralizedAttention(nn.Module):
         """implementation="sdpa": (n, heads, queries, v_dim) and queries, by the path ``sdpa_path`` names."""
         n, _, h, w = x_q.shape
         h_kv, w_kv = x_kv.shape[2:]
-        path = self._path(n, h * w, h_kv * w_kv)
+        path = self._path(n, h * w, h_kv * w_kv, x_q.device.type)
         if path == "one query":
             return self._attend_one_query(x_kv), (1, 1)
         scores = self._scores(x_q, x_kv)
@@ -282,10 +295,12 @@ class GeneralizedAttention(nn.Module):
         shared = self._image_independent() and n > 1
         if shared:  # one attention for the batch: its images' values side by side, (1, heads, keys, n v_dim)
             value = value.permute(1, 2, 0, 3).reshape(1, heads, keys, n * self.v_dim)
-        if path == "materialised":
-            out = _separable_attention(scores, value, window, (h * w, h_kv, w_kv))
-        else:
+        if path == "fused":
             out = self._attend_fused(scores, value, window, (h * w, h_kv, w_kv))
+        else:  # one piece where materialised; pieces of chunk_energies where chunked
+            per_query = self._energies(n, 1, h_kv * w_kv)
+            piece = h * w if path == "materialised" else max(1, self.chunk_energies // per_query)
+            out = _separable_attention(scores, value, window, (h * w, h_kv, w_kv), piece)
         if shared:
             out = out.view(heads, h * w, n, self.v_dim).permute(2, 0, 1, 3)
         return out, (h, w)
@@ -472,11 +487,14 @@ class _Scores(NamedTuple):
 class _SeparableAttention(torch.autograd.Function):
     """softmax(content . key + saliency + rel_x + rel_y, outside the window -inf) @ value, materialised.
 
-    The reference's autograd graph allocates the energy's terms, their sum, the softmax and two gradients,
-    each as large as the energy; this allocates two such tensors in all: the energy, whose softmax is taken in
-    place (the attention, saved for the backward pass), and the attention's gradient, turned in place into the
-    energy's. The position terms are added in place, broadcast over the key rows and columns, and their
-    gradients are sums of the energy's over them.
+    The energy is built a piece of ``piece`` whole queries at a time. In one piece (the path "materialised")
+    this holds two energy-sized tensors, where the reference's autograd graph allocates the energy's terms,
+    their sum, the softmax and two gradients, each as large as the energy: the energy, whose softmax is taken
+    in place (the attention, saved for the backward pass), and the attention's gradient, turned in place into
+    the energy's. In several pieces (the path "chunked") it saves no attention: only each query's
+    log-sum-exp, from which the backward pass recomputes a piece's attention, so two piece-sized tensors are
+    all it holds beyond its inputs and output. The position terms are added in place, broadcast over the key
+    rows and columns, and their gradients are sums of the energy's over them.
     """
 
     @staticmethod
@@ -490,39 +508,69 @@ class _SeparableAttention(torch.autograd.Function):
         value: Tensor,
         window: Tensor | None,
         grid: tuple[int, int, int],
+        piece: int,
     ) -> Tensor:
         inputs = (content, key, saliency, rel_x, rel_y, value)
         ctx.shapes = [None if t is None else (t.shape, t.dtype) for t in inputs]
-        ctx.grid = grid
-        out, attention, content, key = _separable_forward(_Scores(*inputs[:5]), value, window, grid)
-        ctx.save_for_backward(content, key, value, attention)
+        ctx.grid, ctx.piece, ctx.window = grid, piece, window
+        scores = _as_value_dtype(_Scores(*inputs[:5]), value)
+        out, attention, lse = _separable_forward(scores, value, window, grid, piece)
+        ctx.one_piece = lse is None
+        if ctx.one_piece:  # the attention is kept: no term is needed again but the content and the key
+            scores = scores._replace(saliency=None, rel_x=None, rel_y=None)
+        ctx.save_for_backward(*scores, value, attention if lse is None else lse)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        content, key, value, attention = ctx.saved_tensors
+        *saved_scores, value, saved = ctx.saved_tensors
+        scores = _Scores(*saved_scores)
         queries, h_kv, w_kv = ctx.grid
         needs = ctx.needs_input_grad
-        n, heads = attention.shape[:2]
+        n, heads = value.shape[:2]
         grad_out = grad_out.to(value.dtype)
-        grads: list[Tensor | None] = [None] * 8
-        if needs[5]:
-            grads[5] = torch.matmul(attention.transpose(-1, -2), grad_out)
-        grad = torch.matmul(grad_out, value.transpose(-1, -2))  # of the attention
-        grad = _softmax_backward(grad, attention)  # of the energy
-        del attention
-        if content is not None and key is not None:
-            if needs[0]:
-                grads[0] = torch.matmul(grad, key)
-            if needs[1]:
-                grads[1] = torch.matmul(grad.transpose(-1, -2), content)
-        per_key = grad.view(n, heads, queries, h_kv, w_kv)
-        if needs[2]:
-            grads[2] = grad.sum(2)
-        if needs[3]:
-            grads[3] = per_key.sum(3)
-        if needs[4]:
-            grads[4] = per_key.sum(4)
+        grads: list[Tensor | None] = [None] * 9
+
+        def add(i: int, grad_i: Tensor) -> None:  # key, saliency, value: a sum over the pieces
+            if needs[i]:
+                so_far = grads[i]
+                grads[i] = grad_i if so_far is None else so_far.add_(grad_i)
+
+        def place(i: int, rows: slice, grad_i: Tensor) -> None:  # content, rel_x, rel_y: a slice per piece
+            if not needs[i]:
+                return
+            if ctx.one_piece:
+                grads[i] = grad_i
+                return
+            whole = grads[i]
+            if whole is None:
+                whole = grads[i] = grad_i.new_empty((*grad_i.shape[:2], queries, grad_i.shape[-1]))
+            whole[:, :, rows] = grad_i
+
+        content, key = scores.content, scores.key
+        with torch.autocast(value.device.type, enabled=False):
+            for start in range(0, queries, ctx.piece):
+                rows = slice(start, min(start + ctx.piece, queries))
+                if ctx.one_piece:
+                    attention = saved
+                else:
+                    energy = _piece_energy(scores, value, ctx.window, ctx.grid, rows)
+                    attention = _attention_from(energy, saved[:, :, rows])
+                g = grad_out[:, :, rows]
+                add(5, torch.matmul(attention.transpose(-1, -2), g))
+                grad = torch.matmul(g, value.transpose(-1, -2))  # of the attention
+                grad = _softmax_backward(grad, attention)  # of the energy
+                del attention
+                if content is not None and key is not None:
+                    place(0, rows, torch.matmul(grad, key))
+                    add(1, torch.matmul(grad.transpose(-1, -2), content[:, :, rows]))
+                per_key = grad.view(n, heads, -1, h_kv, w_kv)
+                if ctx.shapes[2] is not None:
+                    add(2, grad.sum(2))
+                if ctx.shapes[3] is not None:
+                    place(3, rows, per_key.sum(3))
+                    place(4, rows, per_key.sum(4))
+                del grad, per_key
         for i, (grad_i, shape) in enumerate(zip(grads, ctx.shapes, strict=False)):
             if grad_i is not None:
                 size, dtype = shape
@@ -530,40 +578,70 @@ class _SeparableAttention(torch.autograd.Function):
         return tuple(grads)
 
 
+def _as_value_dtype(scores: _Scores, value: Tensor) -> _Scores:
+    return _Scores(*(None if t is None else t.to(value.dtype) for t in scores))
+
+
 def _separable_forward(
-    scores: _Scores, value: Tensor, window: Tensor | None, grid: tuple[int, int, int]
-) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-    """The output, the attention and the content and key in the value's dtype (what the backward needs)."""
-    queries, h_kv, w_kv = grid
-    n, heads, keys, _ = value.shape
-    content, key, saliency, rel_x, rel_y = (None if t is None else t.to(value.dtype) for t in scores)
-    full = (n, heads, queries, h_kv, w_kv)
+    scores: _Scores, value: Tensor, window: Tensor | None, grid: tuple[int, int, int], piece: int
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The output, and what the backward needs: in one piece the attention, in several each query's
+    log-sum-exp of the energy (n, heads, queries, 1), from which a piece's attention is recomputed."""
+    queries = grid[0]
+    n, heads, _, width = value.shape
     with torch.autocast(value.device.type, enabled=False):
-        energy = None
-        if content is not None and key is not None:
-            energy = torch.matmul(content, key.transpose(-1, -2)).view(full)
-        broadcast = [(saliency, (n, heads, 1, h_kv, w_kv))]
-        broadcast += [(rel_x, (-1, heads, queries, 1, w_kv)), (rel_y, (-1, heads, queries, h_kv, 1))]
-        for term, shape in broadcast:
-            if term is not None:
-                term = term.reshape(shape)
-                energy = term.expand(full).contiguous() if energy is None else energy.add_(term)
-        if energy is None:  # 0000 with a window: all energies are equal
-            energy = value.new_zeros(full)
-        if window is not None:
-            energy.masked_fill_(window.view(queries, h_kv, w_kv), float("-inf"))
-        attention = _softmax(energy.view(n, heads, queries, keys))
-        return torch.matmul(attention, value), attention, content, key
+        if piece >= queries:
+            attention = _softmax(_piece_energy(scores, value, window, grid, slice(0, queries)))
+            return torch.matmul(attention, value), attention, None
+        out = value.new_empty(n, heads, queries, width)
+        lse = value.new_empty((n, heads, queries, 1), dtype=torch.promote_types(value.dtype, torch.float32))
+        for start in range(0, queries, piece):
+            rows = slice(start, min(start + piece, queries))
+            energy = _piece_energy(scores, value, window, grid, rows)
+            lse[:, :, rows] = torch.logsumexp(energy.to(lse.dtype), dim=-1, keepdim=True)
+            out[:, :, rows] = torch.matmul(_attention_from(energy, lse[:, :, rows]), value)
+        return out, None, lse
+
+
+def _piece_energy(
+    scores: _Scores, value: Tensor, window: Tensor | None, grid: tuple[int, int, int], rows: slice
+) -> Tensor:
+    """The energy of the queries ``rows``, outside the window -inf: a new (n, heads, len(rows), keys)."""
+    queries, h_kv, w_kv = grid
+    n, heads = value.shape[:2]
+    size = len(range(*rows.indices(queries)))
+    full = (n, heads, size, h_kv, w_kv)
+    content, key, saliency, rel_x, rel_y = scores
+    energy = None
+    if content is not None and key is not None:
+        energy = torch.matmul(content[:, :, rows], key.transpose(-1, -2)).view(full)
+    terms = [] if saliency is None else [saliency.view(n, heads, 1, h_kv, w_kv)]
+    if rel_x is not None and rel_y is not None:
+        terms += [rel_x[:, :, rows].unsqueeze(3), rel_y[:, :, rows].unsqueeze(4)]
+    for term in terms:  # a new tensor: a term of the full shape (one query) is not to be written in place
+        energy = value.new_empty(full).copy_(term) if energy is None else energy.add_(term)
+    if energy is None:  # 0000 with a window: all energies are equal
+        energy = value.new_zeros(full)
+    if window is not None:
+        energy.masked_fill_(window[rows].view(size, h_kv, w_kv), float("-inf"))
+    return energy.view(n, heads, size, h_kv * w_kv)
+
+
+def _attention_from(energy: Tensor, lse: Tensor) -> Tensor:
+    """softmax(energy) from its log-sum-exp, in place where the energy is fp32."""
+    if energy.dtype == lse.dtype:
+        return energy.sub_(lse).exp_()
+    return (energy.to(lse.dtype) - lse).exp_().to(energy.dtype)
 
 
 def _separable_attention(
-    scores: _Scores, value: Tensor, window: Tensor | None, grid: tuple[int, int, int]
+    scores: _Scores, value: Tensor, window: Tensor | None, grid: tuple[int, int, int], piece: int
 ) -> Tensor:
     """``_SeparableAttention``; without it where no gradient is taken (inference, and mmengine's FLOP count,
     whose tracer cannot follow a Python autograd Function)."""
     if not torch.is_grad_enabled() or torch._C._get_tracing_state() is not None:
-        return _separable_forward(scores, value, window, grid)[0]
-    out: Tensor = _SeparableAttention.apply(*scores, value, window, grid)  # type: ignore[no-untyped-call]
+        return _separable_forward(_as_value_dtype(scores, value), value, window, grid, piece)[0]
+    out: Tensor = _SeparableAttention.apply(*scores, value, window, grid, piece)  # type: ignore[no-untyped-call]
     return out
 
 
