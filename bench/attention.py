@@ -29,7 +29,8 @@ Time and memory are measured apart, so that neither disturbs the other:
   small differences that the resident set size blurs.
 
 It prints one table: the seconds and peak MB of the three, with the ratios mmcv/sdpa and reference/sdpa
-(above 1: sdpa is faster or smaller), and which SDPA kernel torch ran.
+(above 1: sdpa is faster or smaller) and the path sdpa took (``GeneralizedAttention.sdpa_path``), and which
+SDPA kernel torch ran where the path was "fused".
 """
 
 from __future__ import annotations
@@ -170,6 +171,7 @@ def measure(module: str, code: str, shape: str, device: str) -> dict[str, Any]:
     result: dict[str, Any] = {"peak_mb": peak / 2**20, "tensor_mb": held / 2**20}
     if module == "sdpa":
         result["kernels"] = sdpa_kernels(block, x)
+        result["path"] = block.sdpa_path(tuple(x.shape), x.device.type)
     return result
 
 
@@ -221,7 +223,7 @@ def main() -> None:
         f"{'code':<6}{'shape':<18}"
         f"{'mmcv s':>9}{'ref s':>9}{'sdpa s':>9}{'mmcv/sdpa':>11}{'ref/sdpa':>10}"
         f"{'mmcv MB':>10}{'ref MB':>10}{'sdpa MB':>10}{'mmcv/sdpa':>11}{'ref/sdpa':>10}"
-        f"{'ref tMB':>10}{'sdpa tMB':>10}{'ref/sdpa':>10}"
+        f"{'ref tMB':>10}{'sdpa tMB':>10}{'ref/sdpa':>10}  sdpa path"
     )
     print(f"(seconds; MB: {memory}; tMB: peak of tensors held in one more pass, from torch's profiler)")
     print(header)
@@ -247,10 +249,10 @@ def main() -> None:
                 f"{cell(mm, 'peak_mb', 0):>10}{cell(ref, 'peak_mb', 0):>10}{cell(sdpa, 'peak_mb', 0):>10}"
                 f"{ratio(mm, sdpa, 'peak_mb'):>11}{ratio(ref, sdpa, 'peak_mb'):>10}"
                 f"{cell(ref, 'tensor_mb', 0):>10}{cell(sdpa, 'tensor_mb', 0):>10}"
-                f"{ratio(ref, sdpa, 'tensor_mb'):>10}",
+                f"{ratio(ref, sdpa, 'tensor_mb'):>10}  {sdpa.get('path', '-')}",
                 flush=True,
             )
-    print(f"sdpa kernels run: {', '.join(sorted(kernels)) or 'none (the codes took the one-query shortcut)'}")
+    print(f"sdpa kernels run: {', '.join(sorted(kernels)) or 'none (no code took the fused path)'}")
     for what, error in errors.items():
         print(f"fails: {what}: {error}")
 

@@ -28,7 +28,8 @@ and then --steps timed ones:
   ``torch.cuda.max_memory_allocated``.
 
 The table gives both with their ratios to the 0010 cell, and which attention each process ran (the
-implementation of its blocks, the SDPA kernels one block's forward+backward runs) with how many threads.
+implementation of its blocks and, for sdpa, the path each block took (``GeneralizedAttention.sdpa_path`` at
+the input it saw), the SDPA kernels the first block's forward+backward runs) with how many threads.
 
 --profile instead runs one process per configuration that profiles one step after the warm-up
 (``torch.profiler`` with shapes and memory) and hooks the attention blocks, and prints where the time and
@@ -232,24 +233,40 @@ def attention_blocks(model: Any) -> list[Any]:
     return [m for m in model.modules() if isinstance(m, GeneralizedAttention | MmcvAttention)]
 
 
-def attention_ran(model: Any, first_input: Any) -> tuple[str, list[str]]:
-    """What the blocks are ('sdpa x9') and the SDPA kernels one block's forward+backward runs."""
+def attention_ran(model: Any, inputs: dict[Any, tuple[int, ...]]) -> tuple[str, list[str]]:
+    """What the blocks are and, from the input shape each block saw (``inputs``), the path each sdpa block
+    took ('sdpa x9: chunked x6, materialised x3'), and the SDPA kernels the first block's forward+backward
+    runs."""
     blocks = attention_blocks(model)
     if not blocks:
         return "none", []
     kinds: dict[str, int] = defaultdict(int)
+    paths: dict[str, int] = defaultdict(int)
     for block in blocks:
-        kinds[getattr(block, "implementation", "mmcv")] += 1
+        kind = getattr(block, "implementation", "mmcv")
+        kinds[kind] += 1
+        if kind == "sdpa" and block in inputs:
+            paths[block.sdpa_path(inputs[block], next(block.parameters()).device.type)] += 1
     described = ", ".join(f"{kind} x{count}" for kind, count in kinds.items())
-    if first_input is None:
+    if paths:
+        described += ": " + ", ".join(f"{path} x{count}" for path, count in paths.items())
+    if not inputs:
         return described, []
     import torch
 
-    x = torch.randn(first_input, device=next(model.parameters()).device, requires_grad=True)
-    kernels = sdpa_kernels(blocks[0], x)
-    if "sdpa" in kinds and not kernels:
-        described += " (one-query shortcut)"
-    return described, kernels
+    x = torch.randn(inputs[blocks[0]], device=next(model.parameters()).device, requires_grad=True)
+    return described, sdpa_kernels(blocks[0], x)
+
+
+def input_shapes(blocks: list[Any]) -> tuple[dict[Any, tuple[int, ...]], list[Any]]:
+    """The input shape each block sees in its first forward pass (filled as the model runs), and the hooks'
+    handles to remove."""
+    shapes: dict[Any, tuple[int, ...]] = {}
+
+    def seen(block: Any, x: tuple[Any, ...]) -> None:
+        shapes.setdefault(block, tuple(x[0].shape))
+
+    return shapes, [block.register_forward_pre_hook(seen) for block in blocks]
 
 
 def status_kb(field: str) -> int:
@@ -323,10 +340,7 @@ def measure(args: argparse.Namespace, code: str, implementation: str) -> dict[st
     torch.set_num_threads(args.threads)
     model, optim_wrapper, data, _ = build(args, code, implementation)
     blocks = attention_blocks(model)
-    shapes: list[Any] = []
-    hook = (
-        blocks[0].register_forward_pre_hook(lambda _, x: shapes.append(tuple(x[0].shape))) if blocks else None
-    )
+    shapes, hooks = input_shapes(blocks)
 
     def sync() -> None:
         if args.device == "cuda":
@@ -345,9 +359,9 @@ def measure(args: argparse.Namespace, code: str, implementation: str) -> dict[st
         if step == 0:
             warmup_peak = peak.grown_mb()
     grown = peak.grown_mb()
-    if hook is not None:
+    for hook in hooks:
         hook.remove()
-    described, kernels = attention_ran(model, shapes[0] if shapes else None)
+    described, kernels = attention_ran(model, shapes)
     return {
         "seconds": times[1:],
         "warmup_s": times[0],
@@ -433,8 +447,11 @@ def profile_step(args: argparse.Namespace, code: str, implementation: str) -> di
     warnings.simplefilter("ignore")
     torch.set_num_threads(args.threads)
     model, optim_wrapper, data, _ = build(args, code, implementation)
-    model.train_step(data, optim_wrapper)
     blocks = attention_blocks(model)
+    shapes, hooks = input_shapes(blocks)
+    model.train_step(data, optim_wrapper)
+    for hook in hooks:
+        hook.remove()
     ranges: list[Any] = []
 
     def enter(block: Any, _: Any) -> None:
@@ -460,7 +477,7 @@ def profile_step(args: argparse.Namespace, code: str, implementation: str) -> di
         handle.remove()
     result: dict[str, Any] = {"step_s": step_s, **saved.report(), **block_times(prof)}
     result["at_peak"] = memory_at_peak(prof, args.device)
-    result["attention"] = attention_ran(model, None)[0]
+    result["attention"] = attention_ran(model, shapes)[0]
     result["threads"] = torch.get_num_threads()
     result["attention_source"] = source_digest()
     return result
@@ -596,14 +613,14 @@ def print_table(configs: list[Configuration], results: list[dict[str, Any]]) -> 
     by_label = dict(zip((c.label for c in configs), results, strict=True))
     baseline = next((r for c, r in zip(configs, results, strict=True) if c.code == BASELINE), {})
     header = (
-        f"{'cell':<16}{'attention (blocks ran)':<34}{'threads':>8}"
+        f"{'cell':<16}{'attention (blocks ran)':<40}{'threads':>8}"
         f"{'step s (range)':>22}{'/0010':>7}{'peak MB (range)':>22}{'/0010':>7}"
     )
     print(header)
     print("-" * len(header))
     for label, result in by_label.items():
         print(
-            f"{label:<16}{result.get('attention', '-'):<34}{result.get('threads', '-'):>8}"
+            f"{label:<16}{result.get('attention', '-'):<40}{result.get('threads', '-'):>8}"
             f"{figure(result, 'seconds', 2):>22}{ratio(result, baseline, 'seconds'):>7}"
             f"{figure(result, 'peak_mb', 0):>22}{ratio(result, baseline, 'peak_mb'):>7}"
         )

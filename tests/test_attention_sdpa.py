@@ -157,10 +157,12 @@ def test_a_config_selects_the_implementation() -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=lambda v: str(v).replace("torch.", ""))
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("code", CODES)
-def test_runs_under_cpu_autocast(code: str, dtype: torch.dtype) -> None:
+def test_runs_under_cpu_autocast(code: str, path: str, dtype: torch.dtype) -> None:
     reference, fused = module_pair(code, num_heads=4, kv_stride=2, spatial_range=-1 if code != "1111" else 3)
     x = torch.randn(SHAPES["11x17"])
+    force(fused, path, tuple(x.shape))
     exact = reference(x).detach()
     x.requires_grad_(True)
     with torch.autocast("cpu", dtype=dtype), sdpa_kernel([SDPBackend.FLASH_ATTENTION]):

@@ -36,30 +36,37 @@ Two implementations compute the same function with the same parameters (``implem
 
 - ``"reference"`` (the default) sums the terms over a materialised (n, heads, h, w, h_kv, w_kv) energy, then
   takes its softmax: memory grows with the product of the query and key map sizes;
-- ``"sdpa"`` chooses per call the cheapest exact computation (``sdpa_path`` names it): above
-  ``materialise_at_most`` energies it hands the whole block to torch's ``scaled_dot_product_attention``,
-  whose fused kernels (the flash kernel on CPU, flash or memory-efficient on CUDA) compute
-  softmax(energy) @ value tile by tile, in the forward and the backward pass; at or below it (a small map,
-  where the fused kernel's padded head size costs more than the energy) it builds the energy from the same
-  separable factors in one autograd Function that holds two energy-sized tensors instead of the
-  reference's several; and where no query attends differently (0000, 0010 without a window) it computes
-  the one attention row on a weighted mean of the input.
+- ``"sdpa"`` chooses per call the cheapest exact computation (``sdpa_path`` names it). Where no query attends
+  differently (0000, 0010 without a window) it computes the one attention row on a weighted mean of the
+  input. Else, at or below ``materialise_at_most`` energies (a small map) it builds the energy from the
+  separable factors below in one autograd Function that holds two energy-sized tensors instead of the
+  reference's several. Above it, on the ``fused_devices`` (CUDA) it hands the whole block to torch's
+  ``scaled_dot_product_attention``, whose fused kernels (flash or memory-efficient) compute
+  softmax(energy) @ value tile by tile, forward and backward; on CPU the same Function computes the energy
+  in pieces of whole queries (``chunk_energies``) and saves only each query's log-sum-exp, from which the
+  backward pass recomputes a piece's attention: CPU's flash kernel needs the query's, key's and value's
+  head sizes equal, and padding the value to the augmented query's size made it slower and larger.
 
 Why ``"sdpa"`` is exact: the position terms are separable. The x-term of query (i, j) depends on the key
-only through its column l, the y-term only through its row k, so with p = q * bit2 + v * bit4 and
-c = q * bit1 + u * bit3 the energy is one dot product of an augmented query and an augmented key::
+only through its column l, the y-term only through its row k, so with p = q * bit2 + v * bit4 the energy is
+one dot product of an augmented query and an augmented key (the parts of the bits the code clears left out)::
 
-    query (i, j):  [ c(i,j) ,  p(i,j) . Rx(j, 0..w_kv-1) ,  p(i,j) . Ry(i, 0..h_kv-1) ]
-    key   (k, l):  [ k(k,l) ,  one-hot of l (w_kv)        ,  one-hot of k (h_kv)        ]
+    query (i, j):  [ q(i,j) ,  1          ,  p(i,j) . Rx(j, 0..w_kv-1) ,  p(i,j) . Ry(i, 0..h_kv-1) ]
+    key   (k, l):  [ k(k,l) ,  u . k(k,l) ,  one-hot of l (w_kv)        ,  one-hot of k (h_kv)        ]
 
-    query . key = c . k(k,l) + p . Rx(j,l) + p . Ry(i,k)        (the code's terms, as above)
+    query . key = q . k(k,l) + u . k(k,l) + p . Rx(j,l) + p . Ry(i,k)   (the code's terms, as above)
 
 The per-query position scores are (n, heads, h*w, w_kv + h_kv): small beside the energy's h_kv * w_kv keys.
+They are p . R = q . R + v . R, and the content term is q . k + u . k, so no copy of the query with a bias
+added is made; the query's position scores are computed by an autograd Function that keeps the query as
+it is (``_PositionScores``), and gamma is folded into the output projection's weight and bias, so that no
+map-sized product is kept for gamma's gradient.
 mmcv applies no 1/sqrt(d) scaling, so the call passes ``scale=1.0``. The spatial window, where set, is
-passed as a boolean ``attn_mask`` (True: may attend). The CPU flash kernel needs the query, key and value
-head sizes equal, so the three are zero-padded to a common size (a multiple of 8) and the output is sliced
-back: the zero columns add nothing to a dot product. Codes whose energy depends on no image (0000 with a
-window, 0001) attend once for the whole batch, its images' values side by side.
+passed as a boolean ``attn_mask`` (True: may attend). CPU's flash kernel (the fused path on CPU, by
+``fused_devices``) needs the query, key and value head sizes equal, so the three are zero-padded to a
+common size (a multiple of 8) and the output is sliced back: the zero columns add nothing to a dot
+product. Codes whose energy depends on no image (0000 with a window, 0001) attend once for the whole
+batch, its images' values side by side.
 """
 
 from __future__ import annotations
@@ -219,10 +226,13 @@ class GeneralizedAttention(nn.Module):
         else:
             out, queries = self._attend_materialised(x_q, x_kv, self._value(x_kv))
         out = out.permute(0, 1, 3, 2).reshape(n, self.num_heads * self.v_dim, *queries)
-        out = self.proj_conv(out)
+        # gamma * proj_conv(out), with gamma folded into the convolution's weight and bias: the product of
+        # two tensors of the map's size would keep the projected map for gamma's gradient
+        weight, bias = self.proj_conv.weight, self.proj_conv.bias
+        out = F.conv2d(out, weight * self.gamma, None if bias is None else bias * self.gamma)
         if out.shape[2:] != x.shape[2:] and out.shape[2:] != (1, 1):
             out = F.interpolate(out, size=x.shape[2:], mode="bilinear", align_corners=False)
-        return self.gamma * out + x
+        return out + x
 
     def sdpa_path(self, shape: tuple[int, ...], device: str = "cpu") -> str:
         """What ``implementation="sdpa"`` computes on ``device`` for an input of ``shape`` (n, c, h, w).
@@ -339,23 +349,25 @@ class GeneralizedAttention(nn.Module):
         if qk or pos:  # (n, heads, h * w, dim)
             query = self.query_conv(x_q).view(n, heads, dim, h * w).transpose(-1, -2)
         content = key = saliency = rel_x = rel_y = None
-        if qk and query is not None:
+        if qk and query is not None:  # (q + u) . k as q . k + u . k: no copy of the query with u added
             key = self.key_conv(x_kv).view(n, heads, dim, h_kv * w_kv).transpose(-1, -2)
-            content = query + self.appr_bias.view(1, heads, 1, dim) if key_only else query
-        elif key_only:
+            content = query
+        if key_only:
             saliency = self._saliency(x_kv)
-        position = _sum([query if pos else None, self.geom_bias.view(1, heads, 1, dim) if pos_only else None])
-        if position is not None:
+        if pos or pos_only:  # (q + v) . R as q . R + v . R, likewise
             fc_x, fc_y = self._relative_position(h, w, h_kv, w_kv, x_q)
-            rows = position.shape[0]  # n, or 1 for v alone
-            grid = (
-                position.view(rows, heads, h, w, dim)
-                if position.shape[2] > 1
-                else position.view(1, heads, 1, 1, dim)
-            )
-            rel_x = torch.einsum("nhyxd,hxld->nhyxl", grid, fc_x).expand(rows, heads, h, w, w_kv)
-            rel_y = torch.einsum("nhyxd,hykd->nhyxk", grid, fc_y).expand(rows, heads, h, w, h_kv)
-            rel_x, rel_y = rel_x.reshape(rows, heads, h * w, w_kv), rel_y.reshape(rows, heads, h * w, h_kv)
+            terms: list[tuple[Tensor, Tensor]] = []
+            if pos and query is not None:
+                terms.append(_position_scores(query.view(n, heads, h, w, dim), fc_x, fc_y))
+            if pos_only:  # v . Rx(j, l) and v . Ry(i, k): no image, and no query row or column, changes them
+                v = self.geom_bias.view(heads, 1, 1, dim)
+                terms.append(((fc_x * v).sum(-1)[None, :, None], (fc_y * v).sum(-1)[None, :, :, None]))
+            rel_x = _sum([t[0] for t in terms])
+            rel_y = _sum([t[1] for t in terms])
+            assert rel_x is not None and rel_y is not None
+            rows = rel_x.shape[0]  # n, or 1 for v alone
+            rel_x = rel_x.expand(rows, heads, h, w, w_kv).reshape(rows, heads, h * w, w_kv)
+            rel_y = rel_y.expand(rows, heads, h, w, h_kv).reshape(rows, heads, h * w, h_kv)
         return _Scores(content, key, saliency, rel_x, rel_y)
 
     def _attend_fused(
@@ -477,9 +489,9 @@ def _strided(size: int, stride: int) -> int:
 class _Scores(NamedTuple):
     """The factors of the energy: content . key + saliency + rel_x (per key column) + rel_y (per key row)."""
 
-    content: Tensor | None  # (n, heads, queries, dim): q, or q + u with bit 3
+    content: Tensor | None  # (n, heads, queries, dim): q, bit 1
     key: Tensor | None  # (n, heads, keys, dim), with content
-    saliency: Tensor | None  # (n, heads, keys): u . k, bit 3 without bit 1
+    saliency: Tensor | None  # (n, heads, keys): u . k, bit 3
     rel_x: Tensor | None  # (n or 1, heads, queries, w_kv): p . Rx(j, l) over the key columns l
     rel_y: Tensor | None  # (n or 1, heads, queries, h_kv): p . Ry(i, k) over the key rows k
 
@@ -578,6 +590,49 @@ class _SeparableAttention(torch.autograd.Function):
         return tuple(grads)
 
 
+class _PositionScores(torch.autograd.Function):
+    """q . Rx(j, l) and q . Ry(i, k) for every query of ``grid`` (n, heads, h, w, dim), given Rx (heads, w,
+    w_kv, dim) and Ry (heads, h, h_kv, dim): (n, heads, h, w, w_kv) and (n, heads, h, w, h_kv).
+
+    The same two einsums as autograd would run, but autograd's backward keeps the query twice more, each
+    copy permuted for its batched matmul (a column or a row of queries per batch); this keeps the query as
+    given, a view of the query convolution's output that the energy's Function holds anyway, and permutes
+    it again in the backward pass."""
+
+    @staticmethod
+    def forward(ctx: Any, grid: Tensor, rel_x: Tensor, rel_y: Tensor) -> tuple[Tensor, Tensor]:
+        ctx.save_for_backward(grid, rel_x, rel_y)
+        return _position_einsums(grid, rel_x, rel_y)
+
+    @staticmethod
+    def backward(ctx: Any, grad_x: Tensor, grad_y: Tensor) -> tuple[Tensor | None, ...]:
+        grid, rel_x, rel_y = ctx.saved_tensors
+        dtype = grad_x.dtype  # that of the forward's einsums (under autocast, lower than the inputs')
+        grid_, rel_x_, rel_y_ = grid.to(dtype), rel_x.to(dtype), rel_y.to(dtype)
+        grads: list[Tensor | None] = [None, None, None]
+        with torch.autocast(grid.device.type, enabled=False):
+            if ctx.needs_input_grad[0]:
+                grad = torch.einsum("nhyxl,hxld->nhyxd", grad_x, rel_x_)
+                grads[0] = grad.add_(torch.einsum("nhyxk,hykd->nhyxd", grad_y, rel_y_)).to(grid.dtype)
+            if ctx.needs_input_grad[1]:
+                grads[1] = torch.einsum("nhyxd,nhyxl->hxld", grid_, grad_x).to(rel_x.dtype)
+            if ctx.needs_input_grad[2]:
+                grads[2] = torch.einsum("nhyxd,nhyxk->hykd", grid_, grad_y).to(rel_y.dtype)
+        return tuple(grads)
+
+
+def _position_scores(grid: Tensor, rel_x: Tensor, rel_y: Tensor) -> tuple[Tensor, Tensor]:
+    """``_PositionScores``; the einsums themselves where no gradient is taken or mmengine's tracer runs."""
+    if not torch.is_grad_enabled() or torch._C._get_tracing_state() is not None:
+        return _position_einsums(grid, rel_x, rel_y)
+    x, y = _PositionScores.apply(grid, rel_x, rel_y)  # type: ignore[no-untyped-call]
+    return x, y
+
+
+def _position_einsums(grid: Tensor, rel_x: Tensor, rel_y: Tensor) -> tuple[Tensor, Tensor]:
+    return torch.einsum("nhyxd,hxld->nhyxl", grid, rel_x), torch.einsum("nhyxd,hykd->nhyxk", grid, rel_y)
+
+
 def _as_value_dtype(scores: _Scores, value: Tensor) -> _Scores:
     return _Scores(*(None if t is None else t.to(value.dtype) for t in scores))
 
@@ -598,8 +653,8 @@ def _separable_forward(
         for start in range(0, queries, piece):
             rows = slice(start, min(start + piece, queries))
             energy = _piece_energy(scores, value, window, grid, rows)
-            lse[:, :, rows] = torch.logsumexp(energy.to(lse.dtype), dim=-1, keepdim=True)
-            out[:, :, rows] = torch.matmul(_attention_from(energy, lse[:, :, rows]), value)
+            attention, lse[:, :, rows] = _softmax_and_lse(energy, lse.dtype)
+            out[:, :, rows] = torch.matmul(attention, value)
         return out, None, lse
 
 
@@ -625,6 +680,15 @@ def _piece_energy(
     if window is not None:
         energy.masked_fill_(window[rows].view(size, h_kv, w_kv), float("-inf"))
     return energy.view(n, heads, size, h_kv * w_kv)
+
+
+def _softmax_and_lse(energy: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """softmax(energy), in place where the energy is ``dtype``, and its log-sum-exp in ``dtype``: one pass
+    of exp, where logsumexp and then the softmax from it would take two (and a copy of the energy)."""
+    work = energy if energy.dtype == dtype else energy.to(dtype)
+    top = work.amax(-1, keepdim=True)
+    total = work.sub_(top).exp_().sum(-1, keepdim=True)
+    return work.div_(total).to(energy.dtype), top.add_(total.log_())
 
 
 def _attention_from(energy: Tensor, lse: Tensor) -> Tensor:
