@@ -1,6 +1,6 @@
 """Forward+backward time and peak memory of GeneralizedAttention: mmcv's module, ours, ours through SDPA.
 
-    .venv/bin/python bench/attention.py [--codes 1111,0010] [--repeat 3] [--device cpu|cuda]
+    .venv/bin/python bench/attention.py [--codes 1111,0010] [--repeat 3] [--min-seconds 4] [--device cpu|cuda]
 
 For each attention code (--codes: a comma-separated list, or "all" for the 16) it measures three modules with
 the same arguments:
@@ -17,9 +17,11 @@ Time and memory are measured apart, so that neither disturbs the other:
 
 - seconds: one fresh process (this script with a hidden flag) per code and shape builds the three modules
   (gamma set non-zero) and an input that requires grad, runs one warm-up forward+backward
-  (``y.sum().backward()``) of each, then --repeat rounds in which each module runs once, the order rotating
-  from round to round; the median per module. The ratios compare passes run side by side, so the machine's
-  drift between processes (about 10% on a shared 2-core CPU) cancels out;
+  (``y.sum().backward()``) of each, then rounds in which each module runs once, the order rotating from
+  round to round, --repeat of them and more until --min-seconds have passed (a stage-4 pass takes 0.1 s:
+  5 rounds left its ratio to the spread of a few passes); the median per module. The ratios compare passes
+  run side by side, so the machine's drift between processes (about 10% on a shared 2-core CPU) cancels
+  out;
 - peak MB: each module in its own fresh process, one warm-up pass and one more: the peak above the process's
   level just before the first forward, on CPU the peak resident set size (``ru_maxrss``), so it also counts
   the allocator's fragmentation and the library code the first pass pages in; on CUDA
@@ -56,7 +58,10 @@ ALL_CODES = [f"{i:04b}" for i in range(16)]
 def options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--codes", default="1111,0010", help='comma-separated codes, or "all" (%(default)s)')
-    parser.add_argument("--repeat", type=int, default=3, help="timed passes, after one warm-up (median)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed rounds, at least (median)")
+    parser.add_argument(
+        "--min-seconds", type=float, default=4.0, help="and more rounds until this long (%(default)s)"
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--measure", nargs=3, metavar=("MODULE", "CODE", "SHAPE"), help=argparse.SUPPRESS)
     parser.add_argument("--time", nargs=2, metavar=("CODE", "SHAPE"), help=argparse.SUPPRESS)
@@ -114,7 +119,7 @@ def pass_of(block: Any, x: Any, device: str) -> Any:
     return timed
 
 
-def time_side_by_side(code: str, shape: str, repeat: int, device: str) -> dict[str, Any]:
+def time_side_by_side(code: str, shape: str, repeat: int, min_seconds: float, device: str) -> dict[str, Any]:
     """The three modules' seconds (median) for one code and shape, timed in turn in this (fresh) process."""
     import torch
 
@@ -132,11 +137,13 @@ def time_side_by_side(code: str, shape: str, repeat: int, device: str) -> dict[s
         passes[module] = timed
     times: dict[str, list[float]] = {module: [] for module in passes}
     order = list(passes)
-    for round_ in range(repeat):
+    start, round_ = time.perf_counter(), 0
+    while round_ < repeat or time.perf_counter() - start < min_seconds:
         for module in order[round_ % len(order) :] + order[: round_ % len(order)]:
             times[module].append(passes[module]())
+        round_ += 1
     for module, seconds in times.items():
-        results[module] = {"seconds": statistics.median(seconds)}
+        results[module] = {"seconds": statistics.median(seconds), "rounds": round_}
     return results
 
 
@@ -178,6 +185,7 @@ def measure(module: str, code: str, shape: str, device: str) -> dict[str, Any]:
 def run_child(flag: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """This script run with a hidden flag (--measure or --time) in a fresh process: its JSON answer."""
     command = [sys.executable, __file__, *flag, "--repeat", str(args.repeat), "--device", args.device]
+    command += ["--min-seconds", str(args.min_seconds)]
     root = Path(__file__).resolve().parents[1]
     path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PYTHONPATH=path)
@@ -207,7 +215,7 @@ def main() -> None:
         return
     if args.time:
         code, shape = args.time
-        print(json.dumps(time_side_by_side(code, shape, args.repeat, args.device)))
+        print(json.dumps(time_side_by_side(code, shape, args.repeat, args.min_seconds, args.device)))
         return
     import torch
 
@@ -215,7 +223,8 @@ def main() -> None:
     print(
         f"GeneralizedAttention forward+backward, batch {BATCH}, {HEADS} heads, kv_stride {KV_STRIDE}, "
         f"{args.device}{f' ({threads} threads)' if threads else ''}, torch {torch.__version__}; "
-        f"seconds: median of {args.repeat} rounds after a warm-up, the three in turn in one process; "
+        f"seconds: median of at least {args.repeat} rounds, and of as many as fill {args.min_seconds:g} s, "
+        "after a warm-up, the three in turn in one process; "
         "memory: each in a fresh process"
     )
     memory = "peak RSS increase" if args.device == "cpu" else "peak allocated increase"
