@@ -57,10 +57,12 @@ one dot product of an augmented query and an augmented key (the parts of the bit
     query . key = q . k(k,l) + u . k(k,l) + p . Rx(j,l) + p . Ry(i,k)   (the code's terms, as above)
 
 The per-query position scores are (n, heads, h*w, w_kv + h_kv): small beside the energy's h_kv * w_kv keys.
-They are p . R = q . R + v . R, and the content term is q . k + u . k, so no copy of the query with a bias
-added is made; the query's position scores are computed by an autograd Function that keeps the query as
-it is (``_PositionScores``), and gamma is folded into the output projection's weight and bias, so that no
-map-sized product is kept for gamma's gradient.
+They are p . R = q . R + v . R. Where the energy is too large to materialise, the content term is q . k +
+u . k, so no copy of the query with u added is made, and the query's position scores are computed by an
+autograd Function that keeps the query as it is (``_PositionScores``); on a smaller map (materialised) u is
+added to the query once, and autograd's einsums keep their copies of it: a few MB, where the time of one
+more pass over the energy or of copying the query again shows. gamma is folded into the output
+projection's weight and bias, so that no map-sized product is kept for gamma's gradient.
 mmcv applies no 1/sqrt(d) scaling, so the call passes ``scale=1.0``. The spatial window, where set, is
 passed as a boolean ``attn_mask`` (True: may attend). CPU's flash kernel (the fused path on CPU, by
 ``fused_devices``) needs the query, key and value head sizes equal, so the three are zero-padded to a
@@ -296,7 +298,7 @@ class GeneralizedAttention(nn.Module):
         path = self._path(n, h * w, h_kv * w_kv, x_q.device.type)
         if path == "one query":
             return self._attend_one_query(x_kv), (1, 1)
-        scores = self._scores(x_q, x_kv)
+        scores = self._scores(x_q, x_kv, lean=path != "materialised")
         value = self._value(x_kv)
         heads, keys = value.shape[1:3]
         window = None
@@ -339,8 +341,14 @@ class GeneralizedAttention(nn.Module):
         folded = torch.einsum("hd,hdc->hc", self.appr_bias.view(heads, dim).to(weight.dtype), weight)
         return torch.einsum("hc,ncs->nhs", folded, x_kv.flatten(2))
 
-    def _scores(self, x_q: Tensor, x_kv: Tensor) -> _Scores:
-        """The factors of the energy (see the module docstring), the position terms per key row and column."""
+    def _scores(self, x_q: Tensor, x_kv: Tensor, lean: bool) -> _Scores:
+        """The factors of the energy (see the module docstring), the position terms per key row and column.
+
+        lean (a map too large to materialise its energy): nothing of the query's size is kept but the query:
+        (q + u) . k is q . k + u . k, and the query's position scores keep no copy of the query for the
+        backward pass (``_PositionScores``, which makes the copies again there). Else, on a map small enough
+        to materialise its energy, the copies are a few MB and time shows more: u is added to the query once,
+        where u . k would be one more pass over the energy, and autograd's einsums keep their copies."""
         qk, pos, key_only, pos_only = self.attention_type
         heads, dim = self.num_heads, self.qk_embed_dim
         n, _, h, w = x_q.shape
@@ -349,16 +357,18 @@ class GeneralizedAttention(nn.Module):
         if qk or pos:  # (n, heads, h * w, dim)
             query = self.query_conv(x_q).view(n, heads, dim, h * w).transpose(-1, -2)
         content = key = saliency = rel_x = rel_y = None
-        if qk and query is not None:  # (q + u) . k as q . k + u . k: no copy of the query with u added
+        u_on_query = qk and key_only and not lean
+        if qk and query is not None:
             key = self.key_conv(x_kv).view(n, heads, dim, h_kv * w_kv).transpose(-1, -2)
-            content = query
-        if key_only:
+            content = query + self.appr_bias.view(1, heads, 1, dim) if u_on_query else query
+        if key_only and not u_on_query:
             saliency = self._saliency(x_kv)
         if pos or pos_only:  # (q + v) . R as q . R + v . R, likewise
             fc_x, fc_y = self._relative_position(h, w, h_kv, w_kv, x_q)
             terms: list[tuple[Tensor, Tensor]] = []
             if pos and query is not None:
-                terms.append(_position_scores(query.view(n, heads, h, w, dim), fc_x, fc_y))
+                scores = _position_scores if lean else _position_einsums
+                terms.append(scores(query.view(n, heads, h, w, dim), fc_x, fc_y))
             if pos_only:  # v . Rx(j, l) and v . Ry(i, k): no image, and no query row or column, changes them
                 v = self.geom_bias.view(heads, 1, 1, dim)
                 terms.append(((fc_x * v).sum(-1)[None, :, None], (fc_y * v).sum(-1)[None, :, :, None]))
