@@ -103,7 +103,8 @@ class AttentionSettings:
     implementation: str = setting(
         "reference",
         'with module "ablation": "reference" materialises every query-key energy; "sdpa" computes the same '
-        "numbers through torch's scaled_dot_product_attention, without that (much less memory)",
+        "numbers from the energy's separable factors, a piece at a time on CPU and through torch's "
+        "scaled_dot_product_attention on CUDA (much less memory, faster)",
     )
     stages: _STAGES = setting(
         (False, False, True, True), "ResNet stages (c2..c5) that get the attention plugin"

@@ -14,7 +14,8 @@ ATTENTION_MODULES: dict[str, tuple[str, str | None]] = {
 }
 
 # How ablation's module computes the attention (its ``implementation`` argument): "reference" materialises
-# the energy of every (query, key) pair; "sdpa" gets the same numbers from one scaled_dot_product_attention.
+# the energy of every (query, key) pair; "sdpa" gets the same numbers from the energy's separable factors,
+# a piece at a time on CPU and through scaled_dot_product_attention on CUDA (GeneralizedAttention.sdpa_path).
 ATTENTION_IMPLEMENTATIONS = ("reference", "sdpa")
 
 # The deformable convolution each value of [model.dcn] module selects, as ATTENTION_MODULES: mmcv's
