@@ -606,41 +606,41 @@ class _PositionScores(torch.autograd.Function):
 
     The same two einsums as autograd would run, but autograd's backward keeps the query twice more, each
     copy permuted for its batched matmul (a column or a row of queries per batch); this keeps the query as
-    given, a view of the query convolution's output that the energy's Function holds anyway, and permutes
-    it again in the backward pass."""
+    given, a view of the query convolution's output (which the energy's Function holds too where the code
+    has bit 1), and permutes it again in the backward pass."""
 
     @staticmethod
-    def forward(ctx: Any, grid: Tensor, rel_x: Tensor, rel_y: Tensor) -> tuple[Tensor, Tensor]:
-        ctx.save_for_backward(grid, rel_x, rel_y)
-        return _position_einsums(grid, rel_x, rel_y)
+    def forward(ctx: Any, grid: Tensor, fc_x: Tensor, fc_y: Tensor) -> tuple[Tensor, Tensor]:
+        ctx.save_for_backward(grid, fc_x, fc_y)
+        return _position_einsums(grid, fc_x, fc_y)
 
     @staticmethod
     def backward(ctx: Any, grad_x: Tensor, grad_y: Tensor) -> tuple[Tensor | None, ...]:
-        grid, rel_x, rel_y = ctx.saved_tensors
+        grid, fc_x, fc_y = ctx.saved_tensors
         dtype = grad_x.dtype  # that of the forward's einsums (under autocast, lower than the inputs')
-        grid_, rel_x_, rel_y_ = grid.to(dtype), rel_x.to(dtype), rel_y.to(dtype)
+        grid_, fc_x_, fc_y_ = grid.to(dtype), fc_x.to(dtype), fc_y.to(dtype)
         grads: list[Tensor | None] = [None, None, None]
         with torch.autocast(grid.device.type, enabled=False):
             if ctx.needs_input_grad[0]:
-                grad = torch.einsum("nhyxl,hxld->nhyxd", grad_x, rel_x_)
-                grads[0] = grad.add_(torch.einsum("nhyxk,hykd->nhyxd", grad_y, rel_y_)).to(grid.dtype)
+                grad = torch.einsum("nhyxl,hxld->nhyxd", grad_x, fc_x_)
+                grads[0] = grad.add_(torch.einsum("nhyxk,hykd->nhyxd", grad_y, fc_y_)).to(grid.dtype)
             if ctx.needs_input_grad[1]:
-                grads[1] = torch.einsum("nhyxd,nhyxl->hxld", grid_, grad_x).to(rel_x.dtype)
+                grads[1] = torch.einsum("nhyxd,nhyxl->hxld", grid_, grad_x).to(fc_x.dtype)
             if ctx.needs_input_grad[2]:
-                grads[2] = torch.einsum("nhyxd,nhyxk->hykd", grid_, grad_y).to(rel_y.dtype)
+                grads[2] = torch.einsum("nhyxd,nhyxk->hykd", grid_, grad_y).to(fc_y.dtype)
         return tuple(grads)
 
 
-def _position_scores(grid: Tensor, rel_x: Tensor, rel_y: Tensor) -> tuple[Tensor, Tensor]:
+def _position_scores(grid: Tensor, fc_x: Tensor, fc_y: Tensor) -> tuple[Tensor, Tensor]:
     """``_PositionScores``; the einsums themselves where no gradient is taken or mmengine's tracer runs."""
     if not torch.is_grad_enabled() or torch._C._get_tracing_state() is not None:
-        return _position_einsums(grid, rel_x, rel_y)
-    x, y = _PositionScores.apply(grid, rel_x, rel_y)  # type: ignore[no-untyped-call]
+        return _position_einsums(grid, fc_x, fc_y)
+    x, y = _PositionScores.apply(grid, fc_x, fc_y)  # type: ignore[no-untyped-call]
     return x, y
 
 
-def _position_einsums(grid: Tensor, rel_x: Tensor, rel_y: Tensor) -> tuple[Tensor, Tensor]:
-    return torch.einsum("nhyxd,hxld->nhyxl", grid, rel_x), torch.einsum("nhyxd,hykd->nhyxk", grid, rel_y)
+def _position_einsums(grid: Tensor, fc_x: Tensor, fc_y: Tensor) -> tuple[Tensor, Tensor]:
+    return torch.einsum("nhyxd,hxld->nhyxl", grid, fc_x), torch.einsum("nhyxd,hykd->nhyxk", grid, fc_y)
 
 
 def _as_value_dtype(scores: _Scores, value: Tensor) -> _Scores:
