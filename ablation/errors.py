@@ -41,9 +41,15 @@ class AblationError(Exception):
 
 
 class InputError(AblationError, ValueError):
-    """The user gave something invalid; nothing was changed."""
+    """The user gave something invalid; nothing was changed. ``argument`` names the library argument the
+    message is about (its first word: ``where kv_stride=3: ...``), so that the CLI can name its flag
+    instead (``--where kv_stride=3: ...``)."""
 
     exit_code = 2
+
+    def __init__(self, message: str, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 class BadCodeError(InputError):

@@ -1,4 +1,5 @@
-"""File writes that never leave a half-written file behind, with the permissions ``open()`` would give.
+"""File writes that never leave a half-written file behind, with the permissions ``open()`` would give, and
+the root folder of the runs (``root_dir``).
 
 The temp file is created with mode 0o666 and the kernel applies the process' umask (and a folder's default
 ACL), as for any file ``open()`` creates: under umask 022 a shared runs/ folder and store stay readable to
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from ablation.errors import WriteError
 
-__all__ = ["write_atomic"]
+__all__ = ["root_dir", "write_atomic"]
 
 
 def write_atomic(path: Path, text: str | bytes) -> bool:
@@ -60,3 +61,9 @@ def _create_temp(path: Path) -> tuple[int, Path]:
 
 def _cannot_write(path: Path, error: OSError) -> WriteError:
     return WriteError(f"cannot write {path}: {error.strerror or error}")
+
+
+def root_dir(root: Path | str | None = None) -> Path:
+    """The folder under which sweeps run and the results store lives: ``root`` when given, else
+    $ABLATION_ROOT, else ``runs``."""
+    return Path(root if root is not None else os.environ.get("ABLATION_ROOT") or "runs")

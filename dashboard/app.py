@@ -1,27 +1,33 @@
 """The ablation dashboard: accuracy-efficiency trade-offs, factor effects, runs, live status, downloads.
 
 Started by ``ablation dashboard [--store DIR] [--root DIR] [--port N]``, which runs
-``streamlit run dashboard/app.py`` with ABLATION_STORE and ABLATION_ROOT set. The figures and numbers come
-from ``ablation.analysis.figures``, ``ablation.analysis.numbers`` and ``ablation.analysis.effects`` (the
-factorial analysis); this file only lays them out.
+``streamlit run dashboard/app.py`` with ABLATION_STORE and ABLATION_ROOT set (the store's location rule is
+``ablation.results.store.locate``). The numbers come from a ``Runs`` selection (``ablation.analysis.runs``:
+the runs that count, the cells at their replicates' means, the analyses per memory kind), the figures from
+``ablation.analysis.figures`` and ``effect_charts``, the labels and units from ``ablation.vocabulary``, the
+status table from ``ablation.run.status_table``; this file only lays them out.
 ``?page=effects`` (or trade-offs, runs, status, downloads) opens a page directly.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from ablation.analysis import effects, figures
+from ablation import vocabulary
+from ablation.analysis import effect_charts, figures
 from ablation.analysis import numbers as analysis
-from ablation.results.export import FORMATS, TableOptions, render, results_table
-from ablation.results.latest import latest_runs
+from ablation.analysis.effects_text import EFFECT_HEADERS, effects_rows, error_lines, method
+from ablation.analysis.runs import Analysis, Runs
+from ablation.fsio import root_dir
+from ablation.results.curves import training_curves, work_dir_of
+from ablation.results.export import FORMATS, render
 from ablation.results.records import SOURCES
-from ablation.results.store import Store
+from ablation.results.store import Store, locate
+from ablation.results.table import TableOptions
 
 PAGES = {
     "trade-offs": "Trade-offs",
@@ -30,8 +36,8 @@ PAGES = {
     "status": "Status",
     "downloads": "Downloads",
 }
-STORE = Path(os.environ.get("ABLATION_STORE") or Path(os.environ.get("ABLATION_ROOT") or "runs") / "store")
-ROOT = Path(os.environ.get("ABLATION_ROOT") or "runs")
+STORE = locate()
+ROOT = root_dir()
 
 
 @st.cache_data(show_spinner="reading the store", max_entries=4)
@@ -95,40 +101,40 @@ def filters(frame: pd.DataFrame) -> pd.DataFrame:
 
 def tradeoffs_page(frame: pd.DataFrame) -> None:
     st.header("Accuracy against efficiency")
-    runs = latest_runs(frame)
-    points = analysis.replicate_means(runs)
-    replicated = bool((points["n"] > 1).any())
+    runs = Runs(frame)
+    points = runs.cells
     which = (
         f"{len(points)} cells from {len(runs)} runs (the latest finished run of each seed of each cell of "
         "each sweep and source): a cell run with several seeds is one point at the mean of its runs, with "
         "bars of the 95% confidence interval of that mean"
-        if replicated
+        if runs.replicated
         else f"{len(points)} cells (the latest finished run of each cell of each sweep and source)"
     )
     st.caption(
         f"{which}. Colour: DCN; circles: own runs, diamonds: imported logs, open stars: the published model "
         "zoo. Dashed: the Pareto frontier. Select a point to open its run."
     )
-    tabs = st.tabs(["AP vs fps", "AP vs memory", "AP vs FLOPs"])
-    with tabs[0]:
-        tradeoff_chart(points, "fps")
-    with tabs[1]:
-        kinds = [k for k in figures.MEMORY_TITLES if (runs["memory_kind"] == k).any()]
-        if not kinds:
-            st.info("No run has a memory figure.")
-        for kind in kinds:  # never one axis for a CUDA peak and a CPU RSS
-            st.subheader(figures.MEMORY_TITLES[kind])
-            tradeoff_chart(analysis.replicate_means(runs[runs["memory_kind"] == kind]), "memory_gb", kind)
-    with tabs[2]:
-        tradeoff_chart(points, "flops")
+    across = vocabulary.metrics("tradeoff")
+    tabs = st.tabs([f"AP vs {m.name}" for m in across])
+    for tab, metric in zip(tabs, across, strict=True):
+        with tab:
+            if metric.column != "memory_gb":
+                tradeoff_chart(points, metric)
+                continue
+            if not runs.memory_kinds:
+                st.info("No run has a memory figure.")
+            for kind in runs.memory_kinds:  # never one axis for a CUDA peak and a CPU RSS
+                st.subheader(vocabulary.memory_label(kind))
+                tradeoff_chart(runs.where("memory_kind", kind).cells, metric, kind)
     selected = st.session_state.get("selected_run")
     if selected:
         st.subheader("Selected run")
         show_run(frame, tuple(selected))
 
 
-def tradeoff_chart(points: pd.DataFrame, x: str, memory_kind: str | None = None) -> None:
-    front = analysis.pareto_front(points, x, higher_x_is_better=figures.AXES[x][1])
+def tradeoff_chart(points: pd.DataFrame, metric: vocabulary.Metric, memory_kind: str | None = None) -> None:
+    x = metric.column
+    front = analysis.pareto_front(points, x, higher_x_is_better=bool(metric.higher_is_better))
     figure = figures.tradeoff_figure(points, x, front, memory_kind)
     event = st.plotly_chart(
         figure,
@@ -154,47 +160,35 @@ def effects_page(frame: pd.DataFrame) -> None:
         format_func=lambda g: f"{g[0]} ({g[1]})",
         key="effects-group",
     )
-    rows = latest_runs(frame[(frame["sweep"] == group[0]) & (frame["source"] == group[1])])
-    cells = analysis.cell_means(rows, ())
-    present = len(cells[["code", "dcn"]].dropna().drop_duplicates())
+    runs = Runs(frame[(frame["sweep"] == group[0]) & (frame["source"] == group[1])])
+    rows = runs.latest
+    present = len(runs.cells[["code", "dcn"]].dropna().drop_duplicates())
     st.caption(
-        f"{len(rows)} runs (the latest finished run of each seed of each cell) in {len(cells)} cells, "
+        f"{len(rows)} runs (the latest finished run of each seed of each cell) in {len(runs.cells)} cells, "
         f"covering {present} of the 32 combinations of the 2^4 attention factors x DCN grid. An effect "
         "is the mean with the factor at its high level minus the mean at its low level; its bar spans "
         "its 95% interval. Green: resolved from noise and better, red: resolved and worse (for the "
-        "metric, whatever the sign), "
-        "grey hatched: not resolved from noise."
+        "metric, whatever the sign), grey hatched: not resolved from noise."
     )
-    kinds = [k for k in figures.MEMORY_TITLES if (rows["memory_kind"] == k).any()]
-    kind = kinds[0] if len(kinds) == 1 else None
+    analyses = runs.analyses()
+    kinds = runs.memory_kinds
     if len(kinds) > 1:
-        kind = st.radio(
-            "memory kind", kinds, format_func=figures.MEMORY_TITLES.__getitem__, key="effects-kind"
-        )
-    memory_rows = rows if kind is None else rows[(rows["memory_kind"] == kind) | rows["memory_kind"].isna()]
-    metrics = {
-        "bbox_mAP": rows,
-        "fps": rows,
-        **({"memory_gb": memory_rows} if kind else {}),
-        "flops": rows,
-    }
-    names = {m: figures.METRIC_UNITS[m][0] for m in metrics}
-    if kind:
-        names["memory_gb"] = f"{figures.MEMORY_TITLES[kind]} memory"
-    tabs = st.tabs(list(names.values()))
-    for tab, (metric, chosen) in zip(tabs, metrics.items(), strict=True):
+        kind = st.radio("memory kind", kinds, format_func=vocabulary.memory_label, key="effects-kind")
+        analyses = [a for a in analyses if a.memory_kind in (None, kind)]
+    tabs = st.tabs([a.name for a in analyses])
+    for tab, found in zip(tabs, analyses, strict=True):
         with tab:
-            effects_section(effects.analyse(chosen, metric), names[metric])
-    if not kind:
+            effects_section(found)
+    if not kinds:
         st.caption("No run of this design has a memory figure: no memory effects.")
     st.subheader("Box AP of every cell")
     st.plotly_chart(figures.ap_heatmap(analysis.ap_grid(rows)), width="stretch", key="effects-ap-grid")
 
 
-def effects_section(result: effects.FactorialAnalysis, name: str) -> None:
+def effects_section(found: Analysis) -> None:
     """One metric's factorial analysis: its method, the design behind it, its main effects, two-factor
-    interactions and half-normal plot, and in an expander the tables."""
-    _, unit, scale = figures.METRIC_UNITS[result.metric]
+    interactions and half-normal plot, and in an expander the numbers (those of ``ablation effects``)."""
+    result, name = found.result, found.name
     lo, hi = result.runs_per_cell
     per_cell = f"{lo}" if lo == hi else f"{lo} to {hi}"
     blocks = f"; blocks: {', '.join(result.blocks)}" if result.blocks else ""
@@ -209,59 +203,25 @@ def effects_section(result: effects.FactorialAnalysis, name: str) -> None:
             f"Aliased in these runs (their factors move together, e.g. codes 0000 and 1111 only): {pairs}. "
             "An aliased pair's effects cannot be told apart: the effect shown is theirs together."
         )
-    key = f"effects-{result.metric}"
+    key = f"effects-{result.metric}-{found.memory_kind}"
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(figures.effects_figure(result, name, unit, scale), width="stretch", key=f"{key}-main")
+        st.plotly_chart(effect_charts.effects_figure(result, name), width="stretch", key=f"{key}-main")
     with right:
-        st.plotly_chart(
-            figures.interactions_figure(result, name, unit, scale), width="stretch", key=f"{key}-pairs"
-        )
-    st.plotly_chart(figures.half_normal_figure(result, name, unit, scale), width="stretch", key=f"{key}-half")
+        st.plotly_chart(effect_charts.interactions_figure(result, name), width="stretch", key=f"{key}-pairs")
+    st.plotly_chart(effect_charts.half_normal_figure(result, name), width="stretch", key=f"{key}-half")
     with st.expander(
         f"the numbers: effects on {name}" + (" and the ANOVA" if result.anova is not None else "")
     ):
-        table = effects_table(result, unit, scale)
-        number = st.column_config.NumberColumn(format="%.3g")
-        st.dataframe(
-            table,
-            hide_index=True,
-            width="stretch",
-            column_config={c: number for c in table.columns if c not in ("term", "order", "resolved")},
-        )
+        st.markdown(method(result))
+        headers = [f"{EFFECT_HEADERS[0]}", f"effect ({found.metric.unit})", *EFFECT_HEADERS[2:]]
+        rows = [*effects_rows(result, 1), *effects_rows(result, 2)]
+        st.dataframe(pd.DataFrame(rows, columns=headers), hide_index=True, width="stretch")
         if result.anova is not None:
-            st.markdown("ANOVA (statsmodels' `anova_lm`, type 2 sums of squares in the store's unit)")
+            st.markdown(f"ANOVA (statsmodels' `anova_lm`, type 2 sums of squares in {found.metric.unit}²)")
             st.dataframe(result.anova, width="stretch")
-        if result.lenth is not None:
-            found = result.lenth
-            st.markdown(
-                f"Lenth's method over m = {found.m} effects: PSE {found.pse * scale:.4g} {unit}, margin of "
-                f"error ME {found.me * scale:.4g} {unit} (t with {found.df:.3g} df), simultaneous margin SME "
-                f"{found.sme * scale:.4g} {unit}."
-            )
-
-
-def effects_table(result: effects.FactorialAnalysis, unit: str, scale: float) -> pd.DataFrame:
-    """The analysis's effects for people: in ``unit``, the interval as low and high, whether it is resolved
-    from noise, and whether simultaneously where Lenth's method gives that."""
-    table = result.effects
-    shown = pd.DataFrame(
-        {
-            "term": table["label"],
-            "order": table["order"],
-            f"effect ({unit})": table["effect"] * scale,
-            "low": table["low"] * scale,
-            "high": table["high"] * scale,
-            "se": table["se"] * scale,
-            "df": table["df"],
-            "p": table["p"],
-            "resolved": table["resolved"],
-        }
-    )
-    if result.lenth is not None:
-        shown["simultaneous"] = table["simultaneous"]
-    # what the method does not give (Lenth: no p; no error: no interval) gets no column
-    return shown.dropna(axis=1, how="all") if len(shown) else shown
+        for line in error_lines(result):
+            st.markdown(line)
 
 
 # --- runs ------------------------------------------------------------------------------------------------
@@ -273,16 +233,26 @@ _RUN_COLUMNS = {
     "cell": "cell",
     "code": "code",
     "dcn": "DCN",
-    "bbox_mAP": "box AP",
-    "fps": "fps",
-    "memory_gb": "memory (GB)",
-    "memory_kind": "memory kind",
-    "flops": "GFLOPs",
-    "attention_impl": "attention impl.",
-    "epochs": "epochs",
-    "finished": "finished",
-    "run_id": "run",
 }
+_RUN_AFTER = {"memory_kind": "memory kind", "attention_impl": "attention impl.", "epochs": "epochs",
+              "finished": "finished", "run_id": "run"}  # fmt: skip
+
+
+def _runs_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A row per run: its identity, its 'status' figures in their display units (headed 'name (unit)'), then
+    the memory kind and the rest; with the column formats of the figures' precision."""
+    table = rows[list(_RUN_COLUMNS)].rename(columns=_RUN_COLUMNS)
+    formats: dict[str, Any] = {}
+    for metric in vocabulary.metrics("status"):
+        header = metric.titled
+        column = rows[metric.column] if metric.column in rows else pd.Series(pd.NA, index=rows.index)
+        table[header] = pd.to_numeric(column, errors="coerce").astype("float64") * metric.scale
+        digits = max(metric.decimals, metric.significant)
+        formats[header] = st.column_config.NumberColumn(format=f"%.{digits}f")
+    for column, header in _RUN_AFTER.items():
+        table[header] = rows.get(column)
+    formats["finished"] = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")
+    return with_replicate_columns(table, rows), formats
 
 
 def runs_page(frame: pd.DataFrame) -> None:
@@ -300,9 +270,7 @@ def runs_page(frame: pd.DataFrame) -> None:
         rows = rows[rows["code"].isin(codes)]
     if dcn != "both":
         rows = rows[rows["dcn"].fillna(False) == (dcn == "on")]
-    table = with_replicate_columns(rows[list(_RUN_COLUMNS)].rename(columns=_RUN_COLUMNS), rows)
-    table["box AP"] = table["box AP"] * 100
-    table["GFLOPs"] = table["GFLOPs"] / 1e9
+    table, formats = _runs_table(rows)
     st.caption(f"{len(table)} runs; click a column to sort, a row to open it.")
     event = st.dataframe(
         table,
@@ -311,13 +279,7 @@ def runs_page(frame: pd.DataFrame) -> None:
         on_select="rerun",
         selection_mode="single-row",
         key="runs-table",
-        column_config={
-            "box AP": st.column_config.NumberColumn(format="%.1f"),
-            "fps": st.column_config.NumberColumn(format="%.1f"),
-            "memory (GB)": st.column_config.NumberColumn(format="%.2f"),
-            "GFLOPs": st.column_config.NumberColumn(format="%.1f"),
-            "finished": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-        },
+        column_config=formats,
     )
     picked = event.selection.rows if event else []
     if picked:
@@ -357,11 +319,11 @@ def show_run(frame: pd.DataFrame, key: tuple[str, ...]) -> None:
         st.error(run.get("error") or "failed")
         if _clean(run.get("log_tail")):
             st.code(str(run["log_tail"]), language="text")
-    work_dir = analysis.work_dir_of(_clean(run.get("origin")))
+    work_dir = work_dir_of(_clean(run.get("origin")))
     if work_dir is None:
         return
     try:
-        train, val = analysis.training_curves(work_dir)
+        train, val = training_curves(work_dir)
     except Exception as error:  # a corrupt log must not take the page down
         st.warning(f"training curves unavailable: {error}")
         return
@@ -379,7 +341,7 @@ def _clean(value: Any) -> Any:
 
 
 def status_page() -> None:
-    from ablation.cli.report import progress
+    from ablation.run import status_table
     from ablation.run.launch import STATES, recorded_status
 
     st.header("Live sweeps")
@@ -397,17 +359,20 @@ def status_page() -> None:
         finished = counts["done"] + counts["failed"] + counts["lost"]
         st.subheader(folder.name)
         st.progress(finished / max(1, len(cells)), text=", ".join(f"{n} {s}" for s, n in counts.items() if n))
+        figures_of = status_table.headers()
         table = pd.DataFrame(
             [
                 {
                     "cell": c.submission.cell,
                     "state": c.state,
-                    "progress": progress(Path(c.submission.work_dir)) if c.state == "running" else "",
+                    "progress": status_table.progress(Path(c.submission.work_dir))
+                    if c.state == "running"
+                    else "",
                     "attempt": c.submission.attempt,
                     "executor": c.submission.executor,
                     "job": c.submission.job_id,
                     "submitted": c.submission.submitted,
-                    "box AP": None if c.result is None or c.result.ap is None else 100 * c.result.ap,
+                    **dict(zip(figures_of, status_table.figures(c.result), strict=True)),
                     "problem": c.problem or "",
                 }
                 for c in cells
@@ -440,8 +405,9 @@ def downloads_page(frame: pd.DataFrame) -> None:
         complexity=complexity,
         timing=timing,
         baseline=None if baseline == "none" else baseline,
+        relative_to=STORE.parent,
     )
-    table = results_table(frame, options)
+    table = Runs(frame).table(options)
     st.caption(
         f"{len(table.rows)} rows, as `ablation export` writes them ({table.left_out} runs not shown: not "
         "finished, or an older run of a shown cell)."

@@ -9,8 +9,9 @@ whose ±1 column equals an earlier factor's, or its negative, over the runs (000
 attention bits move together) is *aliased* with it and left out, named in ``aliased``.
 
 An effect is the classical 2^k effect, the mean response at the high level minus at the low level, in the
-metric's unit (box AP as a fraction): twice the coefficient of the factor's ±1 column in the least-squares
-fit (statsmodels' OLS). An interaction's column is the product of its factors'.
+metric's display unit (``ablation.vocabulary``: box AP in AP points, FLOPs in GFLOPs), as are the intervals,
+Lenth's PSE and margins and the ANOVA's sums of squares: twice the coefficient of the factor's ±1 column in
+the least-squares fit (statsmodels' OLS). An interaction's column is the product of its factors'.
 
 The method, from the data (``FactorialAnalysis.method``):
 
@@ -31,7 +32,8 @@ The method, from the data (``FactorialAnalysis.method``):
 - ``none``: the effects without intervals, where no error can be estimated (``reason`` says why).
 
 Quantiles are scipy's (``scipy.stats``). Pass the runs of one design: ``latest_runs`` of one sweep and one
-source. A run whose metric is missing or whose factors are unknown is left out.
+source; a frame of several sweeps or sources is refused (InputError naming them), since their runs are not
+replicates of one another. A run whose metric is missing or whose factors are unknown is left out.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ablation import vocabulary
 from ablation.analysis.numbers import FACTOR_COLUMNS, check_one_memory_kind, factor_label
+from ablation.errors import InputError
 from ablation.grid.axes import short_names
 from ablation.results.latest import column_values, scalar
 from ablation.results.records import is_axis_column
@@ -57,7 +61,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EFFECT_COLUMNS",
-    "HIGHER_IS_BETTER",
     "METHODS",
     "FactorialAnalysis",
     "Lenth",
@@ -67,8 +70,6 @@ __all__ = [
 ]
 
 METHODS = ("replicates", "lenth", "pooled", "none")
-# Which direction of a metric is better: colours mean better/worse, not the sign.
-HIGHER_IS_BETTER = {"bbox_mAP": True, "fps": True, "memory_gb": False, "flops": False}
 EFFECT_COLUMNS = (
     "term",
     "label",
@@ -114,14 +115,14 @@ class Lenth:
 class FactorialAnalysis:
     """The effects of the design on one metric, and how they were estimated.
 
-    ``effects`` has EFFECT_COLUMNS, one row per estimated term (main effects first, in factor order, then
-    the interactions by order): ``effect`` in the metric's unit; ``se``, ``low``/``high`` (the 95% interval),
-    ``df`` and ``p`` where the method gives them (NaN otherwise); ``resolved`` whether the interval excludes
-    0 (Lenth: |effect| > ME; NA without interval); ``simultaneous`` (Lenth only: |effect| > SME). ``anova``
-    is the ANOVA table of an OLS method (index: the terms' labels; sum_sq, df, F, PR(>F)); ``lenth`` the
-    PSE/ME/SME of the ``lenth`` method."""
+    ``effects`` has EFFECT_COLUMNS, one row per estimated term (main effects first, in factor order, then the
+    interactions by order): ``effect`` in the metric's display unit (``figure.unit``); ``se``,
+    ``low``/``high`` (the 95% interval), ``df`` and ``p`` where the method gives them (NaN otherwise);
+    ``resolved`` whether the interval excludes 0 (Lenth: |effect| > ME; NA without interval); ``simultaneous``
+    (Lenth only: |effect| > SME). ``anova`` is the ANOVA table of an OLS method (index: the terms' labels;
+    sum_sq, df, F, PR(>F)); ``lenth`` the PSE/ME/SME of the ``lenth`` method."""
 
-    metric: str
+    metric: str  # the store column of the metric (``figure`` is its vocabulary entry)
     method: str
     description: str  # one sentence: the method, its model and where its error comes from
     factors: tuple[Factor, ...]
@@ -136,6 +137,11 @@ class FactorialAnalysis:
     residual_df: float | None = None
     reason: str = ""  # for ``none``: why there is no interval
     level: float = 0.95
+
+    @property
+    def figure(self) -> vocabulary.Metric:
+        """The metric's entry in the vocabulary: its name, unit and better direction."""
+        return vocabulary.metric(self.metric)
 
     def main(self) -> pd.DataFrame:
         """The main effects' rows."""
@@ -178,17 +184,30 @@ def half_normal(analysis: FactorialAnalysis) -> pd.DataFrame:
     return table[columns].assign(quantile=quantiles).reset_index(drop=True)
 
 
-def analyse(frame: pd.DataFrame, metric: str, level: float = 0.95) -> FactorialAnalysis:
-    """The factorial analysis of ``metric`` over the runs of ``frame`` (one design; see the module)."""
+def analyse(frame: pd.DataFrame, metric: str = "box AP", level: float = 0.95) -> FactorialAnalysis:
+    """The factorial analysis of ``metric`` (a vocabulary name such as 'box AP', or a store column) over
+    the runs of ``frame`` (one design; see the module), in the metric's display unit."""
     if not 0.0 < level < 1.0:
-        raise ValueError(f"a confidence level is between 0 and 1, got {level}")
-    if metric == "memory_gb":
+        raise InputError(f"level: a confidence level is between 0 and 1, got {level}", argument="level")
+    try:
+        figure = vocabulary.metric(metric)
+    except ValueError as error:
+        raise InputError(f"metric: {error}", argument="metric") from None
+    for column, things in (("sweep", "sweeps"), ("source", "sources")):
+        held = sorted({str(v) for v in column_values(frame, column) if v is not None})
+        if len(held) > 1:
+            raise InputError(
+                f"the runs are of {len(held)} {things} ({', '.join(held)}): an analysis is of one design; "
+                f"pass the runs of one of them"
+            )
+    if figure.column == "memory_gb":
         check_one_memory_kind(frame)
-    values = frame[metric].to_numpy(dtype=np.float64, na_value=np.nan) if metric in frame else None
-    if values is None:
+    if figure.column not in frame:
         have = ", ".join(str(c) for c in frame.columns) or "none"
-        raise ValueError(f"the frame has no column {metric!r}; its columns: {have}")
-    design = _Design.of(frame[np.isfinite(values) & _factors_known(frame)], metric)
+        raise InputError(f"metric: the frame has no column {figure.column!r}; its columns: {have}")
+    values = frame[figure.column].to_numpy(dtype=np.float64, na_value=np.nan) * figure.scale
+    rows = frame.assign(**{figure.column: values})
+    design = _Design.of(rows[np.isfinite(values) & _factors_known(frame)], figure.column)
     if not design.factors:
         return design.result(level, "none", _empty(), reason=design.why_no_factor())
     if design.replicated:
@@ -379,10 +398,11 @@ class _Design:
         effects["df"] = found.df
         effects["resolved"] = pd.array(np.abs(estimates) > found.me, dtype="boolean")
         effects["simultaneous"] = pd.array(np.abs(estimates) > found.sme, dtype="boolean")
+        unit = vocabulary.metric(self.metric).unit
         description = (
             f"Lenth's method on the {len(combos)} effects of the unreplicated 2^{self.k} design "
-            f"({len(y)} runs, one per cell): PSE {found.pse:.4g}, margin of error {found.me:.4g} "
-            f"(t with {found.df:g} df), simultaneous margin {found.sme:.4g}."
+            f"({len(y)} runs, one per cell): PSE {found.pse:.3g} {unit}, margin of error {found.me:.3g} "
+            f"{unit} (t with {found.df:g} df), simultaneous margin {found.sme:.3g} {unit}."
         )
         return self.result(level, "lenth", effects, lenth=found, description=description)
 

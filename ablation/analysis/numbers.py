@@ -1,11 +1,13 @@
 """The numbers behind the dashboard, computed from store frames (``Store(path).read().frame()``) with
 pandas and numpy: Pareto fronts, a cell's replicates at their mean with its confidence interval, the
-factors of the 2^4 x 2 grid, the AP grid, the seed and axis columns of a table, and a run's training curves.
-The factorial analysis itself (effects with their intervals) is ``ablation.analysis.effects``.
+factors of the 2^4 x 2 grid, the AP grid, and the seed and axis columns of a table. The factorial analysis
+itself (effects with their intervals) is ``ablation.analysis.effects``; a run's training curves, read from its
+logs, are ``ablation.results.curves``.
 
 Frames are as ``ReadResult.frame`` returns them (nullable ``boolean``/``Int64``/``string`` columns, float
 columns with NaN, tz-aware UTC timestamps); frames built by hand from ``dataclasses.asdict(RunRecord)`` work
-as well. Box AP stays a fraction here (0.400 is 40.0 AP) except in :func:`ap_grid`, which gives percent.
+as well. Figures stay in the store's units here (box AP a fraction: 0.400 is 40.0 AP) except in
+:func:`ap_grid`, which gives box AP in its display unit, AP points.
 
 Which runs count is :func:`ablation.results.latest.latest_runs`, the rule the exported tables share: the
 latest done run of each replicate (seed) of each cell. The replicates of a cell are the rows sharing its
@@ -24,32 +26,25 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from ablation.errors import BadCodeError, LogFormatError
+from ablation import vocabulary
+from ablation.errors import BadCodeError
 from ablation.grid.axes import short_names
 from ablation.model.codes import ALL_CODES, FACTORS, AttentionCode
 from ablation.results.latest import column_values
-from ablation.results.logs import figure, read_json_lines, show, whole_number
 from ablation.results.records import is_axis_column
-from ablation.results.replicates import GROUP, replicate_groups
-from ablation.run.result_file import METRICS, RESULT_FILE
+from ablation.results.replicates import GROUP, ReplicateGroup, replicate_groups
 
 __all__ = [
     "FACTOR_COLUMNS",
     "GRID_COLUMNS",
     "HALF_SUFFIX",
-    "INTERVAL_COLUMNS",
-    "MEAN_COLUMNS",
-    "TRAIN_COLUMNS",
-    "VAL_COLUMNS",
     "ap_grid",
     "axis_columns",
     "cell_means",
@@ -59,25 +54,16 @@ __all__ = [
     "pareto_front",
     "replicate_columns",
     "replicate_means",
-    "training_curves",
-    "work_dir_of",
 ]
 
 # The five two-level factors of the grid: the code's four attention factors in bit order, then DCN.
 FACTOR_COLUMNS: tuple[str, ...] = (*(f.key for f in FACTORS), "dcn")
 GRID_COLUMNS = ("off", "on")  # ap_grid's columns: DCN off, DCN on
-TRAIN_COLUMNS = ("iter", "epoch", "loss", "lr")
-VAL_COLUMNS = ("epoch", *METRICS)
-MEAN_COLUMNS = ("bbox_mAP", "fps", "memory_gb", "flops")  # replicate_means: each at its replicates' mean
-INTERVAL_COLUMNS = ("bbox_mAP", "fps")  # ... and these with their interval's half-width too
 HALF_SUFFIX = "_ci"  # the column of a figure's half-width: bbox_mAP_ci
 
 _DCN_LABEL = "deformable convolution"
 _LABELS = {**{f.key: f.name for f in FACTORS}, "dcn": _DCN_LABEL}
 _MEMORY = "memory_gb"
-_TIMESTAMP = re.compile(r"\d{8}_\d{6}")  # mmengine's run folders in a work_dir
-_SCALARS = Path("vis_data") / "scalars.json"
-_COCO = "coco/"
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -127,20 +113,21 @@ def check_one_memory_kind(frame: pd.DataFrame) -> None:
 # --- a cell's replicates -----------------------------------------------------------------------------------
 
 
-def replicate_means(frame: pd.DataFrame) -> pd.DataFrame:
+def replicate_means(frame: pd.DataFrame, groups: Sequence[ReplicateGroup] | None = None) -> pd.DataFrame:
     """The cells of ``latest_runs(frame)``, one row each (its replicates: ``replicates.replicate_groups``), in
-    the order the cells first appear: the row of the cell's first run (by seed), each of MEAN_COLUMNS at the
-    mean over the replicates that have it (NaN when none has), then the columns ``n`` (runs), ``seeds`` (text:
-    '0, 1, 2'; '' for an unseeded run) and, for INTERVAL_COLUMNS, ``<column>_ci``: the half-width of the
-    mean's 95% confidence interval (``Estimate.half()``; NaN with fewer than two values). A cell with one run
-    is that run's row as it is. A cell whose runs hold more than one memory_kind has no memory figure (NaN,
-    kind None) rather than a mean of two kinds."""
-    groups = replicate_groups(frame)
+    the order the cells first appear: the row of the cell's first run (by seed), each metric of the vocabulary
+    at the mean over the replicates that have it (NaN when none has), then the columns ``n`` (runs), ``seeds``
+    (text: '0, 1, 2'; '' for an unseeded run) and, for the metrics with an interval (``Metric.interval``),
+    ``<column>_ci``: the half-width of the mean's 95% confidence interval (``Estimate.half()``; NaN with fewer
+    than two values). A cell with one run is that run's row as it is. A cell whose runs hold more than one
+    memory_kind has no memory figure (NaN, kind None) rather than a mean of two kinds. ``groups``: the frame's
+    ``replicate_groups`` where the caller has them already."""
+    groups = replicate_groups(frame) if groups is None else groups
     cells = pd.concat([g.rows.iloc[:1] for g in groups]) if groups else frame.iloc[0:0].copy()
-    estimates = {
-        column: [g.estimate(column) for g in groups] for column in (*MEAN_COLUMNS, *INTERVAL_COLUMNS)
-    }
-    for column in MEAN_COLUMNS:
+    means = [m.column for m in vocabulary.METRICS if m.column in frame.columns]
+    intervals = [m.column for m in vocabulary.METRICS if m.interval]
+    estimates = {column: [g.estimate(column) for g in groups] for column in (*means, *intervals)}
+    for column in means:
         if column in cells.columns:
             cells[column] = np.array([math.nan if e is None else e.mean for e in estimates[column]])
     mixed = [len(_memory_kinds(g.rows)) > 1 for g in groups]
@@ -151,7 +138,7 @@ def replicate_means(frame: pd.DataFrame) -> pd.DataFrame:
     cells["n"] = np.array([g.n for g in groups], dtype=np.int64)
     seeds = [_floats(g.rows, "seed", required=False) for g in groups]  # a hand-built frame's: floats, NaN
     cells["seeds"] = [", ".join(str(int(s)) for s in found if not np.isnan(s)) for found in seeds]
-    for column in INTERVAL_COLUMNS:
+    for column in intervals:
         halves = [None if e is None else e.half() for e in estimates[column]]
         cells[column + HALF_SUFFIX] = np.array(
             [math.nan if h is None else h for h in halves], dtype=np.float64
@@ -276,8 +263,8 @@ def pareto_front(
 
 
 def ap_grid(frame: pd.DataFrame) -> pd.DataFrame:
-    """Box AP in percent (100 * bbox_mAP) of every cell of the grid: index the 16 codes '0000'..'1111' in
-    order (named 'code'), columns 'off' and 'on' (DCN; named 'dcn').
+    """Box AP in AP points (the vocabulary's display unit) of every cell of the grid: index the 16 codes
+    '0000'..'1111' in order (named 'code'), columns 'off' and 'on' (DCN; named 'dcn').
 
     A cell that no row has, or whose rows all lack AP, is NaN, never 0. Rows without a code or a DCN setting
     are left out. A cell's replicates are averaged first (:func:`cell_means`); where several cells share a
@@ -298,115 +285,10 @@ def ap_grid(frame: pd.DataFrame) -> pd.DataFrame:
     counts = np.bincount(slot, minlength=2 * len(codes)).astype(np.float64)
     sums = np.bincount(slot, weights=ap[used], minlength=2 * len(codes))
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(counts > 0, 100.0 * sums / np.where(counts > 0, counts, 1.0), np.nan)
+        scale = vocabulary.metric("bbox_mAP").scale
+        means = np.where(counts > 0, scale * sums / np.where(counts > 0, counts, 1.0), np.nan)
     return pd.DataFrame(
         means.reshape(len(codes), 2),
         index=pd.Index(codes, name="code"),
         columns=pd.Index(list(GRID_COLUMNS), name="dcn"),
     )
-
-
-# --- a run's training curves ------------------------------------------------------------------------------
-
-
-def work_dir_of(origin: str | None) -> Path | None:
-    """The work_dir of a run from the store's ``origin``: the folder of a cell's ``result.json``, or the
-    folder itself for an mmengine work_dir; None for other files (imported logs, the model zoo's CSV), a
-    missing origin, or a folder that does not exist (any more, or on this machine)."""
-    if not origin:
-        return None
-    path = Path(origin)
-    if path.name == RESULT_FILE:
-        folder = path.parent
-    elif path.is_dir():
-        folder = path
-    else:
-        return None
-    return folder if folder.is_dir() else None
-
-
-def training_curves(work_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A run's training and validation curves from mmengine's ``<work_dir>/<YYYYmmdd_HHMMSS>/vis_data/
-    scalars.json`` files, the timestamp folders read in name order (a resumed run adds a folder).
-
-    train: columns iter, epoch, loss, lr, one row per training line (one with "iter" and "loss"), sorted by
-    iter; epoch and lr are missing (NA, NaN) where the line has none. val: columns epoch, bbox_mAP,
-    bbox_mAP_50, bbox_mAP_75, bbox_mAP_s, bbox_mAP_m, bbox_mAP_l from the lines with "coco/bbox_mAP" ("coco/"
-    stripped; the epoch is the line's "step"; pycocotools' -1 becomes NaN), sorted by epoch.
-
-    A resumed run supersedes what the earlier folders logged from where it starts: a folder whose training
-    lines start at iteration i (epoch e) drops the earlier folders' training lines from iteration i on (and
-    their validation lines from epoch e on), so repeated iterations keep the later folder's figures and a
-    crashed run's lines beyond its last checkpoint are not shown. Within one file a repeated iteration or
-    epoch keeps its last line.
-
-    No work_dir, no timestamp folder or no scalars.json: two empty frames with those columns; an empty
-    scalars.json (a run that has just started) adds nothing. A corrupt file raises LogFormatError.
-    """
-    train_rows: list[tuple[int, int | None, float, float]] = []
-    val_rows: list[tuple[float, ...]] = []
-    folders = sorted(d for d in work_dir.iterdir() if d.is_dir()) if work_dir.is_dir() else []
-    for folder in folders:
-        path = folder / _SCALARS
-        if not _TIMESTAMP.fullmatch(folder.name) or not path.is_file():
-            continue
-        train, val = _read_scalars(path)
-        if train:
-            start_iter = min(row[0] for row in train)
-            train_rows = [row for row in train_rows if row[0] < start_iter]
-            epochs = [row[1] for row in train if row[1] is not None]
-            if epochs:
-                val_rows = [row for row in val_rows if row[0] < min(epochs)]
-        train_rows += train
-        val_rows += val
-    train_frame = pd.DataFrame(train_rows, columns=list(TRAIN_COLUMNS))
-    train_frame = train_frame.astype({"iter": "int64", "epoch": "Int64", "loss": "float64", "lr": "float64"})
-    val_frame = pd.DataFrame(val_rows, columns=list(VAL_COLUMNS)).astype("float64").astype({"epoch": "int64"})
-    train_frame = train_frame.drop_duplicates("iter", keep="last").sort_values("iter", kind="stable")
-    val_frame = val_frame.drop_duplicates("epoch", keep="last").sort_values("epoch", kind="stable")
-    return train_frame.reset_index(drop=True), val_frame.reset_index(drop=True)
-
-
-def _read_scalars(path: Path) -> tuple[list[tuple[int, int | None, float, float]], list[tuple[float, ...]]]:
-    """One scalars.json: its training rows (iter, epoch, loss, lr) and validation rows (epoch, *METRICS)."""
-    try:
-        if not path.read_bytes().strip():
-            return [], []
-    except OSError as error:
-        raise LogFormatError(f"{path}: cannot be read ({error.strerror or error})") from None
-    train: list[tuple[int, int | None, float, float]] = []
-    val: list[tuple[float, ...]] = []
-    for number, entry in enumerate(read_json_lines(path), start=1):
-        if _COCO + "bbox_mAP" in entry:
-            if "step" not in entry:
-                raise LogFormatError(f"{path}: record {number} (a validation line) has no 'step' (its epoch)")
-            step = whole_number(entry["step"], path, number, "step")
-            figures = [_nan(_figure(entry.get(_COCO + key), path, number, _COCO + key)) for key in METRICS]
-            val.append((float(step), *figures))
-        elif "iter" in entry and "loss" in entry:
-            iteration = whole_number(entry["iter"], path, number, "iter")
-            epoch_value = entry.get("epoch")
-            epoch = None if epoch_value is None else whole_number(epoch_value, path, number, "epoch")
-            loss = _number(entry["loss"], path, number, "loss")
-            lr = math.nan if entry.get("lr") is None else _number(entry["lr"], path, number, "lr")
-            train.append((iteration, epoch, loss, lr))
-    return train, val
-
-
-def _number(value: object, path: Path, number: int, key: str) -> float:
-    """A logged figure as a float (NaN and infinity kept: a diverged loss is a fact)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise LogFormatError(f"{path}: record {number}: {key} is {show(value)}, not a number")
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf
-
-
-def _figure(value: object, path: Path, number: int, key: str) -> float | None:
-    """A box AP figure of a validation line; a missing one is no figure."""
-    return None if value is None else figure(value, path, number, key)
-
-
-def _nan(value: float | None) -> float:
-    return math.nan if value is None else value

@@ -25,28 +25,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
-from ablation import __version__
-from ablation.analysis import figures
-from ablation.analysis.effects import FactorialAnalysis, analyse
-from ablation.analysis.numbers import pareto_front, replicate_means
+from ablation import __version__, vocabulary
+from ablation.analysis import effect_charts, figures
+from ablation.analysis.effects import FactorialAnalysis
+from ablation.analysis.effects_text import effects_rows, method
+from ablation.analysis.numbers import pareto_front
+from ablation.analysis.runs import Analysis, Runs
 from ablation.errors import InputError
 from ablation.fsio import write_atomic
 from ablation.model.codes import factor_legend
-from ablation.results.export import CONFIG, ResultsTable, TableOptions, results_table, select
 from ablation.results.latest import column_values, latest_runs
-from ablation.results.records import SOURCES
+from ablation.results.select import select
+from ablation.results.table import CONFIG, ResultsTable, TableOptions
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["EFFECT_METRICS", "Report", "build_report", "report_path", "write_report"]
-
-# The metrics whose effects the report shows, in order, and the decimals of their effects in its tables
-# (their names, units and scales are figures.METRIC_UNITS').
-EFFECT_METRICS = {"bbox_mAP": 2, "fps": 2, "memory_gb": 3, "flops": 2}
+__all__ = ["Report", "build_report", "report_path", "write_report"]
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto;
        max-width: 1200px; padding: 1rem 2rem 3rem; color: #222; line-height: 1.45; }
@@ -92,8 +89,8 @@ def write_report(
     now: datetime | None = None,
 ) -> Report:
     """Write the report of ``sweep`` (see :func:`build_report`) to ``path`` atomically, its folder made if
-    missing."""
-    report = build_report(frame, sweep, sources, now)
+    missing; its configs' paths relative to the report's folder."""
+    report = build_report(frame, sweep, sources, now, relative_to=path.parent)
     write_atomic(path, report.html)
     return report
 
@@ -103,32 +100,35 @@ def build_report(
     sweep: str,
     sources: Sequence[str] | None = None,
     now: datetime | None = None,
+    relative_to: Path | None = None,
 ) -> Report:
-    """The report of the runs of ``sweep`` in ``frame`` (a store frame), of ``sources`` (None: all).
+    """The report of the runs of ``sweep`` in ``frame`` (a store frame), of ``sources`` (None: all); configs
+    shown relative to ``relative_to`` (None: the working directory).
 
     A sweep the frame has no run of, or no finished run of (of those sources), raises InputError naming it
     and the sweeps there are."""
-    chosen = select(frame, sweeps=[sweep], sources=sources)  # an unknown sweep: InputError naming the others
-    runs = latest_runs(chosen)
+    chosen = Runs(select(frame, sweeps=[sweep], sources=sources))  # unknown sweep: InputError naming others
+    runs = chosen.latest
     if runs.empty:
         finished = sorted(
             {str(v) for v in column_values(latest_runs(select(frame, sources=sources)), "sweep")}
         )
         of = f" from source {', '.join(sources)}" if sources else ""
         held = (
-            f"no finished run{of} ({_count(len(chosen), 'run')}, none done)" if len(chosen) else f"no run{of}"
+            f"no finished run{of} ({_count(len(chosen.frame), 'run')}, none done)"
+            if len(chosen.frame)
+            else f"no run{of}"
         )
         raise InputError(
             f"sweep {sweep!r} has {held} in the store; sweeps with finished runs{of}: "
             f"{', '.join(finished) or 'none'}"
         )
-    points = replicate_means(runs)
+    points = chosen.cells
     page = _Page()
-    page.tradeoffs(runs, points)
-    page.effects(runs)
-    page.table(results_table(chosen, TableOptions()))
-    present = [s for s in SOURCES if _equals(runs, "source", s).any()]
-    title = _title(sweep, runs, points, present, now or datetime.now(UTC))
+    page.tradeoffs(chosen)
+    page.effects(chosen)
+    page.table(chosen.table(TableOptions(relative_to=relative_to)))
+    title = _title(sweep, runs, points, chosen.sources, now or datetime.now(UTC))
     return Report(
         html=page.html(sweep, title), sweep=sweep, runs=len(runs), cells=len(points), charts=page.charts
     )
@@ -211,8 +211,8 @@ class _Page:
 
     # --- trade-offs ----------------------------------------------------------------------------------------
 
-    def tradeoffs(self, runs: pd.DataFrame, points: pd.DataFrame) -> None:
-        replicated = bool((points["n"] > 1).any())
+    def tradeoffs(self, runs: Runs) -> None:
+        replicated = runs.replicated
         which = (
             "A cell run with several seeds is one point at the mean of its runs, with bars of the 95% "
             "confidence interval of that mean"
@@ -226,39 +226,41 @@ class _Page:
             "imported logs, open stars: the published model zoo. Dashed: the Pareto frontier. Hover over a "
             "point for its cell.</p>",
         )
-        self.add("<h3>Box AP against inference speed</h3>")
-        self._tradeoff(points, "fps")
-        kinds = [k for k in figures.MEMORY_TITLES if _equals(runs, "memory_kind", k).any()]
-        if not kinds:
-            self.add(
-                "<h3>Box AP against training memory</h3>", '<p class="note">No run has a memory figure.</p>'
-            )
-        for kind in kinds:  # never one axis for a CUDA peak and a CPU RSS
-            self.add(f"<h3>Box AP against training memory: {_e(figures.MEMORY_TITLES[kind])}</h3>")
-            self._tradeoff(replicate_means(runs[_equals(runs, "memory_kind", kind)]), "memory_gb", kind)
-        self.add("<h3>Box AP against GFLOPs</h3>")
-        self._tradeoff(points, "flops")
+        for across in vocabulary.metrics("tradeoff"):
+            heading = f"<h3>Box AP against {_e(across.axis_title.split(' (')[0])}"
+            if across.column != "memory_gb":
+                self.add(heading + "</h3>")
+                self._tradeoff(runs.cells, across)
+                continue
+            if not runs.memory_kinds:
+                self.add(heading + "</h3>", '<p class="note">No run has a memory figure.</p>')
+            for kind in runs.memory_kinds:  # never one axis for a CUDA peak and a CPU RSS
+                self.add(f"{heading}: {_e(vocabulary.memory_label(kind))}</h3>")
+                self._tradeoff(runs.where("memory_kind", kind).cells, across, kind)
         self.add("</section>")
 
-    def _tradeoff(self, points: pd.DataFrame, x: str, memory_kind: str | None = None) -> None:
-        drawn = points.dropna(subset=[x, "bbox_mAP"])
+    def _tradeoff(
+        self, points: pd.DataFrame, across: vocabulary.Metric, memory_kind: str | None = None
+    ) -> None:
+        x = across.column
+        drawn = points.dropna(subset=[x, "bbox_mAP"]) if x in points else points.iloc[0:0]
         if drawn.empty:
-            self.add(f'<p class="note">No cell has both a box AP and a {_e(figures.AXES[x][0])} figure.</p>')
+            self.add(f'<p class="note">No cell has both a box AP and a {_e(across.axis_title)} figure.</p>')
             return
-        front = pareto_front(points, x, higher_x_is_better=figures.AXES[x][1])
+        front = pareto_front(points, x, higher_x_is_better=bool(across.higher_is_better))
         figure = _as_svg(figures.tradeoff_figure(points, x, front, memory_kind))
         figure.update_layout(margin={"l": 70}, yaxis={"automargin": True})  # room for the AP ticks
         self.chart(figure, "tradeoff-" + "-".join(p for p in (x, memory_kind) if p))
 
     # --- factor effects ------------------------------------------------------------------------------------
 
-    def effects(self, runs: pd.DataFrame) -> None:
+    def effects(self, runs: Runs) -> None:
         """The factor effects of each source's runs (a factorial analysis is of one design: one source)."""
-        present = [s for s in SOURCES if _equals(runs, "source", s).any()]
-        designs = {source: _analyses(runs[_equals(runs, "source", source)]) for source in present}
+        present = runs.sources
+        designs = {source: runs.where("source", source).analyses() for source in present}
         self.add('<section id="effects">', "<h2>Factor effects</h2>")
-        if all(a.main().empty for analyses in designs.values() for _, _, a in analyses):
-            reasons = dict.fromkeys(_method(a) for analyses in designs.values() for _, _, a in analyses)
+        if all(a.result.main().empty for analyses in designs.values() for a in analyses):
+            reasons = dict.fromkeys(method(a.result) for analyses in designs.values() for a in analyses)
             self.add(f'<p class="note">No factor effects to show: {_e(" ".join(reasons))}</p>', "</section>")
             return
         self.add(_legend())
@@ -266,27 +268,26 @@ class _Page:
             suffix = f"-{source}" if len(present) > 1 else ""
             if suffix:
                 self.add(f'<h3 id="effects{suffix}" class="source">Runs of source {_e(source)}</h3>')
-            for metric, kind, analysis in analyses:
-                self._effects(analysis, suffix, kind)
-                if metric == "bbox_mAP":
-                    self._half_normal(analysis, suffix)
-            if not any(metric == "memory_gb" for metric, _, _ in analyses):
+            for analysis in analyses:
+                self._effects(analysis, suffix)
+                if analysis.metric.column == "bbox_mAP":
+                    self._half_normal(analysis.result, suffix)
+            if not any(a.metric.column == "memory_gb" for a in analyses):
                 self.add("<h3>Main effects on memory</h3>", '<p class="note">No run has a memory figure.</p>')
         self.add("</section>")
 
-    def _effects(self, analysis: FactorialAnalysis, suffix: str, kind: str | None) -> None:
-        metric = analysis.metric
-        name, unit, scale = figures.METRIC_UNITS[metric]
-        shown = f"{name} ({figures.MEMORY_TITLES[kind]})" if kind else name
-        self.add(f"<h3>Main effects on {_e(shown)}</h3>", f'<p class="method">{_e(_method(analysis))}</p>')
-        main = analysis.main()
+    def _effects(self, analysis: Analysis, suffix: str) -> None:
+        result, kind = analysis.result, analysis.memory_kind
+        self.add(
+            f"<h3>Main effects on {_e(analysis.name)}</h3>", f'<p class="method">{_e(method(result))}</p>'
+        )
+        main = result.main()
         if not main.empty:
-            figure = figures.effects_figure(analysis, name=shown, unit=unit, scale=scale)
-            self.chart(figure, f"effects{suffix}-{metric}" + (f"-{kind}" if kind else ""))
-            self.add(_effects_table(main, unit, scale, EFFECT_METRICS[metric]))
+            figure = effect_charts.effects_figure(result, name=analysis.name)
+            self.chart(figure, f"effects{suffix}-{result.metric}" + (f"-{kind}" if kind else ""))
+            self.add(_effects_table(result))
 
     def _half_normal(self, analysis: FactorialAnalysis, suffix: str) -> None:
-        name, unit, scale = figures.METRIC_UNITS["bbox_mAP"]
         if analysis.effects.dropna(subset=["effect"]).empty:
             return
         self.add(
@@ -295,9 +296,7 @@ class _Page:
             "half-normal quantile: effects that are noise lie on a line through the origin, real ones stand "
             "off it.</p>",
         )
-        self.chart(
-            figures.half_normal_figure(analysis, name=name, unit=unit, scale=scale), f"half-normal{suffix}"
-        )
+        self.chart(effect_charts.half_normal_figure(analysis), f"half-normal{suffix}")
 
     # --- the results table ---------------------------------------------------------------------------------
 
@@ -320,25 +319,12 @@ class _Page:
         self.add("</section>")
 
 
-def _analyses(rows: pd.DataFrame) -> list[tuple[str, str | None, FactorialAnalysis]]:
-    """(metric, memory kind, analysis) of each of EFFECT_METRICS over the runs of one design; memory once
-    per memory kind, over the runs of that kind (none without a memory figure)."""
-    found: list[tuple[str, str | None, FactorialAnalysis]] = []
-    for metric in EFFECT_METRICS:
-        if metric != "memory_gb":
-            found.append((metric, None, analyse(rows, metric)))
-            continue
-        for kind in (k for k in figures.MEMORY_TITLES if _equals(rows, "memory_kind", k).any()):
-            found.append((metric, kind, analyse(rows[_equals(rows, "memory_kind", kind)], metric)))
-    return found
-
-
 def _legend() -> str:
     """What the effects' charts show, and their colours' key (figures.VERDICTS)."""
     swatches = "".join(
         f'<li><span class="swatch" style="background:{_e(colour)}"></span>'
         f"{_e(words.format(name='the metric'))}</li>"
-        for colour, words in figures.VERDICTS.values()
+        for colour, words in effect_charts.VERDICTS.values()
     )
     return (
         '<div class="legend"><p>Each bar is a main effect: the mean at the factor\'s high level (on) minus '
@@ -350,30 +336,15 @@ def _legend() -> str:
     )
 
 
-def _method(analysis: FactorialAnalysis) -> str:
-    """The analysis's method sentence, with the factors it left out."""
-    words = [(analysis.description or analysis.method).rstrip(".") + "."]
-    if analysis.aliased:
-        pairs = "; ".join(f"{a} moves with {b}" for a, b in analysis.aliased.items())
-        words.append(f"Left out as aliased: {pairs}.")
-    if analysis.blocks:
-        words.append(f"Blocks: {', '.join(analysis.blocks)}.")
-    return " ".join(words)
-
-
-def _effects_table(main: pd.DataFrame, unit: str, scale: float, decimals: int) -> str:
-    rows = []
-    for row in main.to_dict("records"):
-        effect, low, high = (_scaled(row[k], scale) for k in ("effect", "low", "high"))
-        interval = "-" if low is None or high is None else f"{low:+.{decimals}f} to {high:+.{decimals}f}"
-        resolved = row["resolved"]
-        verdict = "-" if resolved is None or resolved is pd.NA else ("yes" if resolved else "no")
-        shown = "-" if effect is None else f"{effect:+.{decimals}f}"
-        rows.append(
-            f'<tr><td class="text">{_e(str(row["label"]))}</td><td>{shown}</td><td>{interval}</td>'
-            f"<td>{verdict}</td></tr>"
-        )
-    head = f"<tr><th>factor</th><th>effect ({_e(unit)})</th><th>95% interval</th><th>resolved</th></tr>"
+def _effects_table(analysis: FactorialAnalysis) -> str:
+    rows = [
+        f'<tr><td class="text">{_e(label)}</td><td>{effect}</td><td>{interval}</td><td>{verdict}</td></tr>'
+        for label, effect, interval, verdict in effects_rows(analysis)
+    ]
+    head = (
+        f"<tr><th>factor</th><th>effect ({_e(analysis.figure.unit)})</th><th>95% interval</th>"
+        "<th>resolved</th></tr>"
+    )
     return f'<table class="effects">{head}{"".join(rows)}</table>'
 
 
@@ -406,19 +377,6 @@ def _as_svg(figure: go.Figure) -> go.Figure:
         if trace.get("type") == "scattergl":
             trace["type"] = "scatter"
     return go.Figure(spec)
-
-
-def _equals(frame: pd.DataFrame, column: str, value: str) -> np.ndarray[Any, np.dtype[np.bool_]]:
-    """Which rows hold ``value`` in ``column`` (a missing value never does)."""
-    return np.array([v == value for v in column_values(frame, column)], dtype=bool)
-
-
-def _scaled(value: Any, scale: float) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if np.isnan(number) else number * scale
 
 
 def _count(n: int, thing: str) -> str:

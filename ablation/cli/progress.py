@@ -9,6 +9,8 @@ from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ablation import vocabulary
+
 if TYPE_CHECKING:
     from ablation.run.launch import CellStatus
 
@@ -72,7 +74,8 @@ class Watcher:
             if s.state in _FINISHED and s.name not in self.reported:
                 self.reported.add(s.name)
                 ap = s.result.ap if s.result is not None else None
-                figure = f" AP {ap:.3f}" if ap is not None else ""
+                box = vocabulary.metric("bbox_mAP")
+                figure = f" {box.name} {box.format(box.display(ap))}" if ap is not None else ""
                 print(
                     f"[{len(self.reported)}/{self.total}] {s.state} {s.name}{figure}",
                     file=sys.stderr,

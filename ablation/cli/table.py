@@ -1,15 +1,12 @@
-"""Plain-text tables for the terminal."""
+"""Plain text for the terminal: tables, paths as the user gave them, warnings."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
 
-if TYPE_CHECKING:
-    from ablation.grid.axes import Axis
-    from ablation.grid.cells import Cell
-
-__all__ = ["grid_columns", "markdown_table", "text_table"]
+__all__ = ["markdown_table", "one_line", "shown", "text_table", "warn"]
 
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -30,19 +27,19 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     return "\n".join([line(headers), line(["---"] * len(headers)), *(line(r) for r in rows)])
 
 
-def grid_columns(
-    cells: Sequence[Cell], axes: Sequence[Axis]
-) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    """The headers and, per cell, the values of the grid's extra axes ('-' where an axis does not vary the
-    cell) and of its seed, for the axes and seeds that ``cells`` have (none: no columns)."""
-    shown = [a for a in axes if any(c.varied_by(a) for c in cells)]
-    seeded = any(c.seed is not None for c in cells)
-    headers = (*(a.short for a in shown), *(("seed",) if seeded else ()))
-    values = [
-        (
-            *("-" if not c.varied_by(a) else a.shown(c.value(a)) for a in shown),
-            *((str(c.seed),) if seeded else ()),
-        )
-        for c in cells
-    ]
-    return headers, values
+def shown(path: Path) -> str:
+    """A path relative to the working directory when it is under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def warn(problems: Sequence[str]) -> None:
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line (its lines joined)."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or "(no message)"

@@ -66,10 +66,12 @@ class Axis:
         """A value as tables and names write it: ``2``, ``c4-c5`` (stages), ``on``."""
         return _value_label(value, self.hint)
 
-    def matches(self, text: str) -> bool:
-        """Whether ``text`` names this axis: its dotted name, or the end of it (``kv_stride``,
-        ``attention.kv_stride``)."""
-        return self.name == text or self.name.endswith("." + text)
+
+def named(names: Sequence[str], text: str) -> list[str]:
+    """The dotted axis names that ``text`` names: the one it equals, else those it is the dotted end of
+    (``kv_stride``, ``attention.kv_stride``). The one rule for ``where`` on the grid and on the store."""
+    exact = [name for name in names if name == text]
+    return exact or [name for name in names if name.endswith("." + text)]
 
 
 def parse_axes(settings: Any, table: Mapping[str, Any]) -> tuple[Axis, ...]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ablation.errors import InputError
-from ablation.grid.axes import Axis, parse_value
+from ablation.grid.axes import Axis, named, parse_value
 from ablation.model.codes import AttentionCode
 
 __all__ = ["EVERY_CELL", "Cell", "Selection", "expand", "select"]
@@ -119,12 +119,12 @@ def select(cells: Sequence[Cell], selection: Selection, axes: Sequence[Axis] = (
 
 
 def _condition(axes: Sequence[Axis], name: str, text: str) -> tuple[Axis, Any]:
-    matching = [a for a in axes if a.matches(name)]
+    matching = named([a.name for a in axes], name)
     if len(matching) != 1:
         held = ", ".join(a.name for a in axes) or "none ([grid.axes] is empty)"
         which = "names several axes" if matching else "is not an axis of this sweep's grid"
-        raise InputError(f"--where {name}={text}: {name!r} {which}; its axes: {held}")
-    (axis,) = matching
+        raise InputError(f"where {name}={text}: {name!r} {which}; its axes: {held}", argument="where")
+    axis = next(a for a in axes if a.name == matching[0])
     value = parse_value(axis, text)
     if value in axis.values:
         return axis, value
@@ -132,7 +132,9 @@ def _condition(axes: Sequence[Axis], name: str, text: str) -> tuple[Axis, Any]:
     if by_label:
         return axis, by_label[0]
     shown = ", ".join(axis.shown(v) for v in axis.values)
-    raise InputError(f"--where {name}={text}: not a value of {axis.name}; its values: {shown}")
+    raise InputError(
+        f"where {name}={text}: not a value of {axis.name}; its values: {shown}", argument="where"
+    )
 
 
 def _seeds(cells: Sequence[Cell], seeds: tuple[int, ...] | None) -> set[int | None] | None:
@@ -140,11 +142,14 @@ def _seeds(cells: Sequence[Cell], seeds: tuple[int, ...] | None) -> set[int | No
         return None
     held = sorted({c.seed for c in cells if c.seed is not None})
     if not held:
-        raise InputError("--seeds: this sweep's grid has no seeds (set [grid] seeds = [0, 1, 2])")
+        raise InputError(
+            "seeds: this sweep's grid has no seeds (set [grid] seeds = [0, 1, 2])", argument="seeds"
+        )
     missing = sorted(set(seeds) - set(held))
     if missing:
         raise InputError(
-            f"--seeds: seed {', '.join(map(str, missing))} not in this sweep's grid; its seeds: "
-            f"{', '.join(map(str, held))}"
+            f"seeds: seed {', '.join(map(str, missing))} not in this sweep's grid; its seeds: "
+            f"{', '.join(map(str, held))}",
+            argument="seeds",
         )
     return set(seeds)

@@ -27,7 +27,7 @@ from ablation.results import logs
 from ablation.results.configtext import cell_name, config_facts, name_facts
 from ablation.results.records import RunRecord
 from ablation.results.store import Store
-from ablation.run.result_file import RESULT_FILE, TIMINGS, CellResult, load_result
+from ablation.run.result_file import RESULT_FILE, CellResult, load_result
 
 __all__ = ["HarvestReport", "find_runs", "harvest", "record_from_result", "record_from_work_dir", "run_id"]
 
@@ -140,8 +140,7 @@ def _from_cell_result(result: CellResult, origin: Path) -> RunRecord:
         raise LogFormatError(f"{origin}: not a run of the store: {error}") from None
     record.versions(result.versions)
     record.set_metrics(result.metrics)
-    for stage in TIMINGS:  # the seconds of training, the test, fps and FLOPs
-        setattr(record, stage, result.timings.get(stage))
+    record.set_timings(result.timings)  # the seconds of training, the test, fps and FLOPs
     return record
 
 

@@ -19,13 +19,18 @@ The formats:
     whose "bbox_mAP_copypaste" holds the six :data:`~ablation.run.result_file.METRICS` in order. The zoo's
     tables read the last epoch: its val line's AP and its last training line's memory.
 
-``vis_data/scalars.json`` of mmengine (:func:`mmengine_scalars`); ``vis_data/<timestamp>.json`` is the same
+``vis_data/scalars.json`` of mmengine (:func:`read_scalars`); ``vis_data/<timestamp>.json`` is the same
     One JSON object per line, each with the "step" mmengine's visualizer adds. Training lines,
     ``{"lr": 0.01, "loss": 2.5, "time": 0.9, "epoch": 2, "iter": 5, "memory": 3912, "step": 5}``, have
     "iter", the global iteration (and "step" equal to it), "epoch" when training runs by epoch, and "memory"
     only on CUDA: the peak in MB since the previous line, so the run's peak is their maximum. Validation
     lines, ``{"coco/bbox_mAP": 0.002, ..., "coco/bbox_mAP_l": 0.0, "data_time": 0.003, "time": 0.2,
     "step": 2}``, have the CocoMetric figures under a "coco/" prefix and the epoch as "step".
+    :func:`read_scalars` reads the file into typed lines (:class:`Scalars`); two readers build on them:
+    :func:`mmengine_scalars` (the store's figures) and the dashboard's training curves
+    (``ablation.results.curves``). Unlike the other parsers it keeps NaN and infinite losses and learning
+    rates as they are (a diverged loss is a fact), reads an empty file as no lines, and notes an mmdet 2.x
+    line (one with "mode") rather than refusing the file; :func:`mmengine_scalars` refuses both.
 
 ``<work_dir>/<timestamp>/<timestamp>.json`` of mmdet 3.x's tools/test.py (:func:`test_metrics`)
     One line, no newline at its end: ``{"coco/bbox_mAP": 0.002, ..., "data_time": 0.003, "time": 0.19}``.
@@ -55,10 +60,14 @@ from ablation.run.result_file import METRICS
 __all__ = [
     "METRICS",
     "LogFigures",
+    "Scalars",
+    "TrainingLine",
+    "ValidationLine",
     "benchmark_fps",
     "mmdet2_log",
     "mmengine_scalars",
     "read_json_lines",
+    "read_scalars",
     "test_metrics",
 ]
 
@@ -104,8 +113,8 @@ def show(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _numbered_json_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """The file's JSON objects with their 1-based line numbers, blank lines skipped."""
+def _json_objects(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The file's JSON objects with their 1-based line numbers, blank lines skipped; none in an empty file."""
     entries: list[tuple[int, dict[str, Any]]] = []
     for number, raw in enumerate(_read_bytes(path).split(b"\n"), start=1):
         if number == 1:
@@ -124,6 +133,13 @@ def _numbered_json_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
             kind = "an array" if isinstance(value, list) else show(value)
             raise LogFormatError(f"{path}: line {number} is {kind}, not a JSON object")
         entries.append((number, value))
+    return entries
+
+
+def _numbered_json_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The file's JSON objects with their 1-based line numbers, blank lines skipped; an empty file ->
+    LogFormatError."""
+    entries = _json_objects(path)
     if not entries:
         raise LogFormatError(f"{path}: empty file")
     return entries
@@ -144,6 +160,16 @@ def figure(value: object, path: Path, number: int, key: str) -> float | None:
     except OverflowError:  # an integer with hundreds of digits
         return None
     return result if math.isfinite(result) and result >= 0 else None
+
+
+def _as_logged(value: object, path: Path, number: int, key: str) -> float:
+    """A logged float as it is: NaN and infinity kept (a diverged loss is a fact)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise LogFormatError(f"{path}: line {number}: {key} is {show(value)}, not a number")
+    try:
+        return float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        return math.inf if value > 0 else -math.inf
 
 
 def whole_number(value: object, path: Path, number: int, key: str) -> int:
@@ -223,40 +249,106 @@ def _coco_metrics(entry: dict[str, Any], path: Path, number: int) -> dict[str, f
     return {key: figure(entry[_COCO + key], path, number, _COCO + key) for key in found}
 
 
+@dataclass(frozen=True)
+class TrainingLine:
+    """A training line of mmengine's scalars.json: one with "iter" and no "coco/" box figure."""
+
+    line: int  # its 1-based line number in the file
+    iteration: int  # "iter", the global iteration
+    epoch: int | None  # None: the line has none (training by iteration)
+    loss: float | None  # None: the line has none; NaN and infinity kept (a diverged loss is a fact)
+    lr: float | None  # None: the line has none; NaN and infinity kept
+    memory_mb: float | None  # "memory": the CUDA peak in MB since the previous line; None on CPU
+
+
+@dataclass(frozen=True)
+class ValidationLine:
+    """A validation line of mmengine's scalars.json: one with a "coco/" box figure."""
+
+    line: int  # its 1-based line number in the file
+    step: int | None  # the epoch (the iteration when training runs by iteration); None: the line has none
+    metrics: dict[str, float | None]  # its "coco/" figures of METRICS, prefix stripped; the others absent
+
+
+@dataclass(frozen=True)
+class Scalars:
+    """What one scalars.json holds, read by :func:`read_scalars`; its lines in file order."""
+
+    records: int  # the JSON objects in the file; 0 for an empty file (one mmengine has just created)
+    training: tuple[TrainingLine, ...]
+    validation: tuple[ValidationLine, ...]
+    mmdet2_line: int | None = None  # the first line with mmdet 2.x's "mode" (train, val); mmengine has none
+
+
+def read_scalars(path: Path) -> Scalars:
+    """mmengine's `vis_data/scalars.json` (also `vis_data/<timestamp>.json`, same content), read once.
+
+    A line with a "coco/" figure of METRICS is a validation line; any other line with "iter" is a training
+    line; the rest (none that mmengine writes) are counted in ``records`` only. The figures a line has are
+    checked as they are read: iter, epoch and step must be whole numbers (1.0 as well as 1), loss, lr, memory
+    and the box figures numbers, else LogFormatError naming the file and the line. Box figures and memory go
+    through :func:`figure` (pycocotools' -1, NaN and infinity become None); loss and lr keep NaN and
+    infinity. An epoch, lr or box figure of null is none. A line of mmdet 2.x (with "mode") is read like the
+    others; ``mmdet2_line`` says where the first one is. An empty file (or one of blank lines) has no lines:
+    ``records`` 0.
+    """
+    training: list[TrainingLine] = []
+    validation: list[ValidationLine] = []
+    mmdet2_line: int | None = None
+    entries = _json_objects(path)
+    for number, entry in entries:
+        if mmdet2_line is None and entry.get("mode") in ("train", "val"):
+            mmdet2_line = number
+        found = {key: entry[_COCO + key] for key in METRICS if _COCO + key in entry}
+        if found:
+            step = None if "step" not in entry else whole_number(entry["step"], path, number, "step")
+            metrics = {k: None if v is None else figure(v, path, number, _COCO + k) for k, v in found.items()}
+            validation.append(ValidationLine(line=number, step=step, metrics=metrics))
+        elif "iter" in entry:
+            epoch, loss, lr, memory = (entry.get(key) for key in ("epoch", "loss", "lr", "memory"))
+            training.append(
+                TrainingLine(
+                    line=number,
+                    iteration=whole_number(entry["iter"], path, number, "iter"),
+                    epoch=None if epoch is None else whole_number(epoch, path, number, "epoch"),
+                    loss=None if "loss" not in entry else _as_logged(loss, path, number, "loss"),
+                    lr=None if lr is None else _as_logged(lr, path, number, "lr"),
+                    memory_mb=None if "memory" not in entry else figure(memory, path, number, "memory"),
+                )
+            )
+    return Scalars(
+        records=len(entries), training=tuple(training), validation=tuple(validation), mmdet2_line=mmdet2_line
+    )
+
+
 def mmengine_scalars(path: Path) -> LogFigures:
     """mmengine's `vis_data/scalars.json` (also `vis_data/<timestamp>.json`, same content).
 
     metrics: the last validation line's "coco/" box figures; epochs and iterations: the largest "epoch" and
     "iter" of the training lines; memory_mb: the largest "memory" (None on CPU, where none is logged). A file
-    of validation lines only is fine; one with neither kind raises LogFormatError.
+    of validation lines only is fine; one with neither kind, an empty one or one with mmdet 2.x's "mode"
+    raises LogFormatError.
     """
-    metrics: dict[str, float | None] | None = None
-    epochs: int | None = None
-    iterations: int | None = None
-    memory_mb: float | None = None
-    for number, entry in _numbered_json_lines(path):
-        if entry.get("mode") in ("train", "val"):
-            raise LogFormatError(
-                f"{path}: line {number} has a 'mode'; this is an mmdet 2.x .log.json, not mmengine scalars"
-            )
-        if any(_COCO + key in entry for key in METRICS):
-            metrics = _coco_metrics(entry, path, number)
-        elif "iter" in entry:
-            iteration = whole_number(entry["iter"], path, number, "iter")
-            iterations = iteration if iterations is None else max(iterations, iteration)
-            if "epoch" in entry:
-                epoch = whole_number(entry["epoch"], path, number, "epoch")
-                epochs = epoch if epochs is None else max(epochs, epoch)
-            if "memory" in entry:
-                memory = figure(entry["memory"], path, number, "memory")
-                if memory is not None:
-                    memory_mb = memory if memory_mb is None else max(memory_mb, memory)
-    if metrics is None and iterations is None:
+    scalars = read_scalars(path)
+    if not scalars.records:
+        raise LogFormatError(f"{path}: empty file")
+    if scalars.mmdet2_line is not None:
+        raise LogFormatError(
+            f"{path}: line {scalars.mmdet2_line} has a 'mode'; this is an mmdet 2.x .log.json, not mmengine "
+            "scalars"
+        )
+    if not scalars.training and not scalars.validation:
         raise LogFormatError(
             f"{path}: no training line (with 'iter') and no validation line (with 'coco/bbox_mAP'); "
             "is this mmengine's vis_data/scalars.json?"
         )
-    return LogFigures(metrics=metrics or {}, memory_mb=memory_mb, epochs=epochs, iterations=iterations)
+    training = scalars.training
+    return LogFigures(
+        metrics=scalars.validation[-1].metrics if scalars.validation else {},
+        memory_mb=max((t.memory_mb for t in training if t.memory_mb is not None), default=None),
+        epochs=max((t.epoch for t in training if t.epoch is not None), default=None),
+        iterations=max((t.iteration for t in training), default=None),
+    )
 
 
 def test_metrics(path: Path) -> LogFigures:

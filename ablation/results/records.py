@@ -6,7 +6,8 @@ mmdet 2.x ``.log.json``) or ``reference`` (the published model-zoo numbers in ex
 
 Figures are as mmdet reports them: box AP and its breakdown as fractions (0.400 is 40.0 AP), memory in GB
 (MB / 1024) together with its kind, fps in images per second at batch 1. A figure nobody measured is None,
-never 0.
+never 0. Every metric and stage of ``ablation.vocabulary`` has a field here (tests/test_vocabulary.py ties
+them), so a harvested figure always reaches the store.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from ablation.grid.identity import CellIdentity
 from ablation.model.codes import FACTORS, AttentionCode
 from ablation.run.result_file import MEMORY_KINDS, METRICS, STATUSES
+from ablation.vocabulary import STAGES
 
 __all__ = [
     "KEY",
@@ -59,7 +61,9 @@ class RunRecord(CellIdentity):
     params: int | None = None
     epochs: int | None = None
     iterations: int | None = None
-    train_s: float | None = None  # seconds of the job's stages (TIMINGS): training, test, fps, FLOPs
+    train_s: float | None = (
+        None  # seconds of the job's stages (vocabulary.STAGES): training, test, fps, FLOPs
+    )
     test_s: float | None = None
     fps_s: float | None = None
     flops_s: float | None = None
@@ -115,12 +119,26 @@ class RunRecord(CellIdentity):
     def set_metrics(self, metrics: Mapping[str, float | None]) -> None:
         """Set the box AP columns from a {metric: value} mapping (missing: None)."""
         for name in METRICS:
-            setattr(self, name, metrics.get(name))
+            self._set(name, metrics.get(name))
+
+    def set_timings(self, timings: Mapping[str, float]) -> None:
+        """Set the seconds of the job's stages (``vocabulary.STAGES``) from a result file's timings."""
+        for stage in STAGES:
+            self._set(stage.column, timings.get(stage.column))
+
+    def _set(self, name: str, value: object) -> None:
+        """Set a figure's field; a name of the vocabulary without a field here is an error, never dropped."""
+        if name not in _FIELDS:
+            raise TypeError(f"RunRecord has no field {name!r}: add it (and bump the store's schema)")
+        setattr(self, name, value)
 
     def versions(self, versions: Mapping[str, str]) -> None:
         """Set the ``<package>_version`` columns from a {package: version} mapping."""
         for name in VERSIONED:
             setattr(self, f"{name}_version", versions.get(name))
+
+
+_FIELDS = frozenset(f.name for f in fields(RunRecord))
 
 
 def is_axis_column(name: str) -> bool:

@@ -10,7 +10,7 @@ confidence interval of the mean from Student's t with n-1 degrees of freedom. ``
 mean(b) with Welch's interval (unequal variances, Welch-Satterthwaite degrees of freedom). The quantiles are
 scipy's (``scipy.stats.t``). Where the spread cannot be told (one value, or a side of a difference with one
 value) the interval is None; where the values do not vary at all it is the mean alone (low = high = mean).
-The exported tables (:mod:`ablation.results.export`) and the dashboard share these.
+The results table (:mod:`ablation.results.table`) and the dashboard share these.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ablation.results.export import SPREADS
 from ablation.results.latest import GROUP, column_values, latest_runs, scalar, seed_of
 from ablation.results.records import is_axis_column
 
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GROUP",
     "IDENTITY",
+    "SPREADS",
     "Estimate",
     "ReplicateGroup",
     "difference",
@@ -38,6 +38,7 @@ __all__ = [
     "replicate_groups",
 ]
 
+SPREADS = ("ci", "sd")  # what ± shows: the half-width of the mean's 95% interval, or the sample sd
 # The columns that say which cell a group is (its first row's), before the axis columns.
 IDENTITY = (
     "sweep",

@@ -3,7 +3,7 @@
 Layout (names are the constants below)::
 
     <store>/runs/<sweep>~<cell>~<run id>~<hash>.parquet   one run each: the truth
-    <store>/cache.parquet                                 every run in one file: a cache, rebuilt at will
+    <store>/_cache.parquet                                every run in one file: a cache, rebuilt at will
 
 A run's file name comes from its key (sweep, cell, run_id), so writing a run again replaces its file
 (upsert), and two runs never share a file. Each file is written to a temp file in the same folder and moved
@@ -14,7 +14,9 @@ kept (null elsewhere) instead of being dropped as pandas' and pyarrow's director
 
 Reading 10,000 small files costs seconds, so a read also keeps ``cache.parquet``: the unified table plus the
 name, size and mtime of every run file in it. The next read re-reads only files that are new or changed and
-drops runs whose file is gone. The cache is never the only copy of anything: deleting it loses nothing.
+drops runs whose file is gone. The cache is never the only copy of anything: deleting it loses nothing. Its
+name starts with ``_``, which pyarrow's (and so pandas') directory reads skip: ``pd.read_parquet(store)``
+reads each run once. ``locate`` is the one rule of where the store is when nobody says.
 """
 
 from __future__ import annotations
@@ -37,17 +39,21 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ablation.errors import StoreError, WriteError
-from ablation.fsio import write_atomic
+from ablation.fsio import root_dir, write_atomic
 from ablation.results.records import KEY, RunRecord
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["RUNS_DIR", "SCHEMA", "SCHEMA_VERSION", "UPGRADES", "ReadResult", "Store"]
+__all__ = ["RUNS_DIR", "SCHEMA", "SCHEMA_VERSION", "UPGRADES", "ReadResult", "Store", "locate"]
 
 SCHEMA_VERSION = 4
 RUNS_DIR = "runs"
-CACHE_FILE = "cache.parquet"
+CACHE_FILE = "_cache.parquet"
+_OLD_CACHE_FILE = (
+    "cache.parquet"  # before schema 4's stores named it with "_"; removed when the cache is written
+)
+STORE_DIR = "store"  # the store's folder under the root of the runs
 _VERSION_KEY = b"ablation.schema_version"
 _CACHE_FILES_KEY = b"ablation.files"
 _FILE_COLUMN = "_file"  # the cache's record of which run file a row came from
@@ -103,6 +109,17 @@ class ReadResult:
 def _pandas_types(pd: Any) -> Callable[[pa.DataType], Any]:
     mapping = {pa.bool_(): pd.BooleanDtype(), pa.int64(): pd.Int64Dtype(), pa.string(): pd.StringDtype()}
     return mapping.get
+
+
+def locate(path: Path | str | None = None, root: Path | str | None = None) -> Path:
+    """Where the store is: ``path`` when given; else $ABLATION_STORE; else ``<root>/store``, the root being
+    ``root`` when given, else $ABLATION_ROOT, else ``runs``. The CLI (``--store``, ``--root``), the dashboard
+    and ``ablation.open_store`` all use this rule."""
+    if path is not None:
+        return Path(path)
+    if os.environ.get("ABLATION_STORE"):
+        return Path(os.environ["ABLATION_STORE"])
+    return root_dir(root) / STORE_DIR
 
 
 class Store:
@@ -203,6 +220,7 @@ class Store:
         pq.write_table(table.replace_schema_metadata(meta), buffer, compression="zstd")
         with contextlib.suppress(WriteError):  # a read-only store still reads
             write_atomic(self.path / CACHE_FILE, buffer.getvalue())
+            (self.path / _OLD_CACHE_FILE).unlink(missing_ok=True)
 
 
 def _run_files(folder: Path) -> dict[str, list[int]]:

@@ -40,6 +40,7 @@ from ablation.run.job import CellJob, CellRunner, now
 from ablation.run.locks import exclusive
 from ablation.run.manifest import Manifest, Submission, load_manifest, save_manifest
 from ablation.run.result_file import RESULT_FILE, CellResult, load_result
+from ablation.vocabulary import CELL_STATES
 
 __all__ = [
     "STATES",
@@ -55,7 +56,7 @@ __all__ = [
     "work_dir",
 ]
 
-STATES = ("planned", "pending", "running", "done", "failed", "lost")
+STATES = CELL_STATES  # the vocabulary's, in their natural order
 UNFINISHED = ("pending", "running")
 RETRYABLE = ("failed", "lost")
 LAUNCH_LOCK = ".launch.lock"

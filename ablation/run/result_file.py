@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from ablation import vocabulary
 from ablation.errors import LogFormatError
 from ablation.fsio import write_atomic
 from ablation.grid.identity import CellIdentity
+from ablation.vocabulary import COCO_METRICS, RESULT_STATUSES, STAGES
 
 __all__ = [
     "MEMORY_KINDS",
@@ -36,13 +38,13 @@ __all__ = [
 
 RESULT_FILE = "result.json"
 SCHEMA_VERSION = 1
-STATUSES = ("running", "done", "failed")
-MEMORY_KINDS = ("cuda_peak_allocated", "cpu_peak_rss")
-# CocoMetric's box metrics, as mmdet names them (after the "coco/" prefix in mmdet 3.x).
-METRICS = ("bbox_mAP", "bbox_mAP_50", "bbox_mAP_75", "bbox_mAP_s", "bbox_mAP_m", "bbox_mAP_l")
-# The stages a job times, in seconds, in its timings (beside total_s, the whole job): training, the test,
-# the fps measurement and the FLOPs count.
-TIMINGS = ("train_s", "test_s", "fps_s", "flops_s")
+# Derived from the vocabulary (ablation.vocabulary), the one declaration of each: the statuses a result
+# holds, the memory kinds' keys, CocoMetric's box metrics (the keys of ``metrics``, as mmdet names them after
+# its "coco/" prefix) and the stages a job times in ``timings`` (beside total_s, the whole job).
+STATUSES = RESULT_STATUSES
+MEMORY_KINDS = tuple(kind.key for kind in vocabulary.MEMORY_KINDS)
+METRICS = COCO_METRICS
+TIMINGS = tuple(stage.column for stage in STAGES)
 
 
 @dataclass(kw_only=True)

@@ -1,0 +1,236 @@
+"""The commands on results: ``harvest``, ``import-log``, ``export``, ``effects``, ``report`` and
+``dashboard``, and ``run``'s ending (harvest, table, report)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from ablation.cli.parser import seed_list, store_of
+from ablation.cli.table import one_line, shown, warn
+from ablation.errors import AblationError, InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ablation.grid.sweep import Sweep
+    from ablation.results.store import Store
+
+__all__ = ["COMMANDS", "harvest_and_export"]
+
+
+def harvest_and_export(sweep: Sweep, args: argparse.Namespace) -> None:
+    """``ablation run``'s ending: the sweep's runs into the store, then its results table."""
+    from ablation.grid.plan import sweep_dir
+    from ablation.results.export import render
+    from ablation.results.harvest import HarvestReport, find_runs, harvest
+    from ablation.results.select import select
+    from ablation.results.table import TableOptions, results_table
+
+    store = store_of(args)
+    report = harvest(store, find_runs(sweep_dir(args.root, sweep)), sweep.name, HarvestReport())
+    read = store.read()
+    warn([*report.problems, *read.problems])
+    frame = read.frame()
+    chosen = select(frame[frame["sweep"] == sweep.name], sources=["run"])
+    table = results_table(chosen, TableOptions(relative_to=store.path.parent))
+    print(render(table, "markdown"), end="")
+    where = shown(store.path)
+    again = f"ablation export --sweep {sweep.name}" + ("" if where == "runs/store" else f" --store {where}")
+    print(
+        f"\n{report.summary()} into {where}; this table again: {again} (--format csv or latex, --breakdown)"
+    )
+    _write_run_report(frame, sweep.name, store)
+
+
+def _write_run_report(frame: pd.DataFrame, sweep: str, store: Store) -> None:
+    """The end of ``ablation run``'s ending: the sweep's report beside the store, and a line saying where; a
+    report that cannot be made (no cell finished) is a warning, never the run's failure."""
+    from ablation.analysis.report import report_path, write_report
+
+    path = report_path(store.path, sweep)
+    try:
+        write_report(frame, sweep, path)
+    except AblationError as error:
+        warn([f"no report of sweep {sweep}: {one_line(error)}"])
+        return
+    print(f"report: {shown(path)}")
+
+
+def _harvest_targets(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """(folder, sweep name) of each --sweep (a folder, or a sweep's name or file), or every sweep folder."""
+    from ablation.grid.plan import sweep_dir
+    from ablation.grid.sweep import load_sweep
+
+    if not args.sweep:
+        store = store_of(args).path.resolve()
+        folders = sorted(p for p in args.root.glob("*") if p.is_dir() and p.resolve() != store)
+        return [(p, p.name) for p in folders]
+    targets = []
+    for given in args.sweep:
+        if Path(given).is_dir():
+            targets.append((Path(given), args.as_name or Path(given).resolve().name))
+            continue
+        sweep = load_sweep(given)
+        folder = sweep_dir(args.root, sweep)
+        if not folder.is_dir():
+            raise InputError(
+                f"no runs of sweep {sweep.name} under {shown(args.root)} (no folder {shown(folder)}); "
+                f"give a folder, or run the sweep first"
+            )
+        targets.append((folder, args.as_name or sweep.name))
+    return targets
+
+
+def _cmd_harvest(args: argparse.Namespace) -> int:
+    from ablation.cli.progress import counted
+    from ablation.results.harvest import HarvestReport, find_runs, harvest
+    from ablation.results.modelzoo import load_reference
+
+    store, report = store_of(args), HarvestReport()
+    for folder, name in _harvest_targets(args):
+        harvest(store, counted(list(find_runs(folder)), f"harvesting {name}"), name, report)
+    if not args.no_reference:
+        for record in load_reference():
+            report.put(store, record)
+    read = store.read()  # also brings the store's cache up to date for the dashboard
+    print(f"{report.summary()} into {shown(store.path)} ({read.table.num_rows} runs in the store)")
+    warn([*report.problems, *read.problems])
+    return 1 if report.problems else 0
+
+
+def _cmd_import_log(args: argparse.Namespace) -> int:
+    from ablation.results.harvest import HarvestReport
+    from ablation.results.modelzoo import LOG_SWEEP, import_log
+
+    store, report = store_of(args), HarvestReport()
+    dcn = None if args.dcn is None else args.dcn == "on"
+    code = str(args.code[0][0]) if args.code else None
+    for path in args.files:
+        try:
+            report.put(store, import_log(path, args.as_name or LOG_SWEEP, code=code, dcn=dcn))
+        except AblationError as error:
+            report.problems.append(str(error))
+    store.read()
+    print(f"{report.summary().replace('harvested', 'imported')} into {shown(store.path)}")
+    warn(report.problems)
+    return 1 if report.problems else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from ablation.fsio import write_atomic
+    from ablation.results.export import render
+    from ablation.results.select import select
+    from ablation.results.table import TableOptions, results_table
+
+    store = store_of(args)
+    read = store.read()
+    warn(read.problems)
+    options = TableOptions(
+        breakdown=args.breakdown,
+        complexity=args.complexity,
+        timing=args.timing,
+        baseline=args.baseline,
+        spread=args.spread,
+        relative_to=store.path.parent,
+    )
+    chosen = select(
+        read.frame(),
+        sweeps=args.sweep,
+        sources=args.source,
+        where=tuple(args.where or ()),
+        seeds=seed_list(args),
+    )
+    table = results_table(chosen, options)
+    if not table.rows:
+        print(
+            f"note: no finished run to show in {shown(store.path)}; fill the store with `ablation harvest` "
+            "(or `ablation run --sweep smoke`)",
+            file=sys.stderr,
+        )
+    text = render(table, args.format)
+    if args.output is None:
+        print(text, end="")
+    else:
+        write_atomic(args.output, text)
+        print(f"wrote {len(table.rows)} rows to {shown(args.output)}", file=sys.stderr)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ablation.analysis.report import report_path, write_report
+
+    store = store_of(args)
+    read = store.read()
+    warn(read.problems)
+    path = args.output if args.output is not None else report_path(store.path, args.sweep)
+    report = write_report(read.frame(), args.sweep, path, sources=args.source)
+    print(f"report: {shown(path)} ({report.runs} runs of {report.cells} cells, {report.charts} charts)")
+    return 0
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> NoReturn:
+    from ablation.errors import EnvironmentProblem
+    from ablation.shipped import shipped
+
+    app = shipped("dashboard") / "app.py"
+    if not app.is_file():
+        raise EnvironmentProblem(
+            f"the dashboard app is not at {app}; reinstall ablation (pip install . in a checkout)"
+        )
+    store = store_of(args)
+    env = {
+        **os.environ,
+        "ABLATION_STORE": str(store.path.resolve()),
+        "ABLATION_ROOT": str(args.root.resolve()),
+    }
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(app),
+        "--server.address", args.address, "--server.port", str(args.port),
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        # a local tool: the toolbar without developer options, so no "Deploy" button
+        "--client.toolbarMode", "viewer",
+    ]  # fmt: skip
+    print(
+        f"dashboard: http://{args.address}:{args.port}/ (store {shown(store.path)}; Ctrl-C stops it)",
+        flush=True,
+    )
+    # Streamlit takes this process' place: a signal to `ablation dashboard` (Ctrl-C, a service manager's
+    # TERM) reaches the server itself, and no server outlives the command.
+    os.execve(sys.executable, command, env)
+
+
+def _cmd_effects(args: argparse.Namespace) -> int:
+    from ablation.analysis.effects_text import render_effects
+    from ablation.analysis.runs import Runs
+    from ablation.results.select import select
+    from ablation.vocabulary import metric
+
+    store = store_of(args)
+    read = store.read()
+    warn(read.problems)
+    runs = Runs(select(read.frame(), sweeps=[args.sweep], sources=args.source))
+    if not len(runs):
+        raise InputError(f"sweep {args.sweep!r} has no finished run in {shown(store.path)}")
+    wanted = {metric(name).column for name in args.metric} if args.metric else None
+    sections = [
+        (f"{args.sweep} ({source})", analysis)
+        for source in runs.sources
+        for analysis in runs.where("source", source).analyses()
+        if wanted is None or analysis.metric.column in wanted
+    ]
+    print(render_effects(sections, args.format), end="")
+    return 0
+
+
+COMMANDS = {
+    "harvest": _cmd_harvest,
+    "import-log": _cmd_import_log,
+    "export": _cmd_export,
+    "effects": _cmd_effects,
+    "report": _cmd_report,
+    "dashboard": _cmd_dashboard,
+}
