@@ -12,14 +12,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ablation.cli import result_commands, sweep_commands
+from ablation.cli.result_commands import COMMANDS as RESULT_COMMANDS
 from ablation.cli.parser import build_parser
+from ablation.cli.sweep_commands import COMMANDS as SWEEP_COMMANDS
 from ablation.cli.table import one_line
 from ablation.errors import AblationError, InputError
 
 __all__ = ["main"]
 
-COMMANDS = {**sweep_commands.COMMANDS, **result_commands.COMMANDS}
+COMMANDS = {**SWEEP_COMMANDS, **RESULT_COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
