@@ -69,7 +69,7 @@ ALL_CODES = [f"{i:04b}" for i in range(16)]
 BASELINE = "0010"  # the ratios' denominator: the cheapest attention cell
 BOXES = 5  # synthetic ground-truth boxes per image
 MB = 2**20
-ATTENTION_SOURCE = ROOT / "ablation" / "model" / "attention.py"
+ATTENTION_SOURCES = [ROOT / "ablation" / "model" / name for name in ("attention.py", "attention_kernels.py")]
 
 
 @dataclass(frozen=True)
@@ -329,7 +329,7 @@ class PeakMemory:
 
 
 def source_digest() -> str:
-    return hashlib.sha256(ATTENTION_SOURCE.read_bytes()).hexdigest()[:12]
+    return hashlib.sha256(b"".join(path.read_bytes() for path in ATTENTION_SOURCES)).hexdigest()[:12]
 
 
 def measure(args: argparse.Namespace, code: str, implementation: str) -> dict[str, Any]:
@@ -423,10 +423,13 @@ class SavedTensors:
 
     @staticmethod
     def _line() -> str:
-        """The innermost line of attention.py (or of mmcv's module) on the stack, else the innermost."""
+        """The innermost line of attention.py or its kernels (or of mmcv's module) on the stack, else the
+        innermost."""
         stack = traceback.extract_stack()
         for frame in reversed(stack):
-            if frame.filename.endswith(("model/attention.py", "generalized_attention.py")):
+            if frame.filename.endswith(
+                ("model/attention.py", "model/attention_kernels.py", "generalized_attention.py")
+            ):
                 return f"{Path(frame.filename).name}:{frame.lineno} {(frame.line or '').strip()[:70]}"
         return f"{Path(stack[-3].filename).name}:{stack[-3].lineno}"
 
@@ -667,7 +670,7 @@ def benchmark(args: argparse.Namespace, configs: list[Configuration]) -> None:
         f"{args.sweep}: one training step (forward, backward, SGD step) of the detector, DCN "
         f"{'on' if args.dcn else 'off'}, batch {first.get('batch', '?')} x {image}, {args.device}, torch "
         f"{torch.__version__}; 1 warm-up + {args.steps} timed steps per process, {args.repeat} fresh "
-        f"processes per configuration, interleaved; ablation/model/attention.py {', '.join(digests)}"
+        f"processes per configuration, interleaved; ablation/model/attention*.py {', '.join(digests)}"
     )
     print(
         f"(step s: median of every timed step, range of the processes' medians; peak MB: {kind} above the "
@@ -675,7 +678,9 @@ def benchmark(args: argparse.Namespace, configs: list[Configuration]) -> None:
     )
     print_table(configs, [summary(runs[c.label]) for c in configs])
     if len(digests) > 1:
-        print("warning: ablation/model/attention.py changed during the run: the processes ran different code")
+        print(
+            "warning: ablation/model/attention*.py changed during the run: the processes ran different code"
+        )
     print(f"took {time.perf_counter() - started:.0f} s")
 
 
