@@ -1,14 +1,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
-from subprocess import CompletedProcess
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from .helpers.cli import REPO
 
 
 @pytest.fixture(autouse=True)
@@ -31,26 +28,6 @@ def awkward_dir(tmp_path: Path) -> Path:
 def in_repo(monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(REPO)
     return REPO
-
-
-def write_sweep(folder: Path, text: str, name: str = "mine") -> Path:
-    path = folder / f"{name}.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def venv_bin(name: str) -> str:
-    """A console script of the environment running the tests."""
-    return str(Path(sys.executable).parent / name)
-
-
-def run_script(
-    name: str, *args: str, cwd: Path = REPO, env: dict[str, str] | None = None
-) -> CompletedProcess[str]:
-    """Run one of the environment's console scripts (ablation, ruff, mypy) as a user would."""
-    return subprocess.run(
-        [venv_bin(name), *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
-    )
 
 
 os.environ.setdefault("PYTHONHASHSEED", "0")

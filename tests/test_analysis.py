@@ -49,33 +49,13 @@ from ablation.results.records import RunRecord
 from ablation.results.store import Store
 from ablation.run.result_file import METRICS
 
+from .helpers.figures import bars, hue
+from .helpers.store import framed, record, stored
+
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 Flags = dict[str, bool]
-
-
-def stored(folder: Path, records: list[RunRecord]) -> pd.DataFrame:
-    store = Store(folder / "store")
-    for record in records:
-        store.put(record)
-    return store.read().frame()
-
-
-def framed(records: list[RunRecord]) -> pd.DataFrame:
-    return pd.DataFrame([dataclasses.asdict(r) for r in records])
-
-
-def run(code: str | None, dcn: bool | None, **fields: Any) -> RunRecord:
-    defaults: dict[str, Any] = {
-        "sweep": "s",
-        "cell": f"{code}-{dcn}",
-        "run_id": "r1",
-        "source": "run",
-        "finished": datetime(2024, 1, 1, tzinfo=UTC),
-    }
-    defaults.update(fields)
-    return RunRecord(code=code, dcn=dcn, **defaults)
 
 
 def design(**metrics: Callable[[Flags], Any]) -> list[RunRecord]:
@@ -85,7 +65,7 @@ def design(**metrics: Callable[[Flags], Any]) -> list[RunRecord]:
         flags = dict(zip(FACTOR_COLUMNS, bits, strict=True))
         code = "".join("1" if b else "0" for b in bits[:4])
         figures = {name: f(flags) for name, f in metrics.items()}
-        records.append(run(code, flags["dcn"], **figures))
+        records.append(record(code, flags["dcn"], **figures))
     return records
 
 
@@ -128,17 +108,19 @@ def test_latest_runs_keeps_the_latest_done_run_of_each_cell(tmp_path: Path) -> N
         return None if day is None else datetime(2024, 3, day, tzinfo=UTC)
 
     runs = [
-        run("0010", False, run_id="b", finished=at(2)),
-        run("0010", False, run_id="a", finished=at(5)),  # latest
-        run("0010", False, run_id="c", finished=None),  # NaT: the oldest
-        run("1111", False, run_id="x", finished=at(1)),
-        run("1111", False, run_id="y", finished=at(1)),  # tie: the last run_id
-        run("1111", False, run_id="z", finished=at(9), status="failed"),  # newer, but failed
-        run("0000", True, run_id="w", status="running", finished=None),
-        run("0010", False, run_id="zoo", source="reference", finished=None),  # another source: its own cell
-        run("0010", False, run_id="q", sweep="t", finished=at(1)),  # another sweep: its own cell
-        run("0100", False, run_id="n1", finished=None),  # only NaT: the last run_id
-        run("0100", False, run_id="n2", finished=None),
+        record("0010", False, run_id="b", finished=at(2)),
+        record("0010", False, run_id="a", finished=at(5)),  # latest
+        record("0010", False, run_id="c", finished=None),  # NaT: the oldest
+        record("1111", False, run_id="x", finished=at(1)),
+        record("1111", False, run_id="y", finished=at(1)),  # tie: the last run_id
+        record("1111", False, run_id="z", finished=at(9), status="failed"),  # newer, but failed
+        record("0000", True, run_id="w", status="running", finished=None),
+        record(
+            "0010", False, run_id="zoo", source="reference", finished=None
+        ),  # another source: its own cell
+        record("0010", False, run_id="q", sweep="t", finished=at(1)),  # another sweep: its own cell
+        record("0100", False, run_id="n1", finished=None),  # only NaT: the last run_id
+        record("0100", False, run_id="n2", finished=None),
     ]
     frame = stored(tmp_path, runs)
     latest = latest_runs(frame)
@@ -170,7 +152,7 @@ def test_latest_runs_of_nothing_is_empty(tmp_path: Path) -> None:
     assert latest_runs(empty).empty
     assert list(latest_runs(empty).columns) == list(empty.columns)
     assert latest_runs(pd.DataFrame()).empty
-    failed = stored(tmp_path, [run("1111", False, status="failed")])
+    failed = stored(tmp_path, [record("1111", False, status="failed")])
     assert latest_runs(failed).empty
 
 
@@ -210,12 +192,12 @@ def test_pareto_front_of_a_store_frame(tmp_path: Path) -> None:
     frame = stored(
         tmp_path,
         [
-            run("0000", False, fps=21.4, bbox_mAP=0.374, flops=200e9),
-            run("0010", False, fps=18.4, bbox_mAP=0.391, flops=210e9),
-            run("1111", False, fps=13.8, bbox_mAP=0.400, flops=215e9),
-            run("1111", True, fps=12.7, bbox_mAP=0.421, flops=None),
-            run("0100", False, fps=13.0, bbox_mAP=0.390, flops=220e9),  # dominated on both axes
-            run("0001", False, fps=None, bbox_mAP=None),
+            record("0000", False, fps=21.4, bbox_mAP=0.374, flops=200e9),
+            record("0010", False, fps=18.4, bbox_mAP=0.391, flops=210e9),
+            record("1111", False, fps=13.8, bbox_mAP=0.400, flops=215e9),
+            record("1111", True, fps=12.7, bbox_mAP=0.421, flops=None),
+            record("0100", False, fps=13.0, bbox_mAP=0.390, flops=220e9),  # dominated on both axes
+            record("0001", False, fps=None, bbox_mAP=None),
         ],
     )
     assert list(pareto_front(frame, "fps")["code"]) == ["1111", "1111", "0010", "0000"]
@@ -227,8 +209,8 @@ def test_pareto_front_never_mixes_memory_kinds(tmp_path: Path) -> None:
     frame = stored(
         tmp_path,
         [
-            run("0000", False, memory_gb=4.0, memory_kind="cuda_peak_allocated", bbox_mAP=0.37),
-            run("1111", False, memory_gb=3.0, memory_kind="cpu_peak_rss", bbox_mAP=0.40),
+            record("0000", False, memory_gb=4.0, memory_kind="cuda_peak_allocated", bbox_mAP=0.37),
+            record("1111", False, memory_gb=3.0, memory_kind="cpu_peak_rss", bbox_mAP=0.40),
         ],
     )
     with pytest.raises(ValueError, match="cpu_peak_rss, cuda_peak_allocated"):
@@ -267,38 +249,6 @@ def noisy() -> list[RunRecord]:
         memory_gb=lambda f: 3.0 + 1.5 * f["dcn"] + wobble(f, 0.01),
         memory_kind=lambda f: "cuda_peak_allocated",
     )
-
-
-def bars(figure: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """An effects figure's bars (its dict, as Plotly or the dashboard's chart gives it) by label: y, the
-    ends of its error bar (None without one), colour, text, and the legend of its trace."""
-    drawn: dict[str, dict[str, Any]] = {}
-    for trace in figure["data"]:
-        if trace["type"] != "bar":
-            continue
-        error = trace.get("error_y")
-        for i, label in enumerate(trace["x"]):
-            y = trace["y"][i]
-            drawn[label] = {
-                "y": y,
-                "interval": None if error is None else (y - error["arrayminus"][i], y + error["array"][i]),
-                "colour": trace["marker"]["color"],
-                "text": trace["text"][i],
-                "legend": trace["name"],
-            }
-    return drawn
-
-
-def hue(colour: str) -> str:
-    """'green', 'red', 'grey' or 'other': which a #rrggbb colour reads as."""
-    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
-    if max(r, g, b) - min(r, g, b) < 24:
-        return "grey"
-    if g > r + 40 and g > b + 40:
-        return "green"
-    if r > g + 40 and r > b + 40:
-        return "red"
-    return "other"
 
 
 def caption(figure: go.Figure) -> str:
@@ -345,7 +295,9 @@ def test_the_effects_figure_draws_intervals_in_colours_of_better_and_worse() -> 
 def test_an_effect_without_interval_is_neutral_and_says_so() -> None:
     # two factors, one run per cell: the full model leaves no degrees of freedom for an error
     records = [
-        run(code, dcn, bbox_mAP=0.3 + 0.01 * dcn + 0.02 * (code == "0010") + 0.003 * (dcn and code == "0010"))
+        record(
+            code, dcn, bbox_mAP=0.3 + 0.01 * dcn + 0.02 * (code == "0010") + 0.003 * (dcn and code == "0010")
+        )
         for code in ("0000", "0010")
         for dcn in (False, True)
     ]
@@ -446,13 +398,13 @@ def test_ap_grid_in_percent_with_missing_cells_as_nan(tmp_path: Path) -> None:
     frame = stored(
         tmp_path,
         [
-            run("0000", False, bbox_mAP=0.374),
-            run("0000", True, bbox_mAP=0.413),
-            run("1111", False, bbox_mAP=0.400),
-            run("1111", False, sweep="again", bbox_mAP=0.410),  # a second sweep: the mean
-            run("0010", True, bbox_mAP=None),  # no AP: NaN, not 0
-            run(None, True, cell="nocode", bbox_mAP=0.9),  # no code: not on the grid
-            run("0101", None, cell="nodcn", bbox_mAP=0.9),  # no DCN setting: not on the grid
+            record("0000", False, bbox_mAP=0.374),
+            record("0000", True, bbox_mAP=0.413),
+            record("1111", False, bbox_mAP=0.400),
+            record("1111", False, sweep="again", bbox_mAP=0.410),  # a second sweep: the mean
+            record("0010", True, bbox_mAP=None),  # no AP: NaN, not 0
+            record(None, True, cell="nocode", bbox_mAP=0.9),  # no code: not on the grid
+            record("0101", None, cell="nodcn", bbox_mAP=0.9),  # no DCN setting: not on the grid
         ],
     )
     grid = ap_grid(frame)
@@ -488,7 +440,7 @@ def replicates(seeds: tuple[int, ...] = (0, 1, 2)) -> list[RunRecord]:
     for i, (code, dcn, stride) in enumerate((("0010", False, 1), ("0010", False, 2), ("1111", True, 1))):
         for seed in seeds:
             records.append(
-                run(
+                record(
                     code,
                     dcn,
                     cell=f"{code}-{dcn}-kv-stride-{stride}",
@@ -503,7 +455,7 @@ def replicates(seeds: tuple[int, ...] = (0, 1, 2)) -> list[RunRecord]:
                     flops=2e11 + 1e9 * seed,
                 )
             )
-    records.append(run("0000", False, cell_id="base", run_id="base", bbox_mAP=0.25, fps=25.0, flops=1e11))
+    records.append(record("0000", False, cell_id="base", run_id="base", bbox_mAP=0.25, fps=25.0, flops=1e11))
     return records
 
 
@@ -785,7 +737,7 @@ def test_work_dir_of_the_stores_origins(tmp_path: Path) -> None:
 def test_work_dir_of_a_harvested_run_leads_to_its_curves(tmp_path: Path) -> None:
     work_dir = tmp_path / "work dir"
     write_scalars(work_dir, "20240101_120000", [train_line(1, 2.0), val_line(1, 0.2)])
-    frame = stored(tmp_path, [run("1111", True, origin=str(work_dir / "result.json"))])
+    frame = stored(tmp_path, [record("1111", True, origin=str(work_dir / "result.json"))])
     found = work_dir_of(frame["origin"].iloc[0])
     assert found == work_dir
     train, val = training_curves(found)

@@ -12,7 +12,7 @@ from ablation import AttentionCode, InputError, Selection, SweepFileError, load_
 from ablation.grid.axes import short_names
 from ablation.grid.cells import select
 
-from .conftest import REPO, run_script, write_sweep
+from .helpers.cli import REPO, run_script, write_sweep
 
 GRID = '[grid]\ncodes = ["0000", "1111"]\ndcn = [false, true]\n'
 KV = '[grid.axes]\n"model.attention.kv_stride" = [1, 2]\n'

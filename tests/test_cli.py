@@ -11,18 +11,9 @@ import pytest
 
 from ablation.cli.commands import main
 
-from .conftest import REPO, run_script, venv_bin, write_sweep
+from .helpers.cli import REPO, run_cli, run_script, venv_bin, write_sweep
 
 GOLDEN_PLAN = REPO / "tests" / "golden" / "plan-coco-1x.txt"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as stop:  # argparse's usage errors and --help
-        code = int(stop.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_plan_prints_the_grid_exactly(
@@ -33,7 +24,7 @@ def test_plan_prints_the_grid_exactly(
     ablation plan --sweep coco-1x > tests/golden/plan-coco-1x.txt
     """
     monkeypatch.chdir(tmp_path)
-    code, out, err = run(capsys, "plan", "--sweep", str(REPO / "experiments/sweeps/coco-1x.toml"))
+    code, out, err = run_cli("plan", "--sweep", str(REPO / "experiments/sweeps/coco-1x.toml"), capsys=capsys)
     assert (code, err) == (0, "")
     assert out == GOLDEN_PLAN.read_text(), "refresh: see this test's docstring (run it in an empty folder)"
     lines = out.splitlines()
@@ -44,8 +35,7 @@ def test_plan_prints_the_grid_exactly(
 
 
 def test_plan_selects_codes_and_dcn(capsys: pytest.CaptureFixture[str], awkward_dir: Path) -> None:
-    code, out, _ = run(
-        capsys,
+    code, out, _ = run_cli(
         "plan",
         "--sweep",
         "coco-1x",
@@ -57,6 +47,7 @@ def test_plan_selects_codes_and_dcn(capsys: pytest.CaptureFixture[str], awkward_
         "on",
         "--root",
         str(awkward_dir),
+        capsys=capsys,
     )
     assert code == 0
     rows = [line.split() for line in out.splitlines()[2:5]]
@@ -74,7 +65,9 @@ def test_planning_mmcv_s_module_warns_of_the_codes_it_cannot_run(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, codes: str, warned: bool
 ) -> None:
     sweep = write_sweep(tmp_path, '[model.attention]\nmodule = "mmcv"\n')
-    code, _, err = run(capsys, "plan", "--sweep", str(sweep), "--codes", codes, "--root", str(tmp_path))
+    code, _, err = run_cli(
+        "plan", "--sweep", str(sweep), "--codes", codes, "--root", str(tmp_path), capsys=capsys
+    )
     assert code == 0
     expected = (
         "warning: mmcv's stock GeneralizedAttention crashes on non-square feature maps for codes 0100, 1110 "
@@ -139,8 +132,8 @@ def test_the_root_comes_from_the_environment(
 def test_user_mistakes_get_one_line_and_exit_2(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], message: str
 ) -> None:
-    code, out, err = run(
-        capsys, *argv, *(["--root", str(tmp_path)] if argv[0] == "plan" and len(argv) > 1 else [])
+    code, out, err = run_cli(
+        *argv, *(["--root", str(tmp_path)] if argv[0] == "plan" and len(argv) > 1 else []), capsys=capsys
     )
     assert code == 2
     assert out == ""
@@ -153,8 +146,8 @@ def test_a_code_outside_the_grid_gets_one_line_and_exit_2(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     sweep = write_sweep(tmp_path, '[grid]\ncodes = ["0000", "0010", "1111"]\n')
-    code, out, err = run(
-        capsys, "plan", "--sweep", str(sweep), "--codes", "0100", "--root", str(tmp_path / "r")
+    code, out, err = run_cli(
+        "plan", "--sweep", str(sweep), "--codes", "0100", "--root", str(tmp_path / "r"), capsys=capsys
     )
     assert (code, out) == (2, "")
     assert err == "error: code 0100 not in this sweep's grid; its codes: 0000, 0010, 1111\n"
@@ -165,7 +158,7 @@ def test_a_bad_sweep_file_gets_one_line_and_exit_2(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     path = write_sweep(tmp_path, "[schedule]\nepoch = 3\n")
-    code, _, err = run(capsys, "plan", "--sweep", str(path), "--root", str(tmp_path / "runs"))
+    code, _, err = run_cli("plan", "--sweep", str(path), "--root", str(tmp_path / "runs"), capsys=capsys)
     assert code == 2
     assert (
         err == f"error: {path}: [schedule] unknown key 'epoch'; valid keys: name, epochs, optimizer, "
@@ -183,7 +176,7 @@ def test_debug_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_sweeps_lists_the_files(capsys: pytest.CaptureFixture[str], in_repo: Path) -> None:
-    code, out, _ = run(capsys, "sweeps")
+    code, out, _ = run_cli("sweeps", capsys=capsys)
     assert code == 0
     rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:]}
     assert rows == {"coco-1x": "32", "smoke": "32", "study": "32"}
@@ -215,7 +208,7 @@ def test_launching_without_the_dataset_gets_one_line_and_submits_nothing(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code, out, err = run(capsys, "launch", "--sweep", "coco-1x", "--root", "runs")
+    code, out, err = run_cli("launch", "--sweep", "coco-1x", "--root", "runs", capsys=capsys)
     assert (code, out) == (2, "")
     missing = tmp_path / "data" / "coco"
     assert err == (
@@ -231,7 +224,7 @@ def test_an_unwritable_root_gets_one_line_and_exit_1(
 ) -> None:
     blocker = tmp_path / "runs"
     blocker.write_text("a file where the sweep folders should go")
-    code, out, err = run(capsys, "plan", "--sweep", "smoke", "--root", str(blocker))
+    code, out, err = run_cli("plan", "--sweep", "smoke", "--root", str(blocker), capsys=capsys)
     assert (code, out) == (1, "")
     assert err.startswith(f"error: cannot write {blocker}/smoke/configs/") and err.count("\n") == 1
     assert blocker.read_text() == "a file where the sweep folders should go"
@@ -244,7 +237,7 @@ def test_sweeps_reports_a_broken_file_and_lists_the_rest(
     folder.mkdir(parents=True)
     write_sweep(folder, "[grid]\nmodes = 1\n", name="broken")
     monkeypatch.chdir(tmp_path)
-    code, out, _ = run(capsys, "sweeps")
+    code, out, _ = run_cli("sweeps", capsys=capsys)
     assert code == 0
     rows = {line.split()[0]: line for line in out.splitlines()[2:]}
     assert "INVALID: [grid] unknown key 'modes'" in rows["broken"]
@@ -283,7 +276,7 @@ def test_a_slurm_dry_run_prints_the_sbatch_script_exactly(
         "--root",
         "R",
     )
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_cli(*argv, capsys=capsys)
     assert (code, err) == (0, "")
     shown = out.replace(str(tmp_path / "R"), "<root>").replace(sys.executable, "<python>")
     assert shown == GOLDEN_SBATCH.read_text(), "refresh: see this test's docstring"

@@ -22,50 +22,16 @@ from ablation.results.store import Store
 from ablation.run.manifest import Manifest, Submission, save_manifest
 from ablation.run.result_file import RESULT_FILE, CellResult, write_result
 
-from .conftest import REPO
-from .test_analysis import bars, hue
+from .helpers.cli import REPO
+from .helpers.figures import bars, hue
+from .helpers.store import grid_runs, store_with
 
 APP = REPO / "dashboard" / "app.py"
 
 
-def ap_of(code: str, dcn: bool) -> float:
-    """A known surface: key content +2 points, DCN +1, query-key content x DCN +0.5 each way."""
-    k, q = code[2] == "1", code[0] == "1"
-    return 0.30 + 0.02 * k + 0.01 * dcn + 0.005 * (1 if q == dcn else -1)
-
-
-def grid_runs(sweep: str = "grid", skip: tuple[tuple[str, bool], ...] = ()) -> list[RunRecord]:
-    runs = []
-    for code, dcn in itertools.product((str(c) for c in ALL_CODES), (False, True)):
-        if (code, dcn) in skip:
-            continue
-        ones = code.count("1")
-        runs.append(
-            RunRecord(
-                sweep=sweep,
-                cell=f"cell-{code}-{int(dcn)}",
-                run_id="r1",
-                source="run",
-                code=code,
-                dcn=dcn,
-                backbone="R-50",
-                schedule="1x",
-                bbox_mAP=ap_of(code, dcn),
-                fps=20.0 - 2 * ones - 3 * dcn,
-                memory_gb=4.0 + ones + 0.5 * dcn,
-                memory_kind="cuda_peak_allocated",
-                flops=2e11 + 1e10 * ones,
-            )
-        )
-    return runs
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    store = Store(tmp_path / "store")
-    for record in [*grid_runs(skip=(("0110", True),)), *load_reference()]:
-        store.put(record)
-    return store
+    return store_with(tmp_path, [*grid_runs(skip=(("0110", True),)), *load_reference()])
 
 
 def open_app(
@@ -146,10 +112,7 @@ def replicate_runs() -> list[RunRecord]:
 
 @pytest.fixture
 def replicated(tmp_path: Path) -> Store:
-    store = Store(tmp_path / "store")
-    for record in replicate_runs():
-        store.put(record)
-    return store
+    return store_with(tmp_path, replicate_runs())
 
 
 def half_width(values: list[float]) -> float:
@@ -348,12 +311,6 @@ def noisy_runs(
     return runs
 
 
-def put(store: Store, records: list[RunRecord]) -> Store:
-    for record in records:
-        store.put(record)
-    return store
-
-
 def titled(at: AppTest, start: str | None) -> dict[str, Any]:
     """The one chart whose title starts with ``start``; None: the one without a title (the AP grid)."""
 
@@ -395,7 +352,7 @@ def test_a_full_unreplicated_grid_has_lenths_intervals(
 ) -> None:
     cells = list(itertools.product((str(c) for c in ALL_CODES), (False, True)))
     records = noisy_runs("full", cells)
-    at = open_app(monkeypatch, put(Store(tmp_path / "store"), records), page="effects")
+    at = open_app(monkeypatch, store_with(tmp_path, records), page="effects")
     assert any(c.value.startswith("**lenth**") for c in at.caption)
     checks = (
         ("bbox_mAP", "Main effects on box AP", 100.0, True),
@@ -436,7 +393,7 @@ def test_replicates_give_t_intervals_from_the_pooled_error(
     # query-key content, key content and DCN, three seeds each: a replicated 2^3 (the other two constant)
     cells = list(itertools.product(("0000", "0010", "1000", "1010"), (False, True)))
     records = noisy_runs("seeded", cells, seeds=(0, 1, 2))
-    at = open_app(monkeypatch, put(Store(tmp_path / "store"), records), page="effects")
+    at = open_app(monkeypatch, store_with(tmp_path, records), page="effects")
     factors = ("query_key_content", "key_content", "dcn")
     x = coded(records, factors)
     keys = [tuple(row) for row in x]
@@ -489,7 +446,7 @@ def test_an_incomplete_grid_pools_the_omitted_interactions(
 
     cells = [c for c in itertools.product((str(c) for c in ALL_CODES), (False, True)) if c != ("0110", True)]
     records = noisy_runs("grid", cells)
-    at = open_app(monkeypatch, put(Store(tmp_path / "store"), records), page="effects")
+    at = open_app(monkeypatch, store_with(tmp_path, records), page="effects")
     # least squares of the main effects and two-factor interactions, by hand
     x = coded(records, FACTORS)
     pairs = list(itertools.combinations(range(5), 2))
@@ -519,7 +476,7 @@ def test_an_incomplete_grid_pools_the_omitted_interactions(
 
 def test_aliased_factors_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     records = noisy_runs("ends", list(itertools.product(("0000", "1111"), (False, True))))
-    at = open_app(monkeypatch, put(Store(tmp_path / "store"), records), page="effects")
+    at = open_app(monkeypatch, store_with(tmp_path, records), page="effects")
     notes = [i.value for i in at.info if "Aliased" in i.value]
     assert notes  # one per metric
     for label in ("query content & relative position", "key content only", "relative position only"):

@@ -4,11 +4,7 @@ playwright with no browser download) opening the trade-off page, a screenshot th
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,51 +13,15 @@ import pytest
 from PIL import Image
 
 from ablation.results.modelzoo import load_reference
-from ablation.results.store import Store
 
-from .conftest import venv_bin
-from .test_dashboard import grid_runs
-
-CHROMIUM = os.environ.get("ABLATION_CHROMIUM", "/usr/bin/chromium")
-# As this workplace's machines need them: no sandbox as root, no background connections to a closed network.
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until_served(url: str, server: subprocess.Popen[bytes], log: Path, limit_s: float = 90) -> None:
-    """Until streamlit's health endpoint at ``url`` answers ok; fails with the log's tail if the server
-    exits first or takes longer than ``limit_s``."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                if answer.read() == b"ok":
-                    return
-        except OSError:
-            pass
-        assert server.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, f"the dashboard did not come up in {limit_s:.0f} s"
-        time.sleep(0.5)
+from .helpers.browser import CHROMIUM, FLAGS, free_port, wait_until_served
+from .helpers.cli import venv_bin
+from .helpers.store import grid_runs, store_with
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
-    store = Store(tmp_path / "store")
-    for record in [*grid_runs(), *load_reference()]:
-        store.put(record)
+    store = store_with(tmp_path, [*grid_runs(), *load_reference()])
     port = free_port()
     log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(

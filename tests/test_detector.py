@@ -8,10 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
-from mmengine.config import Config
-from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 from torch import nn
 
@@ -19,7 +16,8 @@ from ablation import Cell, Plan, load_sweep, plan
 from ablation.grid.render import cell_name
 from ablation.model.attention import GeneralizedAttention
 
-from .conftest import write_sweep
+from .helpers.cli import write_sweep
+from .helpers.detector import build
 
 HEIGHT, WIDTH = 128, 192  # not square: stage 4 is 4 x 6, its keys 2 x 3
 COCO = load_sweep("coco-1x")
@@ -28,12 +26,6 @@ COCO = load_sweep("coco-1x")
 @pytest.fixture(scope="module")
 def coco_plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
     return plan(COCO, tmp_path_factory.mktemp("runs"))
-
-
-def build(config: Path) -> nn.Module:
-    cfg = Config.fromfile(str(config))  # imports ablation.model.attention through custom_imports
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        return MODELS.build(cfg.model)  # type: ignore[no-any-return]
 
 
 def train_step(model: nn.Module) -> torch.Tensor:

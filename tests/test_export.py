@@ -18,6 +18,9 @@ from ablation.results.export import FORMATS, ResultsTable, TableOptions, render,
 from ablation.results.records import RunRecord
 from ablation.results.store import Store
 
+from .helpers.cli import run_cli
+from .helpers.store import framed, record, stored
+
 BASE_HEADERS = (
     "Backbone",
     "Attention Component",
@@ -30,19 +33,12 @@ BASE_HEADERS = (
 )
 
 
+PAPER = {"sweep": "paper", "source": "reference", "backbone": "R-50", "schedule": "1x"}
+
+
 def run(code: str, dcn: bool, **figures: Any) -> RunRecord:
     """A done run of the cell (code, dcn) in sweep 'paper', from the reference numbers unless told."""
-    defaults: dict[str, Any] = {
-        "sweep": "paper",
-        "cell": f"{code}-{'dcn' if dcn else 'plain'}",
-        "run_id": "r1",
-        "source": "reference",
-        "backbone": "R-50",
-        "schedule": "1x",
-        "finished": datetime(2024, 1, 1, tzinfo=UTC),
-    }
-    defaults.update(figures)
-    return RunRecord(code=code, dcn=dcn, **defaults)
+    return record(code, dcn, **{"cell": f"{code}-{'dcn' if dcn else 'plain'}", **PAPER, **figures})
 
 
 def zoo(**figures: Any) -> list[RunRecord]:
@@ -56,17 +52,6 @@ def zoo(**figures: Any) -> list[RunRecord]:
         run("0000", False, fps=21.4, bbox_mAP=0.374, **figures),
         run("0000", True, bbox_mAP=0.413, **figures),
     ]
-
-
-def stored(tmp_path: Path, records: list[RunRecord]) -> pd.DataFrame:
-    store = Store(tmp_path / "store")
-    for record in records:
-        store.put(record)
-    return store.read().frame()
-
-
-def framed(records: list[RunRecord]) -> pd.DataFrame:
-    return pd.DataFrame([dataclasses.asdict(r) for r in records])
 
 
 def column(table: ResultsTable, header: str) -> list[str]:
@@ -832,14 +817,8 @@ def test_export_command_with_replicates(tmp_path: Path, capsys: pytest.CaptureFi
 def test_export_command_errors_are_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], line: str
 ) -> None:
-    from ablation.cli.commands import main
-
     stored(tmp_path, with_axes())
-    try:
-        code = main(["export", "--store", str(tmp_path / "store"), *flags])
-    except SystemExit as exit_:  # argparse's errors
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
+    code, out, err = run_cli("export", "--store", str(tmp_path / "store"), *flags, capsys=capsys)
     assert code == 2
-    assert captured.err == line + "\n"
-    assert captured.out == ""
+    assert err == line + "\n"
+    assert out == ""

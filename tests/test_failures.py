@@ -24,7 +24,7 @@ from ablation.run import locks, manifest
 from ablation.run import result_file as results
 from ablation.run.result_file import CellResult, load_result, read_result, write_result
 
-from .conftest import venv_bin, write_sweep
+from .helpers.cli import run_cli, venv_bin, write_sweep
 
 plan_module = importlib.import_module("ablation.grid.plan")  # the package's attribute `plan` is the function
 harvest_module = importlib.import_module("ablation.results.harvest")
@@ -35,15 +35,6 @@ NOT_A_NAME = (
     "is not a Python name (letters, digits and '_', not starting with a digit, not a keyword): "
     "the keys become names in the config"
 )
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def local_sweep(folder: Path, extra: str = "", name: str = "mine") -> Path:
@@ -81,7 +72,7 @@ def test_a_bad_override_is_one_line_and_exit_2_before_anything_is_written(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, body: str, message: str
 ) -> None:
     sweep = local_sweep(tmp_path, f"[overrides]\n{body}\n")
-    code, out, err = run(capsys, "plan", "--sweep", str(sweep), "--root", str(tmp_path / "runs"))
+    code, out, err = run_cli("plan", "--sweep", str(sweep), "--root", str(tmp_path / "runs"), capsys=capsys)
     assert (code, out) == (2, "")
     assert err == f"error: {sweep}: {message}\n"
     assert not (tmp_path / "runs").exists()
@@ -90,7 +81,7 @@ def test_a_bad_override_is_one_line_and_exit_2_before_anything_is_written(
 def test_good_overrides_plan(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     body = '[overrides]\nmodel.test_cfg.rcnn.score_thr = 0.0\nx_1 = [1, 2.5, "s", true, {_delete_ = true}]\n'
     sweep = local_sweep(tmp_path, body + '[grid]\ncodes = ["0010"]\ndcn = [false]\n')
-    code, _, err = run(capsys, "plan", "--sweep", str(sweep), "--root", str(tmp_path / "runs"))
+    code, _, err = run_cli("plan", "--sweep", str(sweep), "--root", str(tmp_path / "runs"), capsys=capsys)
     assert (code, err) == (0, "")
     (config,) = (tmp_path / "runs" / "mine" / "configs").glob("*.py")
     assert "x_1 = [1, 2.5, 's', True, dict(_delete_=True)]" in config.read_text()
@@ -171,7 +162,9 @@ def test_harvest_names_each_bad_result_and_harvests_the_rest(
         cell = {"cell": f"cell-{name}"}
         (runs / name / "result.json").write_text(json.dumps(good_result(**cell, **changes)))
     store = tmp_path / "store"
-    code, out, err = run(capsys, "harvest", "--sweep", str(runs), "--store", str(store), "--no-reference")
+    code, out, err = run_cli(
+        "harvest", "--sweep", str(runs), "--store", str(store), "--no-reference", capsys=capsys
+    )
     assert code == 1
     summary = f"harvested 1 run: 1 new, 0 updated, 0 unchanged; {len(BAD_RESULTS)} not readable"
     assert out == f"{summary} into {store} (1 runs in the store)\n"
@@ -180,7 +173,7 @@ def test_harvest_names_each_bad_result_and_harvests_the_rest(
         for name, (_, message) in sorted(BAD_RESULTS.items())
     ]
     assert err.splitlines() == expected
-    code, out, _ = run(capsys, "export", "--store", str(store), "--format", "csv")
+    code, out, _ = run_cli("export", "--store", str(store), "--format", "csv", capsys=capsys)
     assert code == 0 and len(out.splitlines()) == 2  # the good run
 
 
@@ -224,7 +217,7 @@ def test_a_bad_manifest_is_one_line_and_exit_1(
     with pytest.raises(ManifestError) as error:
         manifest.load_manifest(folder, "mine")
     assert str(error.value).startswith(f"{folder / 'manifest.json'}: {message}")
-    code, out, err = run(capsys, "status", "--sweep", str(sweep), "--root", str(tmp_path / "runs"))
+    code, out, err = run_cli("status", "--sweep", str(sweep), "--root", str(tmp_path / "runs"), capsys=capsys)
     assert (code, out) == (1, "")
     assert err.startswith(f"error: {folder / 'manifest.json'}: {message}") and err.count("\n") == 1
 
@@ -257,7 +250,7 @@ def test_ctrl_c_anywhere_is_one_line_and_exit_130(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs" / "some-sweep").mkdir(parents=True)
     monkeypatch.setattr(*target, _raise(KeyboardInterrupt()))
-    assert run(capsys, *argv) == (130, "", "interrupted\n")
+    assert run_cli(*argv, capsys=capsys) == (130, "", "interrupted\n")
     with pytest.raises(KeyboardInterrupt):
         main(["--debug", *argv])
 
@@ -267,7 +260,7 @@ def test_a_bug_is_one_line_saying_so_and_exit_1(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(plan_module, "plan", _raise(RuntimeError("it broke\n  here, too")))
-    code, out, err = run(capsys, "plan", "--sweep", "smoke")
+    code, out, err = run_cli("plan", "--sweep", "smoke", capsys=capsys)
     assert (code, out) == (1, "")
     assert err == f"internal error: RuntimeError: it broke here, too {HINT}\n"
     with pytest.raises(RuntimeError, match="it broke"):
@@ -334,7 +327,9 @@ def test_launch_with_an_unwritable_lock_is_one_line_and_exit_1(
     sweep = local_sweep(tmp_path, data + "synthetic = [1, 1]\n")
     lock = tmp_path / "runs" / "mine" / ".launch.lock"
     lock.mkdir(parents=True)  # a folder where the lock file goes: fails as root too
-    code, out, err = run(capsys, "launch", "--sweep", str(sweep), "--root", "runs", "--codes", "0010")
+    code, out, err = run_cli(
+        "launch", "--sweep", str(sweep), "--root", "runs", "--codes", "0010", capsys=capsys
+    )
     assert (code, out) == (1, "")
     assert err == f"error: cannot write the lock file {lock}: Is a directory\n"
     assert not (tmp_path / "runs" / "mine" / "manifest.json").exists()
@@ -362,17 +357,19 @@ def test_written_files_honour_the_umask(
     want = 0o666 & ~umask
     sweep = local_sweep(tmp_path, '[grid]\ncodes = ["0010"]\ndcn = [false]\n')
     root, store = tmp_path / "runs", tmp_path / "store"
-    assert run(capsys, "plan", "--sweep", str(sweep), "--root", str(root))[0] == 0
+    assert run_cli("plan", "--sweep", str(sweep), "--root", str(root), capsys=capsys)[0] == 0
     (config,) = (root / "mine" / "configs").glob("*.py")
     work = root / "mine" / "work"
     result = write_result(work, CellResult(**good_result()))  # type: ignore[arg-type]
     manifest.save_manifest(root / "mine", manifest.Manifest(sweep="mine"))
-    code, _, err = run(capsys, "harvest", "--root", str(root), "--store", str(store), "--no-reference")
+    code, _, err = run_cli(
+        "harvest", "--root", str(root), "--store", str(store), "--no-reference", capsys=capsys
+    )
     assert (code, err) == (0, "")
     output = tmp_path / "table.md"
     output.write_text("an older file, 0600")
     output.chmod(0o600)
-    assert run(capsys, "export", "--store", str(store), "-o", str(output))[0] == 0
+    assert run_cli("export", "--store", str(store), "-o", str(output), capsys=capsys)[0] == 0
     written = [config, result, root / "mine" / "manifest.json", output, store / "cache.parquet"]
     written += list((store / "runs").iterdir())
     assert len(written) == 6

@@ -19,8 +19,8 @@ from ablation import ALL_CODES, load_sweep, plan
 from ablation.model.attention import GeneralizedAttention
 from ablation.model.measure import attention_flops, complexity
 
-from .conftest import write_sweep
-from .test_detector import build
+from .helpers.cli import write_sweep
+from .helpers.detector import build
 
 CODES = [str(c) for c in ALL_CODES]
 SETTINGS: dict[str, dict[str, Any]] = {

@@ -21,8 +21,7 @@ from ablation.results.harvest import find_runs, harvest, record_from_work_dir
 from ablation.results.store import Store
 from ablation.run.result_file import METRICS
 
-from .conftest import REPO, write_sweep
-from .test_run import in_folder, replaced
+from .helpers.cli import REPO, in_folder, replaced, run_cli, write_sweep
 
 SWEEP = replaced(
     (REPO / "experiments/sweeps/smoke.toml").read_text(),
@@ -79,13 +78,6 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Made]:
         folder / "work_dirs",
         json.loads(test_json.read_text()),
     )
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_run_ends_with_the_harvested_table(made: Made) -> None:
@@ -170,7 +162,7 @@ def test_corrupt_truncated_and_missing_files_are_named_and_the_rest_harvested(
     assert f"{own / 'result.json'}: not readable JSON" in text
     assert [r["origin"] for r in store.read().table.to_pylist()] == [str(folder / "good")]
 
-    code, out, err = cli(
+    code, out, err = run_cli(
         "harvest", "--sweep", str(folder), "--store", str(tmp_path / "cli-store"), "--no-reference"
     )
     assert code == 1 and "harvested 1 run: 1 new" in out
@@ -181,17 +173,17 @@ def test_corrupt_truncated_and_missing_files_are_named_and_the_rest_harvested(
 
 def test_harvest_without_a_sweep_reads_every_sweep_and_the_reference(made: Made, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    code, out, err = cli("harvest", "--root", str(made.root), "--store", str(store))
+    code, out, err = run_cli("harvest", "--root", str(made.root), "--store", str(store))
     assert (code, err) == (0, "")
     assert "harvested 7 runs: 7 new" in out  # 1 cell of sweep mini + 6 reference rows
-    code, out, _ = cli("export", "--store", str(store), "--source", "run", "--format", "csv")
+    code, out, _ = run_cli("export", "--store", str(store), "--source", "run", "--format", "csv")
     assert code == 0 and out.splitlines()[1].startswith("R-50,0010,N,2e,")
 
 
 def test_harvest_errors_are_one_line(tmp_path: Path) -> None:
-    code, _, err = cli("harvest", "--sweep", "no-such-sweep", "--root", str(tmp_path))
+    code, _, err = run_cli("harvest", "--sweep", "no-such-sweep", "--root", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and "no-such-sweep" in err
-    code, _, err = cli("harvest", "--sweep", "smoke", "--root", str(tmp_path))
+    code, _, err = run_cli("harvest", "--sweep", "smoke", "--root", str(tmp_path))
     assert code == 2 and "no runs of sweep smoke" in err and err.count("\n") == 1
 
 

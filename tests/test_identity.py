@@ -18,7 +18,7 @@ from ablation.results.store import Store
 from ablation.run.job import CellJob, _blank
 from ablation.run.result_file import CellResult, write_result
 
-from .conftest import write_sweep
+from .helpers.cli import write_sweep
 
 IDENTITY = [f.name for f in dataclasses.fields(CellIdentity)]
 

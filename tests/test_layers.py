@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from .conftest import REPO, venv_bin
+from .helpers.cli import REPO, venv_bin
 
 LAYERS = ("cli", "analysis", "results", "run", "data", "grid", "model")
 

@@ -2,39 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import pytest
 
-from ablation.cli.commands import main
 from ablation.errors import InputError
 from ablation.results.modelzoo import import_log, load_reference
 from ablation.results.store import Store
 
-FIXTURES = Path(__file__).parent / "fixtures"
-GOLDEN = Path(__file__).parent / "golden"
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
-
-
-def table_rows(markdown: str) -> list[list[str]]:
-    """The cells of a markdown table's rows (header and alignment rows left out)."""
-    lines = [line for line in markdown.splitlines() if line.startswith("|")]
-    return [[cell.strip() for cell in line.strip().strip("|").split(" | ")] for line in lines[2:]]
+from .helpers.cli import FIXTURES, GOLDEN, run_cli
+from .helpers.tables import table_rows
 
 
 def test_the_reference_rows_reproduce_mmdetections_table(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    assert cli("harvest", "--root", str(tmp_path / "none"), "--store", str(store))[0] == 0
-    code, out, _ = cli("export", "--store", str(store), "--source", "reference")
+    assert run_cli("harvest", "--root", str(tmp_path / "none"), "--store", str(store))[0] == 0
+    code, out, _ = run_cli("export", "--store", str(store), "--source", "reference")
     assert code == 0
     ours = {(row[1], row[2]): row for row in table_rows(out)}
     seed = table_rows((FIXTURES / "mmdet3-empirical-attention-README.md").read_text())
@@ -145,16 +129,16 @@ def test_import_log_through_the_cli_into_the_table(tmp_path: Path) -> None:
     broken = tmp_path / "faster_rcnn_r50_fpn_attention_0010_1x_coco_20200130_000000.log.json"
     broken.write_text(logs[0].read_text()[:-30])
     store = tmp_path / "store"
-    code, out, err = cli("import-log", *map(str, [*logs, broken]), "--store", str(store))
+    code, out, err = run_cli("import-log", *map(str, [*logs, broken]), "--store", str(store))
     assert code == 1
     assert "imported 2 runs: 2 new" in out
     assert err.count("\n") == 1 and f"{broken}: line" in err and "is not JSON" in err
     assert len(Store(store).read().table) == 2
 
-    code, out, _ = cli("import-log", *map(str, logs), "--store", str(store))
+    code, out, _ = run_cli("import-log", *map(str, logs), "--store", str(store))
     assert code == 0 and "imported 2 runs: 0 new, 0 updated, 2 unchanged" in out
 
-    code, out, _ = cli("export", "--store", str(store), "--source", "log")
+    code, out, _ = run_cli("export", "--store", str(store), "--source", "log")
     rows = table_rows(out)
     assert [r[1:3] for r in rows] == [["0010", "Y"], ["1111", "N"]]
     assert rows[0][4:7] == ["7.8", "-", "41.4"]  # 8014 MB -> 7.8 GB; no fps in a training log
@@ -163,7 +147,7 @@ def test_import_log_through_the_cli_into_the_table(tmp_path: Path) -> None:
 def test_code_and_dcn_flags_override_the_name(tmp_path: Path) -> None:
     path = _log(tmp_path / "my_experiment.log.json", header=False)
     store = tmp_path / "store"
-    code, _, _ = cli(
+    code, _, _ = run_cli(
         "import-log", str(path), "--store", str(store), "--code", "0110", "--dcn", "on", "--as", "x"
     )
     assert code == 0
@@ -173,6 +157,6 @@ def test_code_and_dcn_flags_override_the_name(tmp_path: Path) -> None:
 
 def test_a_log_that_does_not_say_its_cell_asks_for_the_flags(tmp_path: Path) -> None:
     path = _log(tmp_path / "my_experiment.log.json", header=False)
-    code, out, err = cli("import-log", str(path), "--store", str(tmp_path / "store"))
+    code, out, err = run_cli("import-log", str(path), "--store", str(tmp_path / "store"))
     assert code == 1 and "imported 0 runs" in out
     assert err == f"warning: {path}: cannot tell its attention code or DCN setting; pass --code and --dcn\n"

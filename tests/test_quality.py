@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import run_script
+from .helpers.cli import run_script
 
 
 def test_ruff() -> None:

@@ -15,7 +15,7 @@ from ablation import AttentionCode, Cell, Plan, PlannedCell, SweepFileError, loa
 from ablation.grid.cells import Selection
 from ablation.grid.render import cell_name
 
-from .conftest import REPO, write_sweep
+from .helpers.cli import REPO, write_sweep
 
 MMDET_CONFIGS = Path(importlib.util.find_spec("mmdet").origin).parent / ".mim" / "configs"  # type: ignore[arg-type,union-attr]
 

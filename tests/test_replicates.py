@@ -17,6 +17,8 @@ from ablation.results.records import RunRecord
 from ablation.results.replicates import Estimate, difference, estimate, replicate_groups
 from ablation.results.store import Store
 
+from .helpers.store import record, stored
+
 # Student's t's 0.975 quantile (two-sided 95%): with 2 degrees of freedom in closed form, (2p - 1) /
 # sqrt(2p(1 - p)) = 4.3026527297494..., and with 4 as printed tables give it.
 T975_DF2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)
@@ -41,23 +43,12 @@ def replicate(code: str, seed: int | None, ap: float | None, **more: Any) -> Run
         "run_id": cell_id if seed is None else f"{cell_id}-s{seed}",
         "cell_id": cell_id,
         "seed": seed,
-        "source": "run",
-        "code": code,
-        "dcn": False,
         "backbone": "R-50",
         "schedule": "1x",
         "bbox_mAP": ap,
         "finished": at(1),
     }
-    fields.update(more)
-    return RunRecord(**fields)
-
-
-def stored(tmp_path: Path, records: list[RunRecord]) -> pd.DataFrame:
-    store = Store(tmp_path / "store")
-    for record in records:
-        store.put(record)
-    return store.read().frame()
+    return record(code, False, **{**fields, **more})
 
 
 # --- estimate -------------------------------------------------------------------------------------------

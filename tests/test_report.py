@@ -20,13 +20,13 @@ import pytest
 from scipy import stats
 
 from ablation.analysis.report import build_report
-from ablation.cli.commands import main
 from ablation.results.modelzoo import load_reference
 from ablation.results.records import RunRecord
 from ablation.results.store import Store
 
-from .conftest import run_script
-from .test_dashboard_browser import CHROMIUM, FLAGS
+from .helpers.browser import CHROMIUM, FLAGS
+from .helpers.cli import run_cli, run_script
+from .helpers.store import store_with
 
 SWEEP = "grid"
 CODES = ("0000", "0010", "1000", "1010")  # query-key content (bit 1) x key content only (bit 3)
@@ -85,20 +85,8 @@ def design_runs(sweep: str = SWEEP) -> list[RunRecord]:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    store = Store(tmp_path / "runs" / "store")
     broken = RunRecord(sweep="broken", cell="c", run_id="r", source="run", code="0010", status="failed")
-    for record in [*design_runs(), *load_reference(), broken]:
-        store.put(record)
-    return store
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:  # argparse's errors
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return store_with(tmp_path / "runs", [*design_runs(), *load_reference(), broken])
 
 
 # --- what the test computes itself ------------------------------------------------------------------------
@@ -221,7 +209,9 @@ def test_the_report_opens_offline_with_every_chart_drawn_and_the_recomputed_inte
 ) -> None:
     assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: `bash .ci/setup` installs Debian's as root"
     out_file = tmp_path / "new folder" / "deeper" / "report.html"
-    code, out, err = cli(capsys, "report", "--store", str(store.path), "--sweep", SWEEP, "-o", str(out_file))
+    code, out, err = run_cli(
+        "report", "--store", str(store.path), "--sweep", SWEEP, "-o", str(out_file), capsys=capsys
+    )
     assert (code, err) == (0, "")
     assert out == f"report: {out_file} (24 runs of 8 cells, 8 charts)\n"
     assert sorted(p.name for p in out_file.parent.iterdir()) == ["report.html"]  # no temp file left
@@ -291,7 +281,7 @@ def test_the_report_opens_offline_with_every_chart_drawn_and_the_recomputed_inte
     ap = recomputed(frame, "bbox_mAP")
     assert not ap["key content only"].resolved and ap["deformable convolution"].resolved  # the design's truth
 
-    code, exported, _ = cli(capsys, "export", "--store", str(store.path), "--sweep", SWEEP)
+    code, exported, _ = run_cli("export", "--store", str(store.path), "--sweep", SWEEP, capsys=capsys)
     assert code == 0
     want_rows = md_rows(exported)
     config = want_rows[0].index("Config")
@@ -326,19 +316,19 @@ def test_report_errors_are_one_line_and_exit_2(
     store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], line: str
 ) -> None:
     target = tmp_path / "out" / "report.html"
-    code, out, err = cli(capsys, "report", "--store", str(store.path), *flags, "-o", str(target))
+    code, out, err = run_cli("report", "--store", str(store.path), *flags, "-o", str(target), capsys=capsys)
     assert code == 2 and out == ""
     assert err.startswith(line) and err.count("\n") == 1, err
     assert not target.exists() and not target.parent.exists()
 
 
 def test_an_empty_store_names_no_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = cli(capsys, "report", "--store", str(tmp_path / "store"), "--sweep", SWEEP)
+    code, _, err = run_cli("report", "--store", str(tmp_path / "store"), "--sweep", SWEEP, capsys=capsys)
     assert (code, err) == (2, "error: unknown sweep 'grid'; sweeps in the store: none\n")
 
 
 def test_the_default_output_is_beside_the_store(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = cli(capsys, "report", "--store", str(store.path), "--sweep", "mmdet-model-zoo")
+    code, out, _ = run_cli("report", "--store", str(store.path), "--sweep", "mmdet-model-zoo", capsys=capsys)
     path = store.path.parent / "mmdet-model-zoo-report.html"
     assert code == 0 and out.startswith(f"report: {path} (")
     assert "Sweep mmdet-model-zoo" in path.read_text(encoding="utf-8")
@@ -353,9 +343,7 @@ def test_several_sources_and_memory_kinds_get_their_own_charts(tmp_path: Path) -
         )
         for r in runs
     ]
-    store = Store(tmp_path / "store")
-    for record in [*runs, *cpu]:
-        store.put(record)
+    store = store_with(tmp_path, [*runs, *cpu])
     report = build_report(store.read().frame(), SWEEP, now=datetime(2025, 1, 2, 3, 4, tzinfo=UTC))
     ids = re.findall(r'<div id="([^"]+)" class="plotly-graph-div"', report.html)
     assert "tradeoff-memory_gb-cuda_peak_allocated" in ids and "tradeoff-memory_gb-cpu_peak_rss" in ids
@@ -404,9 +392,7 @@ def test_run_s_ending_writes_the_report_beside_the_store_and_says_where(
 
     monkeypatch.chdir(tmp_path)
     sweep = load_sweep("smoke")
-    store = Store(tmp_path / "runs" / "store")
-    for record in design_runs(sweep.name):
-        store.put(record)
+    store = store_with(tmp_path / "runs", design_runs(sweep.name))
     _harvest_and_export(sweep, argparse.Namespace(root=Path("runs"), store=None))
     captured = capsys.readouterr()
     lines = captured.out.rstrip("\n").splitlines()

@@ -26,15 +26,7 @@ from ablation.run.launch import status, work_dir
 from ablation.run.locks import try_exclusive
 from ablation.run.result_file import RESULT_FILE, read_result
 
-from .conftest import REPO, run_script, write_sweep
-
-
-def replaced(text: str, *changes: tuple[str, str]) -> str:
-    for old, new in changes:
-        assert old in text, f"the smoke sweep no longer has {old!r}"
-        text = text.replace(old, new)
-    return text
-
+from .helpers.cli import REPO, in_folder, replaced, run_cli, run_script, write_sweep
 
 SWEEP = replaced(
     (REPO / "experiments/sweeps/smoke.toml").read_text(),
@@ -52,12 +44,6 @@ class Run:
     root: Path
     exit_code: int
     output: str
-
-
-def cli(capsys: pytest.CaptureFixture[str] | None, *argv: str) -> tuple[int, str]:
-    code = main(list(argv))
-    out = capsys.readouterr().out if capsys is not None else ""
-    return code, out
 
 
 @pytest.fixture(scope="module")
@@ -87,16 +73,6 @@ def copy_of(run: Run, tmp_path: Path) -> Run:
     return dataclasses.replace(
         run, folder=folder, sweep_file=folder / run.sweep_file.name, root=folder / run.root.name
     )
-
-
-@contextlib.contextmanager
-def in_folder(folder: Path) -> Iterator[None]:
-    before = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
 
 
 def results(run: Run) -> dict[str, dict[str, object]]:
@@ -159,7 +135,9 @@ def test_no_more_than_the_parallel_cells_computed_at_once(ran: Run) -> None:
 
 def test_a_second_launch_submits_nothing(ran: Run, capsys: pytest.CaptureFixture[str]) -> None:
     with in_folder(ran.folder):
-        code, out = cli(capsys, "launch", "--sweep", str(ran.sweep_file), "--root", str(ran.root))
+        code, out, _ = run_cli(
+            "launch", "--sweep", str(ran.sweep_file), "--root", str(ran.root), capsys=capsys
+        )
     assert code == 0
     assert out.startswith("submitted 0 of 6 cells of sweep mini (local); left alone: 5 done, 1 failed")
 
@@ -184,8 +162,7 @@ def test_retry_failed_resubmits_only_the_failed_cell(
     (dead / "epoch_1.pth").unlink()
     (dead / "last_checkpoint").unlink()
     with in_folder(ran.folder):
-        code, out = cli(
-            capsys,
+        code, out, _ = run_cli(
             "launch",
             "--sweep",
             str(ran.sweep_file),
@@ -193,6 +170,7 @@ def test_retry_failed_resubmits_only_the_failed_cell(
             str(ran.root),
             "--retry-failed",
             "--wait",
+            capsys=capsys,
         )
     assert out.startswith("submitted 1 of 6 cells of sweep mini (local); left alone: 5 done")
     assert code == 0, out

@@ -19,7 +19,7 @@ from ablation import load_sweep
 from ablation.run.launch import status, work_dir
 from ablation.run.result_file import RESULT_FILE, read_result
 
-from .conftest import REPO, run_script, write_sweep
+from .helpers.cli import REPO, run_script, write_sweep
 
 NAME = "replicated"
 SWEEP = (

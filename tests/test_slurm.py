@@ -27,7 +27,7 @@ from ablation.run.launch import work_dir
 from ablation.run.result_file import RESULT_FILE, CellResult
 from ablation.run.slurm import LIVE_STATES
 
-from .conftest import REPO, venv_bin, write_sweep
+from .helpers.cli import REPO, run_script, venv_bin, write_sweep
 
 CELLS = 4  # 0000 and 1111, DCN off and on
 ARRAYS = [3, 1]  # the grid's cells per job array: slurm/cluster's MaxArraySize is 3
@@ -57,9 +57,7 @@ def cluster() -> None:
 
 
 def ablation(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [venv_bin("ablation"), *args], cwd=folder, env=env, capture_output=True, text=True, check=False
-    )
+    return run_script("ablation", *args, cwd=folder, env=env)
 
 
 def sacct(*args: str) -> list[list[str]]:

@@ -13,7 +13,7 @@ from ablation.grid.cells import Selection, select
 from ablation.grid.schema import describe
 from ablation.grid.sweep import SweepFile, available_sweeps
 
-from .conftest import write_sweep
+from .helpers.cli import write_sweep
 
 
 def test_the_shipped_sweeps() -> None:

@@ -26,9 +26,9 @@ import pytest
 
 from ablation.shipped import SHIPPED, shipped
 
-from .conftest import REPO
-from .test_dashboard_browser import CHROMIUM, FLAGS, free_port, wait_until_served
-from .test_modelzoo import FIXTURES, GOLDEN, table_rows
+from .helpers.browser import CHROMIUM, FLAGS, free_port, wait_until_served
+from .helpers.cli import FIXTURES, GOLDEN, REPO
+from .helpers.tables import table_rows
 
 
 @dataclass(frozen=True)
