@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from ablation.cli.report import progress
 from ablation.grid.sweep import load_sweep
 from ablation.run.executors import SlurmBackend
 from ablation.run.launch import _state, default_executor
 from ablation.run.manifest import Manifest, Submission
 from ablation.run.result_file import CellResult
 from ablation.run.slurm import _expand, parameters
+from ablation.run.status_table import progress
 
 JOB = Submission(
     cell="c", cell_id="i", executor="local", job_id="42", folder="f", work_dir="w", attempt=2, submitted="t"

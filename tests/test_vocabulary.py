@@ -94,7 +94,10 @@ def energy(monkeypatch: pytest.MonkeyPatch) -> Metric:
 
 def with_energy(frame: pd.DataFrame) -> pd.DataFrame:
     """The grid's runs with an energy figure in joules that grows with key content and DCN."""
-    joules = [1000.0 + 300.0 * (c[2] == "1") + 120.0 * bool(d) for c, d in zip(frame["code"], frame["dcn"], strict=True)]
+    joules = [
+        1000.0 + 300.0 * (c[2] == "1") + 120.0 * bool(d)
+        for c, d in zip(frame["code"], frame["dcn"], strict=True)
+    ]
     return frame.assign(energy_kj=joules)
 
 
