@@ -19,18 +19,12 @@ import pandas as pd
 import pytest
 
 from ablation.analysis.effects import analyse
-from ablation.analysis.figures import (
-    effects_figure,
-    half_normal_figure,
-    interactions_figure,
-    tradeoff_figure,
-)
+from ablation.analysis.effect_charts import effects_figure, half_normal_figure, interactions_figure
+from ablation.analysis.figures import tradeoff_figure
 from ablation.analysis.numbers import (
     FACTOR_COLUMNS,
     GRID_COLUMNS,
     HALF_SUFFIX,
-    INTERVAL_COLUMNS,
-    MEAN_COLUMNS,
     ap_grid,
     axis_columns,
     cell_means,
@@ -39,11 +33,14 @@ from ablation.analysis.numbers import (
     pareto_front,
     replicate_columns,
     replicate_means,
-    training_curves,
-    work_dir_of,
 )
 from ablation.errors import LogFormatError
-from ablation.results.export import results_table
+from ablation.results.curves import training_curves, work_dir_of
+from ablation.results.table import results_table
+from ablation.vocabulary import METRICS as FIGURES
+
+MEAN_COLUMNS = tuple(m.column for m in FIGURES)  # replicate_means: every metric at its replicates' mean
+INTERVAL_COLUMNS = tuple(m.column for m in FIGURES if m.interval)  # ... these with their interval too
 from ablation.results.latest import latest_runs
 from ablation.results.records import RunRecord
 from ablation.results.store import Store
@@ -262,20 +259,20 @@ def test_the_effects_figure_draws_intervals_in_colours_of_better_and_worse() -> 
         "fps": "query-key content",
         "memory_gb": "deformable convolution",
     }
-    for metric, scale, higher_is_better in (
-        ("bbox_mAP", 100.0, True),
-        ("fps", 1.0, True),
-        ("memory_gb", 1.0, False),
+    for metric, unit, higher_is_better in (
+        ("bbox_mAP", "AP points", True),
+        ("fps", "img/s", True),
+        ("memory_gb", "GB", False),
     ):
-        result = analyse(frame, metric)
+        result = analyse(frame, metric)  # in the metric's display unit: box AP in AP points
         assert result.method == "lenth"
-        figure = effects_figure(result, "the metric", "units", scale)
+        figure = effects_figure(result, "the metric")
         drawn = bars(figure.to_dict())
         assert sorted(drawn) == sorted(factor_label(c) for c in FACTOR_COLUMNS)
         for row in result.main().to_dict("records"):
             bar = drawn[row["label"]]
-            assert bar["y"] == pytest.approx(row["effect"] * scale)
-            assert bar["interval"] == pytest.approx((row["low"] * scale, row["high"] * scale))
+            assert bar["y"] == pytest.approx(row["effect"])
+            assert bar["interval"] == pytest.approx((row["low"], row["high"]))
             improves = (row["effect"] > 0) == higher_is_better
             if row["resolved"]:
                 assert hue(bar["colour"]) == ("green" if improves else "red"), row
@@ -286,9 +283,9 @@ def test_the_effects_figure_draws_intervals_in_colours_of_better_and_worse() -> 
         # the planted effects stand out of the noise: AP's is better, fps' and memory's worse
         assert hue(drawn[planted[metric]]["colour"]) == ("green" if metric == "bbox_mAP" else "red")
         assert sum(hue(b["colour"]) == "grey" for b in drawn.values()) >= 3  # most are noise
-        assert figure.layout.yaxis.title.text == "effect on the metric (units)"
+        assert figure.layout.yaxis.title.text == f"effect on the metric ({unit})"
         assert result.description in caption(figure)
-        pairs = bars(effects_figure(result, "the metric", "units", scale, order=2).to_dict())
+        pairs = bars(effects_figure(result, "the metric", order=2).to_dict())
         assert sorted(pairs) == sorted(result.interactions()["label"]) and len(pairs) == 10
 
 
@@ -303,7 +300,7 @@ def test_an_effect_without_interval_is_neutral_and_says_so() -> None:
     ]
     result = analyse(framed(records), "bbox_mAP")
     assert result.method == "none" and result.effects["resolved"].isna().all()
-    drawn = bars(effects_figure(result, "box AP", "points", 100.0).to_dict())
+    drawn = bars(effects_figure(result).to_dict())
     assert drawn["deformable convolution"]["y"] == pytest.approx(1.0 + 0.15)
     assert drawn["key content only"]["y"] == pytest.approx(2.0 + 0.15)
     for bar in drawn.values():
@@ -312,9 +309,9 @@ def test_an_effect_without_interval_is_neutral_and_says_so() -> None:
             and bar["text"].endswith("(no interval)")
             and hue(bar["colour"]) == "other"
         )
-    half = half_normal_figure(result, "box AP", "points", 100.0).to_dict()["data"]
+    half = half_normal_figure(result).to_dict()["data"]
     assert [t["mode"] for t in half] == ["markers+text"]  # no standard error: no reference line
-    (heatmap,) = interactions_figure(result, "box AP", "points", 100.0).to_dict()["data"]
+    (heatmap,) = interactions_figure(result).to_dict()["data"]
     assert [t for row in heatmap["text"] for t in row if t] == ["+0.15", "+0.15"]  # no ± without interval
 
 
@@ -323,7 +320,7 @@ def test_the_half_normal_plot_and_its_line_of_null_effects() -> None:
 
     result = analyse(framed(noisy()), "bbox_mAP")
     assert result.lenth is not None
-    traces = half_normal_figure(result, "box AP", "points", 100.0).to_dict()["data"]
+    traces = half_normal_figure(result).to_dict()["data"]
     points = [
         (x, y, label)
         for t in traces
@@ -336,7 +333,7 @@ def test_the_half_normal_plot_and_its_line_of_null_effects() -> None:
         stats.halfnorm.ppf((np.arange(1, m + 1) - 0.5) / m)
     )
     assert sorted(y for _, y, _ in points) == pytest.approx(
-        sorted(100 * abs(e) for e in result.effects["effect"])
+        sorted(abs(e) for e in result.effects["effect"])  # in AP points, as the analysis gives them
     )
     # the larger the effect, the further right: the points lie on a rising curve
     assert [y for _, y, _ in sorted(points)] == sorted(y for _, y, _ in points)
@@ -345,7 +342,7 @@ def test_the_half_normal_plot_and_its_line_of_null_effects() -> None:
     assert set(resolved["text"]) == expected and "key content only" in expected
     (line,) = [t for t in traces if t["mode"] == "lines"]
     assert line["x"][0] == 0 and line["y"][0] == 0
-    assert line["y"][1] / line["x"][1] == pytest.approx(100 * result.lenth.pse)
+    assert line["y"][1] / line["x"][1] == pytest.approx(result.lenth.pse)
     assert "Lenth's pseudo standard error" in line["name"]
     # replicates: the slope is the OLS standard error of an effect, the same for all in a balanced design
     replicated = [
@@ -372,19 +369,19 @@ def test_the_interactions_heatmap_shows_each_pair_with_its_interval() -> None:
         )
     )
     result = analyse(framed(records), "bbox_mAP")
-    (heatmap,) = interactions_figure(result, "box AP", "points", 100.0).to_dict()["data"]
+    (heatmap,) = interactions_figure(result).to_dict()["data"]
     labels = heatmap["x"]
     assert labels == heatmap["y"] == [factor_label(c) for c in FACTOR_COLUMNS]
     by_pair = {tuple(str(row["term"]).split(":")): row for row in result.interactions().to_dict("records")}
     assert len(by_pair) == 10
     for (a, b), row in by_pair.items():
         i, j = labels.index(factor_label(a)), labels.index(factor_label(b))
-        assert heatmap["z"][i][j] == heatmap["z"][j][i] == pytest.approx(100 * row["effect"])
+        assert heatmap["z"][i][j] == heatmap["z"][j][i] == pytest.approx(row["effect"])
         text = heatmap["text"][i][j]
         assert text == heatmap["text"][j][i]
         value, half = (float(part.strip("() ")) for part in text.replace("<br>", " ").split("±"))
-        assert value == pytest.approx(100 * row["effect"], abs=0.006)
-        assert half == pytest.approx(100 * (row["high"] - row["low"]) / 2, abs=0.006)
+        assert value == pytest.approx(row["effect"], abs=0.006)
+        assert half == pytest.approx((row["high"] - row["low"]) / 2, abs=0.006)
         assert text.startswith("(") == (not row["resolved"])
     i, j = labels.index("query-key content"), labels.index("deformable convolution")
     assert heatmap["z"][i][j] == pytest.approx(1.0, abs=0.1) and not heatmap["text"][i][j].startswith("(")
@@ -479,7 +476,7 @@ def test_replicate_means_are_one_row_per_cell_with_its_interval(tmp_path: Path) 
             values = [getattr(r, column) for r in runs if getattr(r, column) is not None]
             assert row[column] == pytest.approx(np.mean(values)) if values else math.isnan(row[column])
         for column in INTERVAL_COLUMNS:
-            values = [getattr(r, column) for r in runs]
+            values = [getattr(r, column) for r in runs if getattr(r, column) is not None]
             half = row[column + HALF_SUFFIX]
             assert half == pytest.approx(t_half(values)) if len(values) > 1 else math.isnan(half)
     assert cells.loc[cells["cell"] == "0000-False", "bbox_mAP"].item() == 0.25  # one run: its own figure

@@ -253,14 +253,14 @@ def test_where_takes_a_value_as_toml_or_as_the_tables_show_it(tmp_path: Path) ->
     [
         (
             Selection(where=(("stride", "2"),)),
-            "--where stride=2: 'stride' is not an axis of this sweep's grid; its axes: "
+            "where stride=2: 'stride' is not an axis of this sweep's grid; its axes: "
             "model.attention.kv_stride",
         ),
         (
             Selection(where=(("kv_stride", "3"),)),
-            "--where kv_stride=3: not a value of model.attention.kv_stride; its values: 1, 2",
+            "where kv_stride=3: not a value of model.attention.kv_stride; its values: 1, 2",
         ),
-        (Selection(seeds=(4,)), "--seeds: seed 4 not in this sweep's grid; its seeds: 0, 1, 2"),
+        (Selection(seeds=(4,)), "seeds: seed 4 not in this sweep's grid; its seeds: 0, 1, 2"),
     ],
 )
 def test_selecting_what_the_grid_lacks_names_what_it_has(

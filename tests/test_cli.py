@@ -80,7 +80,7 @@ def test_the_root_comes_from_the_environment(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ABLATION_ROOT", str(tmp_path / "elsewhere"))
-    from ablation.cli.commands import build_parser
+    from ablation.cli.parser import build_parser
 
     args = build_parser().parse_args(["plan", "--sweep", "smoke", "--dcn", "off"])
     assert args.root == tmp_path / "elsewhere"
@@ -110,7 +110,7 @@ def test_the_root_comes_from_the_environment(
         (
             ["frobnicate"],
             "error: argument COMMAND: invalid choice: 'frobnicate' (choose from 'plan', 'launch', 'status', "
-            "'cancel', 'run', 'sweeps', 'harvest', 'import-log', 'export', 'report', 'dashboard')",
+            "'cancel', 'run', 'sweeps', 'harvest', 'import-log', 'export', 'report', 'effects', 'dashboard')",
         ),
         (
             ["export", "--format", "html"],
@@ -284,7 +284,7 @@ def test_a_slurm_dry_run_prints_the_sbatch_script_exactly(
 
 
 def test_the_executor_flags_name_every_backend() -> None:
-    from ablation.cli.commands import _EXECUTORS
+    from ablation.cli.parser import _EXECUTORS
     from ablation.run.executors import BACKENDS
 
     assert tuple(BACKENDS) == _EXECUTORS

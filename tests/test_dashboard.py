@@ -652,7 +652,8 @@ def test_status_page_reads_the_manifests(
 
 
 def test_downloads_are_what_export_writes(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
-    from ablation.results.export import TableOptions, render, results_table
+    from ablation.results.export import render
+    from ablation.results.table import TableOptions, results_table
 
     at = open_app(monkeypatch, store, page="downloads")
     at.checkbox(key="dl-breakdown").check().run()

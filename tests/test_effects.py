@@ -19,9 +19,11 @@ QK, QPOS, KEY, POS, DCN = FACTOR_COLUMNS
 BITS = (QK, QPOS, KEY, POS)
 
 
-def design(factors: tuple[str, ...], ys: dict[str, list[float]], metric: str = "bbox_mAP") -> pd.DataFrame:
+def design(factors: tuple[str, ...], ys: dict[str, list[float]], metric: str = "fps") -> pd.DataFrame:
     """Runs of a 2^k design in Yates's notation: ys maps '(1)', 'a', 'ab', ... to a cell's replicates, the
-    letters a, b, c, ... standing for ``factors`` in order; each factor of FACTOR_COLUMNS not given is off."""
+    letters a, b, c, ... standing for ``factors`` in order; each factor of FACTOR_COLUMNS not given is off.
+    The responses go into ``metric``, by default fps, whose display unit is its store unit (box AP's
+    effects are 100x its store fractions: test_effects_are_in_the_display_unit)."""
     rows = []
     for cell, values in ys.items():
         on = set() if cell == "(1)" else set(cell)
@@ -89,7 +91,7 @@ def by_letters(factors: tuple[str, ...], letters: str) -> tuple[str, ...]:
 
 
 def test_the_unreplicated_textbook_design_gives_its_published_effects_and_lenths_verdict() -> None:
-    analysis = analyse(design(BITS, FILTRATION), "bbox_mAP")
+    analysis = analyse(design(BITS, FILTRATION), "fps")
     assert (analysis.method, analysis.runs, analysis.cells, analysis.runs_per_cell) == (
         "lenth",
         16,
@@ -127,7 +129,7 @@ def test_the_unreplicated_textbook_design_gives_its_published_effects_and_lenths
 
 def test_the_replicated_textbook_design_gives_its_published_effects_anova_and_t_intervals() -> None:
     factors = (QK, KEY, DCN)
-    analysis = analyse(design(factors, ETCH), "bbox_mAP")
+    analysis = analyse(design(factors, ETCH), "fps")
     assert (analysis.method, analysis.runs, analysis.cells, analysis.runs_per_cell) == (
         "replicates",
         16,
@@ -237,7 +239,7 @@ def test_an_incomplete_unreplicated_grid_pools_the_omitted_interactions_and_a_ti
     assert pooled.effects["low"].notna().all()
 
     square = design((QK, DCN), {"(1)": [1.0], "a": [2.0], "b": [3.0], "ab": [5.0]})
-    tiny = analyse(square, "bbox_mAP")  # 2^2 unreplicated: 3 effects, too few for Lenth, no residual
+    tiny = analyse(square, "fps")  # 2^2 unreplicated: 3 effects, too few for Lenth, no residual
     assert tiny.method == "none" and "no residual" in tiny.reason
     assert list(tiny.effects["effect"]) == pytest.approx([1.5, 2.5, 0.5])
     assert tiny.effects["low"].isna().all() and tiny.effects["resolved"].isna().all()
@@ -297,7 +299,7 @@ def test_the_replicates_95_percent_intervals_cover_the_true_effects_95_percent_o
         assert analysis.method == "replicates" and analysis.residual_df == 16
         for row in analysis.effects.itertuples():
             term = tuple(row.term.split(":"))
-            covered += row.low <= truth[term] <= row.high
+            covered += row.low <= 100 * truth[term] <= row.high  # box AP effects are in AP points
             total += 1
     assert total == 2800
     assert 0.93 <= covered / total <= 0.97, covered / total
@@ -332,3 +334,17 @@ def test_lenths_method_flags_the_planted_effects_and_the_null_ones_at_about_its_
     assert found_planted / 800 >= 0.97, found_planted / 800
     assert 0.01 <= found_null / null_total <= 0.05, found_null / null_total
     assert designs_with_a_null_sme / 400 <= 0.05, designs_with_a_null_sme / 400
+
+
+def test_effects_are_in_the_display_unit() -> None:
+    """Box AP is stored as a fraction and analysed in AP points: the effects, their intervals, Lenth's PSE
+    and margins and the method's sentence read 100x the fractions; FLOPs read in GFLOPs."""
+    fractions = design(BITS, {k: [v / 100 for v in ys] for k, ys in FILTRATION.items()}, "bbox_mAP")
+    points, raw = analyse(fractions, "box AP"), analyse(design(BITS, FILTRATION), "fps")
+    assert list(points.effects["effect"]) == pytest.approx(list(raw.effects["effect"]))
+    assert points.lenth is not None and raw.lenth is not None
+    assert points.lenth.pse == pytest.approx(raw.lenth.pse) and points.lenth.me == pytest.approx(raw.lenth.me)
+    assert f"PSE {raw.lenth.pse:.3g} AP points" in points.description
+    flops = design(BITS, {k: [v * 1e9 for v in ys] for k, ys in FILTRATION.items()}, "flops")
+    assert list(analyse(flops, "GFLOPs").effects["effect"]) == pytest.approx(list(raw.effects["effect"]))
+

@@ -86,8 +86,8 @@ def test_run_ends_with_the_harvested_table(made: Made) -> None:
     header = next(i for i, line in enumerate(lines) if "Backbone" in line)
     cells = [c.strip() for c in lines[header + 2].strip("|").split("|")]
     assert cells[:4] == ["R-50", "0010", "N", "2e"]
-    assert cells[4].endswith("(CPU RSS)") and float(cells[5]) > 0
-    assert 0.0 <= float(cells[6]) <= 100.0
+    assert float(cells[4]) > 0 and cells[5] == "CPU peak RSS" and float(cells[6]) > 0
+    assert 0.0 <= float(cells[7]) <= 100.0
     assert "harvested 1 run: 1 new" in made.run_output
     stored = Store(made.root / "store").read().table.to_pylist()
     (row,) = stored

@@ -25,13 +25,19 @@ def test_the_reference_rows_reproduce_mmdetections_table(tmp_path: Path) -> None
     assert len(seed) == 4
     for published in seed:
         mine = ours[published[1], published[2]]
-        # Backbone | Attention Component | DCN | Lr schd | Mem (GB) | Inf time (fps) | box AP
-        assert mine[:7] == published[:7]
+        # Backbone | Attention Component | DCN | Lr schd, then Mem (GB) to two decimals with its kind
+        assert mine[:4] == published[:4]
+        assert float(mine[4]) == float(published[4]) and mine[5] == "CUDA peak allocated"
+        # Inf time (fps) | box AP
+        assert mine[6:8] == published[5:7]
         # Config: the same file, linked on GitHub instead of relative to mmdetection's folder
-        assert mine[7].startswith("[config](https://github.com/open-mmlab/mmdetection/")
-        assert Path(mine[7].rstrip(")")).name == Path(published[7].rstrip(")")).name
+        assert mine[8].startswith("[config](https://github.com/open-mmlab/mmdetection/")
+        assert Path(mine[8].rstrip(")")).name == Path(published[7].rstrip(")")).name
     baselines = {key: row for key, row in ours.items() if key[0] == "0000"}
-    assert [r[4:7] for r in baselines.values()] == [["4.0", "21.4", "37.4"], ["4.0", "17.8", "41.3"]]
+    assert [r[4:8] for r in baselines.values()] == [
+        ["4.00", "CUDA peak allocated", "21.4", "37.4"],
+        ["4.00", "CUDA peak allocated", "17.8", "41.3"],
+    ]
     assert out == (GOLDEN / "export-reference.md").read_text(), (
         "the exported reference table changed; if on purpose, refresh tests/golden/export-reference.md"
     )
@@ -141,7 +147,7 @@ def test_import_log_through_the_cli_into_the_table(tmp_path: Path) -> None:
     code, out, _ = run_cli("export", "--store", str(store), "--source", "log")
     rows = table_rows(out)
     assert [r[1:3] for r in rows] == [["0010", "Y"], ["1111", "N"]]
-    assert rows[0][4:7] == ["7.8", "-", "41.4"]  # 8014 MB -> 7.8 GB; no fps in a training log
+    assert rows[0][4:8] == ["7.83", "CUDA peak allocated", "-", "41.4"]  # 8014 MB; no fps in a training log
 
 
 def test_code_and_dcn_flags_override_the_name(tmp_path: Path) -> None:

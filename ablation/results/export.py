@@ -94,7 +94,9 @@ def _latex(table: ResultsTable) -> str:
     def line(cells: Sequence[str]) -> str:
         return " & ".join(latex_escape(cells[i]) for i in keep) + r" \\"
 
-    out = [r"\begin{table}", r"\centering", f"\\caption{{{latex_escape(table.caption)}}}"]
+    out = [r"\begin{table}", r"\centering"]
+    if table.caption:
+        out.append(f"\\caption{{{latex_escape(table.caption)}}}")
     out += [f"\\begin{{tabular}}{{{spec}}}", r"\toprule", line(table.headers), r"\midrule"]
     out += [line(row) for row in table.rows]
     out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
