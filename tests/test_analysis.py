@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ablation.analysis.effects import analyse
 from ablation.analysis.effect_charts import effects_figure, half_normal_figure, interactions_figure
+from ablation.analysis.effects import analyse
 from ablation.analysis.figures import tradeoff_figure
 from ablation.analysis.numbers import (
     FACTOR_COLUMNS,
@@ -36,21 +36,21 @@ from ablation.analysis.numbers import (
 )
 from ablation.errors import LogFormatError
 from ablation.results.curves import training_curves, work_dir_of
-from ablation.results.table import results_table
-from ablation.vocabulary import METRICS as FIGURES
-
-MEAN_COLUMNS = tuple(m.column for m in FIGURES)  # replicate_means: every metric at its replicates' mean
-INTERVAL_COLUMNS = tuple(m.column for m in FIGURES if m.interval)  # ... these with their interval too
 from ablation.results.latest import latest_runs
 from ablation.results.records import RunRecord
 from ablation.results.store import Store
+from ablation.results.table import results_table
 from ablation.run.result_file import METRICS
+from ablation.vocabulary import METRICS as FIGURES
 
 from .helpers.figures import bars, hue
 from .helpers.store import framed, record, stored
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
+
+MEAN_COLUMNS = tuple(m.column for m in FIGURES)  # replicate_means: every metric at its replicates' mean
+INTERVAL_COLUMNS = tuple(m.column for m in FIGURES if m.interval)  # ... these with their interval too
 
 Flags = dict[str, bool]
 

@@ -12,8 +12,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ablation.cli.result_commands import COMMANDS as RESULT_COMMANDS
 from ablation.cli.parser import build_parser
+from ablation.cli.result_commands import COMMANDS as RESULT_COMMANDS
 from ablation.cli.sweep_commands import COMMANDS as SWEEP_COMMANDS
 from ablation.cli.table import one_line
 from ablation.errors import AblationError, InputError
