@@ -138,7 +138,7 @@ def test_trade_offs_plot_every_cell_and_the_pareto_frontier(
     monkeypatch: pytest.MonkeyPatch, store: Store
 ) -> None:
     at = open_app(monkeypatch, store)
-    fps, memory, flops = figures(at)
+    memory, fps, flops = figures(at)  # the vocabulary's order of the trade-off metrics
     runs = [r for r in store.read().table.to_pylist()]
     own = [r for r in runs if r["source"] == "run"]
     plotted = [
@@ -174,7 +174,7 @@ def test_replicates_are_one_point_per_cell_with_error_bars(
 ) -> None:
     at = open_app(monkeypatch, replicated)
     assert any("13 runs" in c.value and "95% confidence interval" in c.value for c in at.caption)
-    fps, memory, flops = figures(at)
+    memory, fps, flops = figures(at)
     runs = replicate_runs()
     by_cell: dict[str, list[RunRecord]] = {}
     for record in runs:
@@ -673,7 +673,7 @@ def test_nan_metrics_and_the_sidebar_filters(monkeypatch: pytest.MonkeyPatch, st
     at = open_app(monkeypatch, store)
     at.sidebar.multiselect[1].set_value(["reference"]).run()
     assert not at.exception
-    fps = figures(at)[0]
+    fps = figures(at)[1]  # after memory
     assert {name.split(",")[0] for name in traces(fps)} <= {"model zoo (published)", "Pareto frontier"}
     for page in ("effects", "runs", "downloads", "status"):
         at.radio(key="page").set_value(page).run()

@@ -30,7 +30,7 @@ __all__ = ["Analysis", "Runs"]
 @dataclass(frozen=True)
 class Analysis:
     """One metric's factorial analysis over one design, for a view: the memory kind it is of (memory is
-    analysed once per kind), and the name to show it by ('memory (CPU peak RSS)')."""
+    analysed once per kind), and the name to show it by ('CPU peak RSS memory')."""
 
     metric: vocabulary.Metric
     memory_kind: str | None
@@ -40,7 +40,7 @@ class Analysis:
     def name(self) -> str:
         if self.memory_kind is None:
             return self.metric.name
-        return f"{self.metric.name} ({vocabulary.memory_label(self.memory_kind)})"
+        return f"{vocabulary.memory_label(self.memory_kind)} {self.metric.name}"
 
 
 class Runs:
