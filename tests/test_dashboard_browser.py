@@ -18,6 +18,8 @@ from .helpers.browser import CHROMIUM, FLAGS, free_port, wait_until_served
 from .helpers.cli import venv_bin
 from .helpers.store import grid_runs, store_with
 
+pytestmark = pytest.mark.browser
+
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:

@@ -49,6 +49,7 @@ def one_image_batch() -> dict[str, object]:
     return dict(inputs=[image], data_samples=[sample])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", COCO.cells, ids=[cell_name(COCO, c) for c in COCO.cells])
 def test_every_coco_cell_trains_a_step_on_a_non_square_image(coco_plan: Plan, cell: Cell) -> None:
     (planned,) = [p for p in coco_plan.cells if p.cell == cell]
@@ -157,6 +158,7 @@ def test_the_sdpa_implementation_gives_the_reference_detector_s_features_and_gra
             assert torch.allclose(grad, ref_grads[name], rtol=1e-3, atol=1e-4 * max(1.0, scale)), name
 
 
+@pytest.mark.slow
 def test_a_smoke_detector_trains_every_backbone_parameter_and_its_batch_statistics(tmp_path: Path) -> None:
     """From scratch nothing may stay at its random initialisation: mmdet's R-50 base would freeze the stem and
     stage 1 and keep BatchNorm in eval mode (right for ImageNet weights only)."""

@@ -285,6 +285,7 @@ def simulated(
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow
 def test_the_replicates_95_percent_intervals_cover_the_true_effects_95_percent_of_the_time() -> None:
     """400 simulated 2^3 designs with three replicates (the seeds = [0, 1, 2] of a sweep): 2,800 intervals of
     the seven effects. Expected coverage 0.95; the tolerance, ±0.02, is about 5 binomial standard errors of
@@ -347,4 +348,3 @@ def test_effects_are_in_the_display_unit() -> None:
     assert f"PSE {raw.lenth.pse:.3g} AP points" in points.description
     flops = design(BITS, {k: [v * 1e9 for v in ys] for k, ys in FILTRATION.items()}, "flops")
     assert list(analyse(flops, "GFLOPs").effects["effect"]) == pytest.approx(list(raw.effects["effect"]))
-

@@ -80,6 +80,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Made]:
     )
 
 
+@pytest.mark.slow
 def test_run_ends_with_the_harvested_table(made: Made) -> None:
     assert made.run_code == 0, made.run_output
     lines = made.run_output.splitlines()
@@ -101,6 +102,7 @@ def test_run_ends_with_the_harvested_table(made: Made) -> None:
     assert row["test_s"] > 0 and row["fps_s"] > 0 and row["flops_s"] > 0
 
 
+@pytest.mark.slow
 def test_a_work_dir_of_mmdet_tools_is_harvested(made: Made) -> None:
     (work,) = find_runs(made.tools_dir)
     record = record_from_work_dir(work, "tools")
@@ -121,6 +123,7 @@ def test_a_work_dir_of_mmdet_tools_is_harvested(made: Made) -> None:
     assert record.run_id == sorted(p.name for p in work.iterdir() if p.is_dir())[0]
 
 
+@pytest.mark.slow
 def test_harvesting_twice_changes_nothing(made: Made, tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     first = harvest(store, find_runs(made.folder), "tools")
@@ -133,6 +136,7 @@ def test_harvesting_twice_changes_nothing(made: Made, tmp_path: Path) -> None:
     assert store.read().table.equals(before)
 
 
+@pytest.mark.slow
 def test_corrupt_truncated_and_missing_files_are_named_and_the_rest_harvested(
     made: Made, tmp_path: Path
 ) -> None:
@@ -171,6 +175,7 @@ def test_corrupt_truncated_and_missing_files_are_named_and_the_rest_harvested(
     )
 
 
+@pytest.mark.slow
 def test_harvest_without_a_sweep_reads_every_sweep_and_the_reference(made: Made, tmp_path: Path) -> None:
     store = tmp_path / "store"
     code, out, err = run_cli("harvest", "--root", str(made.root), "--store", str(store))
@@ -187,6 +192,7 @@ def test_harvest_errors_are_one_line(tmp_path: Path) -> None:
     assert code == 2 and "no runs of sweep smoke" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_the_parsers_read_what_mmengine_really_wrote(made: Made) -> None:
     (scalars,) = (made.tools_dir / CELL).glob("*/vis_data/scalars.json")
     lines = [json.loads(line) for line in scalars.read_text().splitlines()]

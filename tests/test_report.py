@@ -204,6 +204,7 @@ def md_rows(text: str) -> list[list[str]]:
     return [[c.replace("\0", "|") for c in row] for i, row in enumerate(rows) if i != 1]
 
 
+@pytest.mark.browser
 def test_the_report_opens_offline_with_every_chart_drawn_and_the_recomputed_intervals(
     store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -364,6 +365,7 @@ def vars_of(record: RunRecord) -> dict[str, Any]:
 # --- ablation run's ending ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ablation_run_ends_with_the_report_beside_the_store(tmp_path: Path) -> None:
     """A real `ablation run` of one smoke cell (about 30 s): the line saying where follows the harvest's,
     and the report of its one cell has its trade-off charts and says why it has no factor effects."""

@@ -83,6 +83,7 @@ def results(run: Run) -> dict[str, dict[str, object]]:
     return out
 
 
+@pytest.mark.slow
 def test_the_cells_finish_with_their_figures(ran: Run) -> None:
     found = results(ran)
     assert len(found) == 6
@@ -106,6 +107,7 @@ def test_the_cells_finish_with_their_figures(ran: Run) -> None:
         assert [p.name for p in work.glob("*.pth")] == ["epoch_2.pth"]  # keep_checkpoints = "last"
 
 
+@pytest.mark.slow
 def test_more_attention_means_more_parameters(ran: Run) -> None:
     found = results(ran)
     params = {(r["code"], r["dcn"]): r["params"] for r in found.values() if r["status"] == "done"}
@@ -113,6 +115,7 @@ def test_more_attention_means_more_parameters(ran: Run) -> None:
     assert params["0010", False] < params["0010", True]
 
 
+@pytest.mark.slow
 def test_the_broken_cell_is_recorded_as_failed_with_its_error(ran: Run) -> None:
     r = results(ran)[BROKEN]
     assert r["status"] == "failed"
@@ -123,6 +126,7 @@ def test_the_broken_cell_is_recorded_as_failed_with_its_error(ran: Run) -> None:
     assert "6 cells: 5 done, 1 failed" in ran.output
 
 
+@pytest.mark.slow
 def test_no_more_than_the_parallel_cells_computed_at_once(ran: Run) -> None:
     spans = [
         (datetime.fromisoformat(str(r["started"])), datetime.fromisoformat(str(r["finished"])))
@@ -133,6 +137,7 @@ def test_no_more_than_the_parallel_cells_computed_at_once(ran: Run) -> None:
         assert overlapping <= 2
 
 
+@pytest.mark.slow
 def test_a_second_launch_submits_nothing(ran: Run, capsys: pytest.CaptureFixture[str]) -> None:
     with in_folder(ran.folder):
         code, out, _ = run_cli(
@@ -142,6 +147,7 @@ def test_a_second_launch_submits_nothing(ran: Run, capsys: pytest.CaptureFixture
     assert out.startswith("submitted 0 of 6 cells of sweep mini (local); left alone: 5 done, 1 failed")
 
 
+@pytest.mark.slow
 def test_status_from_a_new_process(ran: Run) -> None:
     done = run_script("ablation", "status", "--sweep", str(ran.sweep_file), "--root", str(ran.root))
     assert done.returncode == 0, done.stderr
@@ -152,6 +158,7 @@ def test_status_from_a_new_process(ran: Run) -> None:
     assert broken_row.split()[3] == "failed"
 
 
+@pytest.mark.slow
 def test_retry_failed_resubmits_only_the_failed_cell(
     ran: Run, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -178,6 +185,7 @@ def test_retry_failed_resubmits_only_the_failed_cell(
     assert (r["status"], r["attempt"]) == ("done", 2)
 
 
+@pytest.mark.slow
 def test_a_rerun_resumes_from_the_last_checkpoint(ran: Run, tmp_path: Path) -> None:
     """Through torch's safe unpickler: mmengine's checkpoints load with only their classes allowed."""
     ran = copy_of(ran, tmp_path)

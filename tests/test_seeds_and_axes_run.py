@@ -21,6 +21,8 @@ from ablation.run.result_file import RESULT_FILE, read_result
 
 from .helpers.cli import REPO, run_script, write_sweep
 
+pytestmark = pytest.mark.slow  # its module fixture runs 9 cells of the smoke sweep (about 2 min)
+
 NAME = "replicated"
 SWEEP = (
     (REPO / "experiments/sweeps/smoke.toml")

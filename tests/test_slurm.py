@@ -174,6 +174,7 @@ def grid(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
     yield folder, root, names
 
 
+@pytest.mark.slurm
 def test_a_relaunch_after_a_killed_launcher_submits_nothing_and_every_cell_runs_once(
     grid: tuple[Path, Path, list[str]],
 ) -> None:
@@ -202,6 +203,7 @@ def test_a_relaunch_after_a_killed_launcher_submits_nothing_and_every_cell_runs_
     assert ids == {job_id for job_id, _, _ in tasks}
 
 
+@pytest.mark.slurm
 def test_slurm_results_have_the_local_executor_s_fields(grid: tuple[Path, Path, list[str]]) -> None:
     _, root, _ = grid
     found = results(root, MINI)
@@ -216,6 +218,7 @@ def test_slurm_results_have_the_local_executor_s_fields(grid: tuple[Path, Path, 
         assert 0.0 <= r["metrics"]["bbox_mAP"] <= 1.0  # type: ignore[index]
 
 
+@pytest.mark.slurm
 def test_status_from_a_fresh_process_asks_sacct_once_for_both_arrays(
     grid: tuple[Path, Path, list[str]],
 ) -> None:
@@ -237,6 +240,7 @@ def test_status_from_a_fresh_process_asks_sacct_once_for_both_arrays(
     assert call.startswith("-n -X -P --format=JobID,State -j ") and set(call.split()[-1].split(",")) == arrays
 
 
+@pytest.mark.slurm
 def test_retry_failed_reruns_the_failed_cell_asking_max_array_size_once(
     grid: tuple[Path, Path, list[str]],
 ) -> None:
@@ -254,6 +258,7 @@ def test_retry_failed_reruns_the_failed_cell_asking_max_array_size_once(
     assert [call for call in lines(calls) if call.startswith("show")] == ["show config"]  # not per poll
 
 
+@pytest.mark.slurm
 def test_a_dry_run_on_the_cluster_shows_the_grid_as_two_arrays(cluster: None, tmp_path: Path) -> None:
     sweep = write_sweep(tmp_path, sweep_text(), "dry")
     args = ("--sweep", str(sweep), "--root", str(tmp_path / "runs"), "--executor", "slurm", "--dry-run")
@@ -294,6 +299,7 @@ def requeued(tmp_path: Path, name: str, **changes: str) -> tuple[dict[str, objec
     return entry, work, one
 
 
+@pytest.mark.slurm
 def test_a_requeued_cell_resumes_from_its_checkpoint(cluster: None, tmp_path: Path) -> None:
     """Slurm gives a requeued job KillWait (30 s) to end before killing it: the cell is long enough to be
     killed mid-training (an epoch of the smoke detector takes about 1 s here, so 60 outlast the 30 s)."""
@@ -301,6 +307,7 @@ def test_a_requeued_cell_resumes_from_its_checkpoint(cluster: None, tmp_path: Pa
     assert (one["status"], one["epochs"], one["iterations"]) == ("done", 60, 120)
 
 
+@pytest.mark.slurm
 def test_a_cell_at_its_time_limit_is_requeued_and_finishes(cluster: None, tmp_path: Path) -> None:
     sweep, root = single_cell(
         tmp_path,
@@ -326,6 +333,7 @@ def test_a_cell_at_its_time_limit_is_requeued_and_finishes(cluster: None, tmp_pa
     assert len(list(work.glob("*/*.log"))) >= 2  # more than one attempt: it was requeued
 
 
+@pytest.mark.slurm
 def test_every_command_judges_a_slurm_job_where_it_runs(cluster: None, tmp_path: Path) -> None:
     """Launched with --executor slurm, then followed with the commands the tool's hints give, none of which
     names the executor: status, launch --retry-failed and cancel all see the Slurm jobs."""
@@ -402,6 +410,7 @@ def task_log(entry: dict[str, object], rank: int, job_id: str | None = None) -> 
     return path.read_text(errors="replace") if path.exists() else ""
 
 
+@pytest.mark.slurm
 def test_a_two_task_cell_trains_as_one_group_with_half_the_iterations(cluster: None, tmp_path: Path) -> None:
     """The same cell as one task and as two: each of the two ranks takes half of every epoch's 4 images, in
     batches of 2, so an epoch is 1 iteration instead of 2 (the effective batch is tasks x images_per_gpu)."""
@@ -429,6 +438,7 @@ def test_a_two_task_cell_trains_as_one_group_with_half_the_iterations(cluster: N
         assert f"rank {rank} trained to epoch 2, iteration 2" in log
 
 
+@pytest.mark.slurm
 def test_a_requeued_two_task_cell_resumes_from_its_checkpoint_on_every_rank(
     cluster: None, tmp_path: Path
 ) -> None:
@@ -448,6 +458,7 @@ def test_a_requeued_two_task_cell_resumes_from_its_checkpoint_on_every_rank(
         assert f"rank {rank} trained to epoch {epochs}, iteration {epochs}" in log
 
 
+@pytest.mark.slurm
 def test_a_duplicate_two_task_job_of_a_running_cell_steps_aside_on_every_rank(
     cluster: None, tmp_path: Path
 ) -> None:
@@ -542,6 +553,7 @@ def crash_the_node(job_id: str, jobs_folder: Path) -> None:
     )
 
 
+@pytest.mark.slurm
 def test_a_node_failure_requeues_the_cell_which_resumes_from_its_checkpoint(
     cluster: None, tmp_path: Path
 ) -> None:

@@ -137,6 +137,7 @@ def _writer(path: str, worker: int, count: int) -> None:
         store.put(run(sweep="many", cell="shared", run_id="same", fps=float(worker)))  # all race on one key
 
 
+@pytest.mark.slow
 def test_sixteen_processes_writing_at_once_lose_no_row(tmp_path: Path) -> None:
     context = multiprocessing.get_context("spawn")
     barrier_free = [context.Process(target=_writer, args=(str(tmp_path), w, 25)) for w in range(16)]

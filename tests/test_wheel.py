@@ -199,6 +199,7 @@ def dashboard(installed: Installed) -> Iterator[tuple[str, int]]:
         log.close()
 
 
+@pytest.mark.browser
 def test_the_dashboard_serves_the_wheels_app(installed: Installed, dashboard: tuple[str, int]) -> None:
     from playwright.sync_api import sync_playwright
 
