@@ -370,7 +370,7 @@ def test_written_files_honour_the_umask(
     output.write_text("an older file, 0600")
     output.chmod(0o600)
     assert run_cli("export", "--store", str(store), "-o", str(output), capsys=capsys)[0] == 0
-    written = [config, result, root / "mine" / "manifest.json", output, store / "cache.parquet"]
+    written = [config, result, root / "mine" / "manifest.json", output, store / "_cache.parquet"]
     written += list((store / "runs").iterdir())
     assert len(written) == 6
     assert {path.name: oct(_mode(path)) for path in written} == {path.name: oct(want) for path in written}

@@ -7,6 +7,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from ablation.cli.table import markdown_table
 from ablation.grid.schema import describe
 from ablation.grid.sweep import SweepFile
@@ -52,6 +54,7 @@ def test_ci_runs_the_readme_s_test_command() -> None:
 LEARNS_AT_LEAST = 0.15
 
 
+@pytest.mark.slow
 def test_the_main_job_runs_and_its_detector_learns(tmp_path: Path) -> None:
     """The README's main command on its baseline cell, 0000 without DCN (test_run.py runs more cells of the
     smoke sweep; the whole grid is measured by hand, see docs/user-guide.md): it trains from scratch to a box

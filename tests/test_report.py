@@ -379,7 +379,11 @@ def test_ablation_run_ends_with_the_report_beside_the_store(tmp_path: Path) -> N
     assert lines[where - 1].startswith("harvested 1 run: 1 new") and lines[-1] == "1 cell: 1 done"
     html = (tmp_path / "runs" / "smoke-report.html").read_text(encoding="utf-8")
     ids = re.findall(r'<div id="([^"]+)" class="plotly-graph-div"', html)
-    assert ids == ["tradeoff-fps", "tradeoff-memory_gb-cpu_peak_rss", "tradeoff-flops"]
+    assert ids == [
+        "tradeoff-memory_gb-cpu_peak_rss",
+        "tradeoff-fps",
+        "tradeoff-flops",
+    ]  # the vocabulary's order
     assert "No factor effects to show: no factor has both its levels among the runs." in html
     assert "1 cell, one run each" in html and "faster-rcnn_r50-attn0010-dcn_fpn_2e_shapes.py" in html
 
@@ -389,13 +393,13 @@ def test_run_s_ending_writes_the_report_beside_the_store_and_says_where(
 ) -> None:
     """The ending on a store of the smoke sweep's runs (a full `ablation run` trains; tests/test_readme.py
     runs one)."""
-    from ablation.cli.commands import _harvest_and_export
+    from ablation.cli.result_commands import harvest_and_export
     from ablation.grid.sweep import load_sweep
 
     monkeypatch.chdir(tmp_path)
     sweep = load_sweep("smoke")
     store = store_with(tmp_path / "runs", design_runs(sweep.name))
-    _harvest_and_export(sweep, argparse.Namespace(root=Path("runs"), store=None))
+    harvest_and_export(sweep, argparse.Namespace(root=Path("runs"), store=None))
     captured = capsys.readouterr()
     lines = captured.out.rstrip("\n").splitlines()
     assert lines[-1] == "report: runs/smoke-report.html", lines[-3:]
@@ -406,7 +410,7 @@ def test_run_s_ending_writes_the_report_beside_the_store_and_says_where(
     for record in design_runs(sweep.name):  # no cell finished: a warning, not the run's failure
         store.put(RunRecord(**{**vars_of(record), "status": "failed"}))
     (tmp_path / "runs" / "smoke-report.html").unlink()
-    _harvest_and_export(sweep, argparse.Namespace(root=Path("runs"), store=None))
+    harvest_and_export(sweep, argparse.Namespace(root=Path("runs"), store=None))
     captured = capsys.readouterr()
     assert "report:" not in captured.out
     assert (

@@ -162,10 +162,21 @@ def test_sweeps_plan_harvest_and_export_from_the_wheel(installed: Installed) -> 
     ours = {(row[1], row[2]): row for row in table_rows(out)}
     published = table_rows((FIXTURES / "mmdet3-empirical-attention-README.md").read_text())
     assert len(published) == 4
-    # Backbone | Attention Component | DCN | Lr schd | Mem (GB) | Inf time (fps) | box AP
+    # Backbone | Attention Component | DCN | Lr schd | Mem (GB) | Mem kind | Inf time (fps) | box AP
     for row in published:
-        assert ours[row[1], row[2]][:7] == row[:7]
+        mine = ours[row[1], row[2]]
+        assert mine[:4] == row[:4] and float(mine[4]) == float(row[4]) and mine[6:8] == row[5:7]
     assert out == (GOLDEN / "export-reference.md").read_text()
+
+    # the Python API and the effects, from the wheel in its own environment
+    count = "import ablation; print(len(ablation.open_store('runs/store').runs(sweep='mmdet-model-zoo')))"
+    python = subprocess.run(
+        [str(installed.bin / "python"), "-c", count], cwd=installed.cwd, env=installed.env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert (python.returncode, python.stdout) == (0, "6\n"), python.stderr
+    effects = installed.ablation("effects", "--sweep", "mmdet-model-zoo", "--metric", "box AP")
+    assert "effects on box AP (AP points)" in effects.stdout and "| factor | effect |" in effects.stdout
 
 
 @pytest.fixture
