@@ -88,20 +88,22 @@ def test_the_export_shows_each_cell_s_mean_interval_and_n(ran: Ran) -> None:
     assert code == 0, out
     lines = out.splitlines()
     header = [h.strip() for h in lines[0].strip("|").split("|")]
-    assert header[:9] == [
+    assert header[:10] == [
         "Backbone",
         "Attention Component",
         "DCN",
         "Lr schd",
         "kv_stride",
         "Mem (GB)",
+        "Mem kind",
         "Inf time (fps)",
         "box AP",
         "n",
     ]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:5]]
-    assert [(r[1], r[4], r[8]) for r in rows] == [("0000", "-", "3"), ("1111", "1", "3"), ("1111", "2", "3")]
-    assert all(" ± " in r[7] for r in rows)  # box AP: mean ± half-width of its 95% interval
+    assert [(r[1], r[4], r[9]) for r in rows] == [("0000", "-", "3"), ("1111", "1", "3"), ("1111", "2", "3")]
+    assert all(r[6] == "CPU peak RSS" for r in rows)
+    assert all(" ± " in r[8] for r in rows)  # box AP: mean ± half-width of its 95% interval
     assert "95%" in out
 
 
