@@ -10,7 +10,7 @@ import pytest
 from ablation.data.dataset import check, data_root, prepare
 from ablation.data.synthetic import SHAPES
 from ablation.errors import DatasetError, InputError
-from ablation.grid.sweep import DatasetSettings
+from ablation.grid.settings import DatasetSettings
 
 SHAPES_SETTINGS = DatasetSettings(
     name="shapes",

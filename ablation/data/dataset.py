@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 from ablation.data.synthetic import SHAPES
 from ablation.data.synthetic import ensure as ensure_synthetic
 from ablation.errors import DatasetError
-from ablation.grid.sweep import DatasetSettings
+from ablation.grid.settings import DatasetSettings
 
 __all__ = ["check", "data_root", "prepare"]
 

@@ -22,7 +22,8 @@ from ablation.errors import EnvironmentProblem, SweepFileError
 from ablation.grid.axes import labels
 from ablation.grid.cells import Cell
 from ablation.grid.pysource import Ref, assignments
-from ablation.grid.sweep import ScheduleSettings, Sweep
+from ablation.grid.settings import ScheduleSettings
+from ablation.grid.sweep import Sweep
 from ablation.model.modules import ATTENTION_MODULES, DCN_MODULES
 
 __all__ = ["Base", "RenderedConfig", "cell_name", "config_name", "render", "resolve_base"]

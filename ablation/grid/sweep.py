@@ -24,10 +24,8 @@ from ablation.grid.cells import Cell, expand
 from ablation.grid.schema import free_table, nested, setting
 from ablation.grid.settings import (
     NAME_PATTERN,
-    AttentionSettings,
     BenchmarkSettings,
     DatasetSettings,
-    DcnSettings,
     GridSettings,
     ModelSettings,
     ResourceSettings,
@@ -37,15 +35,6 @@ from ablation.grid.settings import (
 from ablation.shipped import shipped
 
 __all__ = [
-    "AttentionSettings",
-    "BenchmarkSettings",
-    "DatasetSettings",
-    "DcnSettings",
-    "GridSettings",
-    "ModelSettings",
-    "ResourceSettings",
-    "ScheduleSettings",
-    "SlurmSettings",
     "Sweep",
     "available_sweeps",
     "load_sweep",
