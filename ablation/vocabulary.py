@@ -22,6 +22,7 @@ __all__ = [
     "MEMORY_KINDS",
     "METRICS",
     "MISSING",
+    "PLUS_MINUS",
     "RESULT_STATUSES",
     "ROLES",
     "STAGES",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 MISSING = "-"  # how a figure nobody measured reads
+PLUS_MINUS = "±"  # between a mean and the half-width of its interval (or its sd)
 # What a figure is shown as (Metric.roles): 'main' in every results table, 'breakdown' and 'complexity'
 # in the tables that ask for them, 'status' in the status table, 'tradeoff' as a trade-off chart's x axis,
 # 'effects' analysed for its factor effects (the report, the dashboard, ``ablation effects``).
@@ -76,6 +78,13 @@ class Metric:
         places = self.digits(value) if digits is None else digits
         text = format(value, f"{'+' if signed else ''}.{places}f")
         return text.replace("-", "+", 1) if signed and float(text) == 0 else text
+
+    def format_spread(self, value: float, half: float | None) -> str:
+        """A value in the display unit at its precision, with ' ± half' (also in the display unit) at the
+        same decimals where there is a half-width."""
+        digits = self.digits(value)
+        shown = self.format(value, digits=digits)
+        return shown if half is None else f"{shown} {PLUS_MINUS} {half:.{digits}f}"
 
     @property
     def titled(self) -> str:

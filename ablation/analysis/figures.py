@@ -154,11 +154,8 @@ def _shown(row: dict[str, Any], figure: vocabulary.Metric) -> str:
     value = number(row.get(figure.column))
     if value is None:
         return vocabulary.MISSING
-    shown = figure.display(value)
-    digits = figure.digits(shown)
     half = number(row.get(figure.column + HALF_SUFFIX))
-    spread = "" if half is None else f" ± {figure.display(half):.{digits}f}"
-    return figure.format(shown, digits=digits) + spread
+    return figure.format_spread(figure.display(value), None if half is None else figure.display(half))
 
 
 def number(value: Any) -> float | None:

@@ -51,6 +51,7 @@ __all__ = [
     "check_one_memory_kind",
     "describe_code",
     "factor_label",
+    "memory_kinds",
     "pareto_front",
     "replicate_columns",
     "replicate_means",
@@ -94,7 +95,7 @@ def _flags(frame: pd.DataFrame, column: str) -> tuple[BoolArray, BoolArray]:
     return known, on & known
 
 
-def _memory_kinds(frame: pd.DataFrame) -> list[str]:
+def memory_kinds(frame: pd.DataFrame) -> list[str]:
     """The memory_kinds of the rows with a memory figure (a missing kind is none), sorted."""
     present = ~np.isnan(_floats(frame, _MEMORY, required=False))
     return sorted({str(k) for k in column_values(frame, "memory_kind")[present] if k is not None})
@@ -102,7 +103,7 @@ def _memory_kinds(frame: pd.DataFrame) -> list[str]:
 
 def check_one_memory_kind(frame: pd.DataFrame) -> None:
     """ValueError if the rows with a memory figure hold more than one memory_kind (a missing kind is none)."""
-    kinds = _memory_kinds(frame)
+    kinds = memory_kinds(frame)
     if len(kinds) > 1:
         raise ValueError(
             f"the rows mix memory kinds ({', '.join(kinds)}); pass the rows of one memory_kind, a CUDA peak "
@@ -130,7 +131,7 @@ def replicate_means(frame: pd.DataFrame, groups: Sequence[ReplicateGroup] | None
     for column in means:
         if column in cells.columns:
             cells[column] = np.array([math.nan if e is None else e.mean for e in estimates[column]])
-    mixed = [len(_memory_kinds(g.rows)) > 1 for g in groups]
+    mixed = [len(memory_kinds(g.rows)) > 1 for g in groups]
     if any(mixed) and _MEMORY in cells.columns:
         cells[_MEMORY] = np.where(mixed, np.nan, _floats(cells, _MEMORY))
         kinds = column_values(cells, "memory_kind")

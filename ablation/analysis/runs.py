@@ -18,7 +18,7 @@ import pandas as pd
 
 from ablation import vocabulary
 from ablation.analysis.effects import FactorialAnalysis, analyse
-from ablation.analysis.numbers import axis_columns, replicate_means
+from ablation.analysis.numbers import axis_columns, memory_kinds, replicate_means
 from ablation.results.latest import column_values, latest_runs
 from ablation.results.records import SOURCES
 from ablation.results.replicates import ReplicateGroup, replicate_groups
@@ -77,7 +77,7 @@ class Runs:
     @functools.cached_property
     def memory_kinds(self) -> tuple[str, ...]:
         """The memory kinds of the runs that have a memory figure, in the vocabulary's order."""
-        held = set(self._values("memory_kind", only_with="memory_gb"))
+        held = set(memory_kinds(self.latest))
         return tuple(k.key for k in vocabulary.MEMORY_KINDS if k.key in held)
 
     @functools.cached_property
@@ -121,10 +121,5 @@ class Runs:
                 found.append(Analysis(figure, kind, self.where("memory_kind", kind).effects(figure.column)))
         return found
 
-    def _values(self, column: str, only_with: str | None = None) -> list[str]:
-        values = column_values(self.latest, column)
-        if only_with is not None:
-            if only_with not in self.latest:
-                return []
-            values = values[~np.isnan(self.latest[only_with].to_numpy(dtype=np.float64, na_value=np.nan))]
-        return [str(v) for v in values if v is not None]
+    def _values(self, column: str) -> list[str]:
+        return [str(v) for v in column_values(self.latest, column) if v is not None]

@@ -51,7 +51,7 @@ from ablation.model.codes import AttentionCode
 from ablation.results.records import SOURCES
 from ablation.results.replicates import SPREADS, ReplicateGroup, difference, replicate_groups
 from ablation.results.select import axis_text, column
-from ablation.vocabulary import MISSING, Metric, memory_label
+from ablation.vocabulary import MISSING, PLUS_MINUS, Metric, memory_label
 
 if TYPE_CHECKING:
     from pandas import DataFrame
@@ -71,7 +71,6 @@ CONFIG = "Config"
 DELTA = "Δ box AP"
 COUNT = "n"
 MEMORY_KIND = "Mem kind"
-PLUS_MINUS = "±"
 NOT_RESOLVED = " (ns)"
 TEXT_COLUMNS = ("Sweep", "Source", "Backbone", "Attention Component", "DCN", "Lr schd", MEMORY_KIND, CONFIG)
 _NOTES = {
@@ -288,12 +287,10 @@ def _figure(metric: Metric, spread: str | None) -> Cell:
             return MISSING, None, None
         mean = metric.display(found.mean)
         digits = metric.digits(mean)
-        shown = metric.format(mean, digits=digits)
         half = found.half(spread) if spread is not None and metric.interval else None
-        if half is None:
-            return shown, round(mean, digits), None
-        half = metric.display(half)
-        return f"{shown} {PLUS_MINUS} {half:.{digits}f}", round(mean, digits), round(half, digits)
+        half = None if half is None else metric.display(half)
+        rounded = None if half is None else round(half, digits)
+        return metric.format_spread(mean, half), round(mean, digits), rounded
 
     return cell
 
