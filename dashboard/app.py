@@ -20,7 +20,7 @@ import streamlit as st
 from ablation import vocabulary
 from ablation.analysis import effect_charts, figures
 from ablation.analysis import numbers as analysis
-from ablation.analysis.effects_text import EFFECT_HEADERS, effects_rows, error_lines, method
+from ablation.analysis.effects_text import EFFECT_HEADERS, error_lines, method, sections
 from ablation.analysis.runs import Analysis, Runs
 from ablation.fsio import root_dir
 from ablation.results.curves import training_curves, work_dir_of
@@ -191,8 +191,7 @@ def effects_section(found: Analysis) -> None:
     result, name = found.result, found.name
     lo, hi = result.runs_per_cell
     per_cell = f"{lo}" if lo == hi else f"{lo} to {hi}"
-    blocks = f"; blocks: {', '.join(result.blocks)}" if result.blocks else ""
-    design = f"{result.runs} runs in {result.cells} cells, n per cell {per_cell}{blocks}."
+    design = f"{result.runs} runs in {result.cells} cells, n per cell {per_cell}."
     if result.method == "none":
         st.warning(f"No interval: {result.reason.rstrip('.')}. {design}")
     else:
@@ -209,14 +208,20 @@ def effects_section(found: Analysis) -> None:
         st.plotly_chart(effect_charts.effects_figure(result, name), width="stretch", key=f"{key}-main")
     with right:
         st.plotly_chart(effect_charts.interactions_figure(result, name), width="stretch", key=f"{key}-pairs")
+    for setting in result.settings:
+        figure = effect_charts.setting_figure(result, setting, name)
+        st.plotly_chart(figure, width="stretch", key=f"{key}-{setting.term}")
+    if result.inseparable:
+        st.info(f"Not separable from the terms before them with these runs: {', '.join(result.inseparable)}.")
     st.plotly_chart(effect_charts.half_normal_figure(result, name), width="stretch", key=f"{key}-half")
     with st.expander(
         f"the numbers: effects on {name}" + (" and the ANOVA" if result.anova is not None else "")
     ):
         st.markdown(method(result))
         headers = [f"{EFFECT_HEADERS[0]}", f"effect ({found.metric.unit})", *EFFECT_HEADERS[2:]]
-        rows = [*effects_rows(result, 1), *effects_rows(result, 2)]
-        st.dataframe(pd.DataFrame(rows, columns=headers), hide_index=True, width="stretch")
+        for words, rows in sections(result):
+            st.markdown(f"{words}:")
+            st.dataframe(pd.DataFrame(rows, columns=headers), hide_index=True, width="stretch")
         if result.anova is not None:
             st.markdown(f"ANOVA (statsmodels' `anova_lm`, type 2 sums of squares in {found.metric.unit}²)")
             st.dataframe(result.anova, width="stretch")

@@ -112,8 +112,8 @@ def test_ablation_effects_of_one_metric_as_csv_and_latex(tmp_path: Path) -> None
                            "--format", "csv")  # fmt: skip
     assert code == 0
     rows = out.splitlines()
-    assert rows[0].startswith("design,metric,unit,order,factor,effect") and len(rows) == 1 + 31
-    assert "study (run),box AP,AP points,1,key content only,2," in out
+    assert rows[0].startswith("design,metric,unit,order,factor,within,effect") and len(rows) == 1 + 31
+    assert "study (run),box AP,AP points,1,key content only,every cell,2," in out
     code, out, _ = run_cli("effects", "--sweep", "study", "--store", str(store.path), "--metric", "fps",
                            "--format", "latex")  # fmt: skip
     assert code == 0 and out.startswith("\\begin{table}") and "effects on fps (img/s)" in out

@@ -1,6 +1,7 @@
 """The factor effects' Plotly figures, from a ``FactorialAnalysis`` (``effects.analyse``), with no Streamlit
-in them: :func:`effects_figure` (a bar per effect), :func:`interactions_figure` (a heatmap of the two-factor
-interactions) and :func:`half_normal_figure`.
+in them: :func:`effects_figure` (a bar per effect), :func:`setting_figure` (a bar per effect of one setting,
+an axis nested within the cells it is set on, and its interactions), :func:`interactions_figure` (a heatmap
+of the factors' two-factor interactions) and :func:`half_normal_figure`.
 
 Each draws an effect with its interval where the method gives one, in the metric's display unit (the
 analysis works in it: box AP in AP points); the colours mean better or worse for the metric (the
@@ -16,13 +17,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ablation.analysis.design import Setting
 from ablation.analysis.effects import FactorialAnalysis, half_normal
 from ablation.analysis.figures import number
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["VERDICTS", "effects_figure", "half_normal_figure", "interactions_figure", "null_slope", "verdict"]
+__all__ = [
+    "VERDICTS",
+    "effects_figure",
+    "half_normal_figure",
+    "interactions_figure",
+    "null_slope",
+    "setting_figure",
+    "verdict",
+]
 
 # An effect's verdict -> (its colour, its legend's words); ``{name}`` is the metric's name.
 VERDICTS = {
@@ -52,16 +62,33 @@ def verdict(analysis: FactorialAnalysis, effect: float | None, resolved: Any) ->
 
 
 def effects_figure(analysis: FactorialAnalysis, name: str | None = None, order: int = 1) -> go.Figure:
-    """A bar per effect of ``order`` (1: the main effects, 2: the two-factor interactions) of the analysis, in
-    its metric's unit, named ``name`` (default: the metric's name), with error bars to its interval where it
-    has one. The colour says better or worse for the metric, not the sign (VERDICTS): green an effect resolved
-    from noise that improves it, red one that worsens it, grey and hatched one not resolved (its text '+0.14
-    (not resolved)'), a neutral blue one without interval ('+0.14 (no interval)'); one trace per verdict,
-    named for the legend. The method (``analysis.description``) is the subtitle and in every bar's hover."""
+    """A bar per factor effect of ``order`` (1: the main effects, 2: the two-factor interactions) of the
+    analysis, in its metric's unit, named ``name`` (default: the metric's name), with error bars to its
+    interval where it has one. The colour says better or worse for the metric, not the sign (VERDICTS): green
+    an effect resolved from noise that improves it, red one that worsens it, grey and hatched one not
+    resolved (its text '+0.14 (not resolved)'), a neutral blue one without interval ('+0.14 (no
+    interval)'); one trace per verdict, named for the legend. The method (``analysis.description``) is the
+    subtitle and in every bar's hover."""
+    name = name or analysis.figure.name
+    effects = analysis.effects
+    rows = effects[(effects["order"] == order) & (effects["kind"] == "factor")]
+    words = _ORDER_WORDS.get(order, f"Order-{order} interactions")
+    return _bars(analysis, rows, name, words, empty="No effect of this order")
+
+
+def setting_figure(analysis: FactorialAnalysis, setting: Setting, name: str | None = None) -> go.Figure:
+    """A bar per effect of ``setting`` (each level against its first, within the cells it is set on) and per
+    interaction of it with a factor or another setting, drawn as :func:`effects_figure` draws."""
+    name = name or analysis.figure.name
+    words = f"Effects of {setting.label} (within {setting.within})"
+    return _bars(analysis, analysis.of_setting(setting), name, words, empty=f"No effect of {setting.label}")
+
+
+def _bars(analysis: FactorialAnalysis, rows: pd.DataFrame, name: str, words: str, empty: str) -> go.Figure:
+    """The bar chart of effects ``rows`` of the analysis, titled ``words`` on ``name``."""
     import plotly.graph_objects as go
 
-    name, unit = name or analysis.figure.name, analysis.figure.unit
-    rows = analysis.effects[analysis.effects["order"] == order]
+    unit = analysis.figure.unit
     labels = [str(v) for v in rows["label"]]
     bars: dict[str, list[dict[str, Any]]] = {key: [] for key in VERDICTS}
     for row in rows.to_dict("records"):
@@ -106,8 +133,8 @@ def effects_figure(analysis: FactorialAnalysis, name: str | None = None, order: 
             )
         )
     suffix = f" ({unit})" if unit else ""
-    title = f"{_ORDER_WORDS.get(order, f'Order-{order} interactions')} on {name}{suffix}"
-    note = analysis.description if labels else f"No effect of this order: {analysis.description}"
+    title = f"{words} on {name}{suffix}"
+    note = analysis.description if labels else f"{empty}: {analysis.description}"
     _frame(figure, title, note, legend=True)
     figure.update_layout(
         barmode="overlay",

@@ -1,34 +1,38 @@
 """The factorial analysis of a sweep's grid: its effects with their uncertainty, and which method gave it.
 
-The design. The two-level factors are the four attention factors of the code and DCN
-(``numbers.FACTOR_COLUMNS``) and every axis column on which each run has one of exactly two values (its
-low level is the smaller value, as sorted); an axis column with more values, or a missing value (an axis
-that does not vary some cells, such as an attention setting for 0000), is a *block*: an additive
-categorical term of the model, not an effect. A factor with one level among the runs is left out; a factor
-whose ±1 column equals an earlier factor's, or its negative, over the runs (0000 and 1111 only: the four
-attention bits move together) is *aliased* with it and left out, named in ``aliased``.
+The design (``ablation.analysis.design``): the two-level factors that cross every run (the four attention
+factors of the code, DCN, and any two-valued axis set on every cell), and the *settings*: axes with more
+values or set on some cells only (an attention setting such as kv_stride has no value on the 0000 cells),
+each nested within the runs it is set on. The model's terms, in this order of priority: the factors' main
+effects and interactions (up to the order the method says), the settings' main effects, each setting's
+interaction with each factor that varies within its scope, and the settings' interactions with each other.
+A setting term the runs cannot separate from the terms before it is left out and named (``inseparable``).
 
 An effect is the classical 2^k effect, the mean response at the high level minus at the low level, in the
 metric's display unit (``ablation.vocabulary``: box AP in AP points, FLOPs in GFLOPs), as are the intervals,
-Lenth's PSE and margins and the ANOVA's sums of squares: twice the coefficient of the factor's ±1 column in
-the least-squares fit (statsmodels' OLS). An interaction's column is the product of its factors'.
+Lenth's PSE and margins and the ANOVA's sums of squares. A setting's effect is a level's mean minus its
+reference level's (its first, as sorted) within the cells it is set on; its interaction with a factor, half
+the difference between its effect at the factor's high and low levels. Each is a contrast of the least-
+squares coefficients (statsmodels' OLS and its ``t_test``; patsy's sum-to-zero coding of the settings).
 
 The method, from the data (``FactorialAnalysis.method``):
 
-- ``replicates``: some cell (combination of factors and blocks) has more than one run. The model is the
-  full factorial of the factors (every interaction: the error is then the replicates' pure error) where
-  every combination of the factors has a run, else the main effects and two-factor interactions (the error
-  then also holds whatever the omitted interactions explain). Standard errors and 95% intervals are t
-  intervals with the residual degrees of freedom; the ANOVA table is statsmodels' ``anova_lm`` (type 2).
-- ``lenth``: one run per cell of a complete 2^k design (k >= 3, no block), today's default grid. All
-  m = 2^k - 1 effects are estimated, and Lenth's (1989) pseudo standard error stands in for the missing
-  error: s0 = 1.5 median|c|, PSE = 1.5 median{|c| : |c| < 2.5 s0}; the margin of error ME = t(0.975; m/3)
-  PSE, the simultaneous margin SME = t(gamma; m/3) PSE with gamma = (1 + 0.95^(1/m)) / 2. An effect's
-  interval is effect ± ME; it is resolved when |effect| > ME, and holds simultaneously (over all m effects)
-  when |effect| > SME. The method is conservative: under pure noise ME flags 3.0% of null effects at m = 15
-  and 3.8% at m = 31, not 5% (tests/test_effects.py).
-- ``pooled``: one run per cell, but not a design Lenth's method fits (incomplete, blocked or k < 3): the
-  main effects and two-factor interactions by OLS, the error pooled from the omitted higher interactions.
+- ``replicates``: some cell (a combination of the factors' and settings' levels) has more than one run.
+  The model holds the full factorial of the factors where every combination of the factors has a run,
+  else their main effects and two-factor interactions, and the setting terms. The error is the residual:
+  the replicates' pure error where the model has a coefficient per cell, else also whatever the omitted
+  interactions explain. Standard errors and 95% intervals are t intervals with the residual degrees of
+  freedom; the ANOVA table is statsmodels' ``anova_lm`` (type 2).
+- ``lenth``: one run per cell of a complete 2^k design (k >= 3, no setting). All m = 2^k - 1 effects are
+  estimated, and Lenth's (1989) pseudo standard error stands in for the missing error: s0 = 1.5
+  median|c|, PSE = 1.5 median{|c| : |c| < 2.5 s0}; the margin of error ME = t(0.975; m/3) PSE, the
+  simultaneous margin SME = t(gamma; m/3) PSE with gamma = (1 + 0.95^(1/m)) / 2. An effect's interval is
+  effect ± ME; it is resolved when |effect| > ME, and holds simultaneously (over all m effects) when
+  |effect| > SME. The method is conservative: under pure noise ME flags 3.0% of null effects at m = 15 and
+  3.8% at m = 31, not 5% (tests/test_effects.py).
+- ``pooled``: one run per cell, but not a design Lenth's method fits (incomplete, with settings, or
+  k < 3): the factors' main effects and two-factor interactions and the setting terms by OLS, the error
+  pooled from the omitted interactions.
 - ``none``: the effects without intervals, where no error can be estimated (``reason`` says why).
 
 Quantiles are scipy's (``scipy.stats``). Pass the runs of one design: ``latest_runs`` of one sweep and one
@@ -38,9 +42,6 @@ replicates of one another. A run whose metric is missing or whose factors are un
 
 from __future__ import annotations
 
-import functools
-import itertools
-import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,11 +51,10 @@ import numpy as np
 import pandas as pd
 
 from ablation import vocabulary
-from ablation.analysis.numbers import FACTOR_COLUMNS, check_one_memory_kind, factor_label
+from ablation.analysis.design import Design, Factor, Setting, Term, centred
+from ablation.analysis.numbers import FACTOR_COLUMNS, check_one_memory_kind
 from ablation.errors import InputError
-from ablation.grid.axes import short_names
-from ablation.results.latest import column_values, scalar
-from ablation.results.records import is_axis_column
+from ablation.results.latest import column_values
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -74,6 +74,8 @@ EFFECT_COLUMNS = (
     "term",
     "label",
     "order",
+    "kind",
+    "within",
     "effect",
     "se",
     "low",
@@ -84,18 +86,6 @@ EFFECT_COLUMNS = (
     "simultaneous",
 )
 _LENTH_MIN = 7  # Lenth's method needs enough effects for the median to stand for the null ones (k >= 3)
-
-
-@dataclass(frozen=True)
-class Factor:
-    """A two-level factor of the design: its column in the store frame, its name in model terms, the label
-    people read, and its low and high levels (coded -1 and +1)."""
-
-    column: str
-    term: str
-    label: str
-    low: object
-    high: object
 
 
 @dataclass(frozen=True)
@@ -115,12 +105,14 @@ class Lenth:
 class FactorialAnalysis:
     """The effects of the design on one metric, and how they were estimated.
 
-    ``effects`` has EFFECT_COLUMNS, one row per estimated term (main effects first, in factor order, then the
-    interactions by order): ``effect`` in the metric's display unit (``figure.unit``); ``se``,
-    ``low``/``high`` (the 95% interval), ``df`` and ``p`` where the method gives them (NaN otherwise);
-    ``resolved`` whether the interval excludes 0 (Lenth: |effect| > ME; NA without interval); ``simultaneous``
-    (Lenth only: |effect| > SME). ``anova`` is the ANOVA table of an OLS method (index: the terms' labels;
-    sum_sq, df, F, PR(>F)); ``lenth`` the PSE/ME/SME of the ``lenth`` method."""
+    ``effects`` has EFFECT_COLUMNS, one row per estimated effect (main effects first, the factors' then the
+    settings', then the interactions): ``kind`` 'factor' (factors only) or 'setting' (a setting in it);
+    ``within`` the cells it is measured in ('every cell', 'the cells with attention'); ``effect`` in the
+    metric's display unit (``figure.unit``); ``se``, ``low``/``high`` (the 95% interval), ``df`` and ``p``
+    where the method gives them (NaN otherwise); ``resolved`` whether the interval excludes 0 (Lenth:
+    |effect| > ME; NA without interval); ``simultaneous`` (Lenth only: |effect| > SME). ``anova`` is the
+    ANOVA table of an OLS method (index: the terms' labels; sum_sq, df, F, PR(>F)); ``lenth`` the
+    PSE/ME/SME of the ``lenth`` method."""
 
     metric: str  # the store column of the metric (``figure`` is its vocabulary entry)
     method: str
@@ -130,8 +122,9 @@ class FactorialAnalysis:
     runs: int
     cells: int
     runs_per_cell: tuple[int, int]  # (fewest, most)
-    blocks: tuple[str, ...] = ()
+    settings: tuple[Setting, ...] = ()
     aliased: dict[str, str] = field(default_factory=dict)  # left-out factor's label -> the label it equals
+    inseparable: tuple[str, ...] = ()  # setting terms the runs cannot separate from the terms before them
     anova: pd.DataFrame | None = None
     lenth: Lenth | None = None
     residual_df: float | None = None
@@ -144,12 +137,18 @@ class FactorialAnalysis:
         return vocabulary.metric(self.metric)
 
     def main(self) -> pd.DataFrame:
-        """The main effects' rows."""
-        return self.effects[self.effects["order"] == 1]
+        """The factors' main effects' rows."""
+        return self.effects[(self.effects["order"] == 1) & (self.effects["kind"] == "factor")]
 
     def interactions(self) -> pd.DataFrame:
-        """The two-factor interactions' rows."""
-        return self.effects[self.effects["order"] == 2]
+        """The factors' two-factor interactions' rows."""
+        return self.effects[(self.effects["order"] == 2) & (self.effects["kind"] == "factor")]
+
+    def of_setting(self, setting: Setting) -> pd.DataFrame:
+        """The rows of ``setting``'s effects: its levels against its reference, then its interactions."""
+        terms = self.effects["term"].astype(str).str.split(":")
+        mine = terms.map(lambda parts: any(p.split("=")[0] == setting.column for p in parts))
+        return self.effects[mine.to_numpy(dtype=bool)]
 
 
 def lenth(effects: Sequence[float], level: float = 0.95) -> Lenth:
@@ -207,17 +206,15 @@ def analyse(frame: pd.DataFrame, metric: str = "box AP", level: float = 0.95) ->
         raise InputError(f"metric: the frame has no column {figure.column!r}; its columns: {have}")
     values = frame[figure.column].to_numpy(dtype=np.float64, na_value=np.nan) * figure.scale
     rows = frame.assign(**{figure.column: values})
-    design = _Design.of(rows[np.isfinite(values) & _factors_known(frame)], figure.column)
-    if not design.factors:
-        return design.result(level, "none", _empty(), reason=design.why_no_factor())
+    fit = _Fit(Design.of(rows[np.isfinite(values) & _factors_known(frame)], figure.column), level)
+    design = fit.design
+    if not design.factors and not design.settings:
+        return fit.result("none", _empty(), reason=fit.why_no_factor())
     if design.replicated:
-        return design.ols(level, "replicates", design.k if design.complete else 2)
-    if design.complete and not design.blocks and 2**design.k - 1 >= _LENTH_MIN:
-        return design.lenth(level)
-    return design.ols(level, "pooled", 2)
-
-
-# --- the design --------------------------------------------------------------------------------------------
+        return fit.ols("replicates", design.k if design.complete else 2)
+    if design.complete and not design.settings and 2**design.k - 1 >= _LENTH_MIN:
+        return fit.lenth()
+    return fit.ols("pooled", 2)
 
 
 def _factors_known(frame: pd.DataFrame) -> npt.NDArray[np.bool_]:
@@ -236,239 +233,238 @@ _DTYPES = {
     "term": "object",
     "label": "object",
     "order": "int64",
+    "kind": "object",
+    "within": "object",
     "resolved": "boolean",
     "simultaneous": "boolean",
 }
 
 
 @dataclass
-class _Design:
-    """The runs of one design coded for the model: ``data`` holds y, a ±1 column per factor (named by its
-    term) and a column per block (b0, b1, ...)."""
+class _Fit:
+    """The methods over one coded design."""
 
-    metric: str
-    data: pd.DataFrame
-    factors: tuple[Factor, ...]
-    blocks: tuple[str, ...]  # the blocks' names as tables head them (data's b0, b1, ... in order)
-    aliased: dict[str, str]
-
-    @classmethod
-    def of(cls, rows: pd.DataFrame, metric: str) -> _Design:
-        data = pd.DataFrame({"y": rows[metric].to_numpy(dtype=np.float64)})
-        factors: list[Factor] = []
-        aliased: dict[str, str] = {}
-        blocks: list[str] = []
-        candidates: list[tuple[str, str, object, object]] = [
-            (c, factor_label(c), False, True) for c in FACTOR_COLUMNS if c in rows.columns
-        ]
-        axes = sorted(str(c) for c in rows.columns if is_axis_column(str(c)))
-        shown = short_names(axes)
-        for column in axes:
-            levels = [scalar(v) for v in column_values(rows, column)]
-            distinct = sorted({_key(v): v for v in levels if v is not None}.items(), key=_order)
-            if len(distinct) == 2 and all(v is not None for v in levels):
-                (_, low), (_, high) = distinct
-                candidates.append((column, f"{shown[column]} {_text(low)}→{_text(high)}", low, high))
-            elif len(distinct) > 1 or (distinct and any(v is None for v in levels)):
-                data[f"b{len(blocks)}"] = [_text(v) for v in levels]
-                blocks.append(shown[column])
-        for column, label, low, high in candidates:
-            raw = [scalar(v) for v in column_values(rows, column)]
-            coded = np.array([1.0 if _key(v) == _key(high) else -1.0 for v in raw])
-            if len(np.unique(coded)) < 2:  # one level among the runs: not a factor of this design
-                continue
-            twin = next(
-                (f for f in factors if abs(float(coded @ data[f.term].to_numpy())) == len(coded)), None
-            )
-            if twin is not None:
-                aliased[label] = twin.label
-                continue
-            term = f"f{len(factors)}"
-            data[term] = coded
-            factors.append(Factor(column=column, term=term, label=label, low=low, high=high))
-        return cls(metric, data, tuple(factors), tuple(blocks), aliased)
-
-    @property
-    def k(self) -> int:
-        return len(self.factors)
-
-    @functools.cached_property
-    def cell_sizes(self) -> pd.Series:
-        keys = [f.term for f in self.factors] + [f"b{i}" for i in range(len(self.blocks))]
-        return self.data.groupby(keys, sort=False).size() if keys else pd.Series([len(self.data)])
-
-    @property
-    def replicated(self) -> bool:
-        return bool((self.cell_sizes > 1).any())
-
-    @property
-    def complete(self) -> bool:
-        terms = [f.term for f in self.factors]
-        return bool(len(self.data[terms].drop_duplicates()) == 2**self.k)
+    design: Design
+    level: float
 
     def why_no_factor(self) -> str:
-        if self.data.empty:
-            return f"no run has a {self.metric} figure and known factors"
-        return "no factor has both its levels among the runs"
+        if self.design.data.empty:
+            return f"no run has a {self.design.metric} figure and known factors"
+        return "no factor or setting has two levels among the runs"
 
-    def terms(self, order: int) -> list[tuple[Factor, ...]]:
-        return [combo for size in range(1, order + 1) for combo in itertools.combinations(self.factors, size)]
-
-    def result(self, level: float, method: str, effects: pd.DataFrame, **extra: Any) -> FactorialAnalysis:
-        sizes = self.cell_sizes
+    def result(self, method: str, effects: pd.DataFrame, **extra: Any) -> FactorialAnalysis:
+        design, sizes = self.design, self.design.cell_sizes
         description = extra.pop("description", "")
         return FactorialAnalysis(
-            metric=self.metric,
+            metric=design.metric,
             method=method,
             description=description or extra.get("reason", ""),
-            factors=self.factors,
+            factors=design.factors,
+            settings=design.settings,
             effects=effects,
-            runs=len(self.data),
-            cells=len(sizes) if len(self.data) else 0,
-            runs_per_cell=(int(sizes.min()), int(sizes.max())) if len(self.data) else (0, 0),
-            blocks=self.blocks,
-            aliased=self.aliased,
-            level=level,
+            runs=len(design.data),
+            cells=len(sizes) if len(design.data) else 0,
+            runs_per_cell=(int(sizes.min()), int(sizes.max())) if len(design.data) else (0, 0),
+            aliased=design.aliased,
+            level=self.level,
             **extra,
+        )
+
+    # --- the model -----------------------------------------------------------------------------------------
+
+    def terms(self, order: int) -> tuple[list[Term], list[str], int]:
+        """The model's terms: the factors' up to ``order`` (lower where that cannot be estimated), then each
+        setting term that adds to what the terms before it span (rank over the cells); the labels of those
+        that do not, and the factors' order used."""
+        design = self.design
+        cells = ~design.data[[m.term for m in design.members]].duplicated()
+        rows = cells.to_numpy(dtype=bool)
+        used, base, matrix = 1, [], np.ones((int(rows.sum()), 1))
+        for used in sorted({min(order, design.k), 1}, reverse=True):
+            base = design.factor_terms(used)
+            matrix = np.hstack(
+                [np.ones((int(rows.sum()), 1))] + [t.columns(design.codes)[rows] for t in base]
+            )
+            if np.linalg.matrix_rank(matrix) == matrix.shape[1]:
+                break
+        else:
+            return [], [], 0
+        kept, inseparable, dropped = list(base), [], set[str]()
+        for term in design.setting_terms():
+            if not self._varies(term) or dropped & {m.term for m in term.members}:
+                continue  # no term of the design, or one of a setting already left out
+            columns = term.columns(design.codes)[rows]
+            candidate = np.hstack([matrix, columns])
+            if np.linalg.matrix_rank(candidate) == candidate.shape[1]:
+                kept.append(term)
+                matrix = candidate
+            else:
+                inseparable.append(term.label)
+                if term.order == 1:
+                    dropped.add(term.members[0].term)
+        return kept, inseparable, used
+
+    def _varies(self, term: Term) -> bool:
+        """Whether each factor of a setting's interaction varies within the setting's scope (a DCN setting's
+        interaction with DCN is no term of the design), and two settings are set on common runs."""
+        settings = [m for m in term.members if isinstance(m, Setting)]
+        present = np.ones(len(self.design.data), dtype=bool)
+        for setting in settings:
+            present &= self.design.present(setting)
+        if not present.any():
+            return False
+        return all(
+            len(np.unique(self.design.codes[m.term][present, 0])) > 1
+            for m in term.members
+            if isinstance(m, Factor)
         )
 
     # --- the methods ---------------------------------------------------------------------------------------
 
-    def ols(self, level: float, method: str, order: int) -> FactorialAnalysis:
-        """OLS of the model with the interactions up to ``order`` (falling back to main effects alone where
-        that model cannot be estimated); intervals where the residual has degrees of freedom."""
+    def ols(self, method: str, order: int) -> FactorialAnalysis:
+        """OLS of the model with the factors' interactions up to ``order`` (falling back to main effects
+        alone where that model cannot be estimated) and the setting terms; intervals where the residual has
+        degrees of freedom."""
         import statsmodels.formula.api as smf
 
-        fit, used = None, order
-        for used in sorted({min(order, self.k), 1}, reverse=True):
-            model = smf.ols(self._formula(used), data=self.data)
-            if np.linalg.matrix_rank(model.exog) == model.exog.shape[1]:
-                fit = model.fit()
-                break
-        if fit is None:
-            blocks = ", ".join(self.blocks)
-            within = f" from each other and from the blocks ({blocks})" if self.blocks else " from each other"
-            reason = f"the factors' effects cannot be separated{within} with these runs"
-            return self.result(level, "none", _empty(), reason=reason)
-        combos = self.terms(used)
-        effects = self._table(combos, 2.0 * fit.params[[_name(c) for c in combos]].to_numpy(np.float64))
-        model = _model_words(used, self.k)
-        blocked = f" + blocks ({', '.join(self.blocks)})" if self.blocks else ""
+        design = self.design
+        terms, inseparable, used = self.terms(order)
+        if not terms:
+            reason = "the factors' effects cannot be separated from each other with these runs"
+            return self.result("none", _empty(), reason=reason)
+        formula = "y ~ " + " + ".join(t.name for t in terms)
+        fit = smf.ols(formula, data=design.data, eval_env=design.namespace()).fit(method="qr")
+        names = {m.formula: m.term for m in design.members}
+        names |= {centred(f, s): f.term for f in design.factors for s in design.settings}
+        weights, rows = _weights(terms, list(fit.params.index), names)
+        effects = _table(rows, weights @ fit.params.to_numpy(np.float64))
+        model = self._model_words(used)
+        extra: dict[str, Any] = {"inseparable": tuple(inseparable)}
         if fit.df_resid <= 0:
-            reason = f"{model}{blocked} leaves no residual degrees of freedom to estimate the error from"
-            return self.result(level, "none", effects, reason=reason)
-        names = [_name(c) for c in combos]
-        bounds = 2.0 * fit.conf_int(alpha=1.0 - level).loc[names].to_numpy(dtype=np.float64)
-        effects["se"] = 2.0 * fit.bse[names].to_numpy(dtype=np.float64)
-        effects["low"], effects["high"] = bounds[:, 0], bounds[:, 1]
+            reason = f"{model} leaves no residual degrees of freedom to estimate the error from"
+            return self.result("none", effects, reason=reason, **extra)
+        tested = fit.t_test(weights).summary_frame(alpha=1.0 - self.level)
+        low, high = tested.iloc[:, 4].to_numpy(np.float64), tested.iloc[:, 5].to_numpy(np.float64)
+        effects["se"] = tested["std err"].to_numpy(np.float64)
+        effects["low"], effects["high"] = low, high
         effects["df"] = float(fit.df_resid)
-        effects["p"] = fit.pvalues[names].to_numpy(dtype=np.float64)
-        effects["resolved"] = pd.array((bounds[:, 0] > 0.0) | (bounds[:, 1] < 0.0), dtype="boolean")
+        effects["p"] = tested["P>|t|"].to_numpy(np.float64)
+        effects["resolved"] = pd.array((low > 0.0) | (high < 0.0), dtype="boolean")
+        saturated = round(fit.df_model) + 1 == len(design.cell_sizes)
         source = (
             "the replicates' pure error"
-            if used == self.k and self.complete
+            if saturated and design.replicated
             else "the residual, which pools the omitted interactions"
-            + (" and the replicates" if self.replicated else "")
+            + (" and the replicates" if design.replicated else "")
         )
-        lo, hi = int(self.cell_sizes.min()), int(self.cell_sizes.max())
+        lo, hi = int(design.cell_sizes.min()), int(design.cell_sizes.max())
         per_cell = f"{lo} per cell" if lo == hi else f"{lo}-{hi} per cell"
         description = (
-            f"OLS of {model}{blocked} on {len(self.data)} runs ({per_cell}); {level:.0%} t intervals with "
+            f"OLS of {model} on {len(design.data)} runs ({per_cell}); {self.level:.0%} t intervals with "
             f"{fit.df_resid:g} residual degrees of freedom, the error from {source}."
         )
         return self.result(
-            level,
             method,
             effects,
-            anova=self._anova(fit),
+            anova=self._anova(fit, terms),
             residual_df=float(fit.df_resid),
             description=description,
+            **extra,
         )
 
-    def lenth(self, level: float) -> FactorialAnalysis:
+    def lenth(self) -> FactorialAnalysis:
         """All 2^k - 1 effects of the unreplicated complete design, with Lenth's PSE for their intervals."""
-        combos = self.terms(self.k)
-        y = self.data["y"].to_numpy()
+        design = self.design
+        terms = design.factor_terms(design.k)
+        y = design.data["y"].to_numpy()
         half = len(y) / 2.0
-        estimates = np.array([float(self._column(c) @ y) / half for c in combos])
-        found = lenth(estimates.tolist(), level)
-        effects = self._table(combos, estimates)
+        estimates = np.array([float(t.columns(design.codes)[:, 0] @ y) / half for t in terms])
+        found = lenth(estimates.tolist(), self.level)
+        effects = _table([(t, t.contrasts()[0]) for t in terms], estimates)
         effects["se"] = found.pse
         effects["low"], effects["high"] = estimates - found.me, estimates + found.me
         effects["df"] = found.df
         effects["resolved"] = pd.array(np.abs(estimates) > found.me, dtype="boolean")
         effects["simultaneous"] = pd.array(np.abs(estimates) > found.sme, dtype="boolean")
-        unit = vocabulary.metric(self.metric).unit
+        unit = vocabulary.metric(design.metric).unit
         description = (
-            f"Lenth's method on the {len(combos)} effects of the unreplicated 2^{self.k} design "
+            f"Lenth's method on the {len(terms)} effects of the unreplicated 2^{design.k} design "
             f"({len(y)} runs, one per cell): PSE {found.pse:.3g} {unit}, margin of error {found.me:.3g} "
             f"{unit} (t with {found.df:g} df), simultaneous margin {found.sme:.3g} {unit}."
         )
-        return self.result(level, "lenth", effects, lenth=found, description=description)
+        return self.result("lenth", effects, lenth=found, description=description)
 
     # --- helpers -------------------------------------------------------------------------------------------
 
-    def _formula(self, order: int) -> str:
-        terms = [_name(c) for c in self.terms(order)]
-        terms += [f"C(b{i})" for i in range(len(self.blocks))]
-        return "y ~ " + " + ".join(terms)
+    def _model_words(self, order: int) -> str:
+        k = self.design.k
+        if not k:
+            words = "the settings"
+        elif order >= k:
+            words = f"the full 2^{k} factorial"
+        else:
+            words = "the main effects and two-factor interactions" if order == 2 else "the main effects"
+        nesting = self.design.nesting_words()
+        if not nesting:
+            return words
+        return f"{words}, with {nesting} (their effects, and their interactions with the factors)"
 
-    def _column(self, combo: tuple[Factor, ...]) -> npt.NDArray[np.float64]:
-        product = np.ones(len(self.data))
-        for factor in combo:
-            product = product * self.data[factor.term].to_numpy()
-        return product
-
-    def _table(self, combos: list[tuple[Factor, ...]], estimates: npt.NDArray[np.float64]) -> pd.DataFrame:
-        n = len(combos)
-        table = pd.DataFrame(
-            {
-                "term": [":".join(f.column for f in c) for c in combos],
-                "label": [" x ".join(f.label for f in c) for c in combos],
-                "order": np.array([len(c) for c in combos], dtype=np.int64),
-                "effect": estimates.astype(np.float64),
-                **{name: np.full(n, np.nan) for name in ("se", "low", "high", "df", "p")},
-                "resolved": pd.array([None] * n, dtype="boolean"),
-                "simultaneous": pd.array([None] * n, dtype="boolean"),
-            }
-        )
-        return table
-
-    def _anova(self, fit: Any) -> pd.DataFrame:
+    def _anova(self, fit: Any, terms: list[Term]) -> pd.DataFrame:
         from statsmodels.stats.anova import anova_lm
 
         try:
             table = anova_lm(fit, typ=2)
         except (ValueError, np.linalg.LinAlgError):  # a design type 2 cannot take: sequential sums of squares
             table = anova_lm(fit, typ=1)
-        labels = {_name(c): " x ".join(f.label for f in c) for c in self.terms(self.k)}
-        labels |= {f"C(b{i})": f"block: {name}" for i, name in enumerate(self.blocks)}
-        table.index = [labels.get(str(i), str(i)) for i in table.index]
+        labels = {frozenset(t.name.split(":")): t.label for t in terms}
+        table.index = [labels.get(frozenset(str(i).split(":")), str(i)) for i in table.index]
         return table
 
 
-def _name(combo: tuple[Factor, ...]) -> str:
-    return ":".join(f.term for f in combo)
+def _weights(
+    terms: list[Term], params: list[str], names: dict[str, str]
+) -> tuple[npt.NDArray[np.float64], list[tuple[Term, tuple[str, str, tuple[int, ...]]]]]:
+    """A row of weights over the fit's parameters (``params``: 'f0', 'C(s0, ...)[1]:f2', ...; ``names``
+    maps a member's formula to its term) per effect of the terms, and the (term, contrast) of each row."""
+    parsed = [_parts(name, names) for name in params]
+    rows, weights = [], []
+    for term in terms:
+        members = {m.term for m in term.members}
+        for contrast in term.contrasts():
+            row = np.zeros(len(params))
+            for i, parts in enumerate(parsed):
+                if parts is not None and set(parts) == members:
+                    row[i] = term.weight(contrast[2], parts)
+            rows.append((term, contrast))
+            weights.append(row)
+    return np.array(weights), rows
 
 
-def _model_words(order: int, k: int) -> str:
-    if order >= k:
-        return f"the full 2^{k} factorial"
-    return "the main effects and two-factor interactions" if order == 2 else "the main effects"
+def _parts(name: str, names: dict[str, str]) -> dict[str, int] | None:
+    """A parameter's members and the coding column of each: 'C(s0, ...)[1]:f2' -> {'s0': 1, 'f2': 0}."""
+    if name == "Intercept":
+        return None
+    found = {}
+    for part in name.split(":"):
+        base, bracket, index = part.rpartition("[") if part.endswith("]") else (part, "", "")
+        found[names[base]] = int(index.rstrip("]")) if bracket else 0
+    return found
 
 
-def _key(value: object) -> str:
-    """A level's identity (lists, as the store holds the stages, included): its JSON text."""
-    return json.dumps(value, sort_keys=True)
-
-
-def _order(item: tuple[str, object]) -> tuple[int, float, str]:
-    """Levels in order: false before true, numbers by value, anything else by its text."""
-    key, value = item
-    if isinstance(value, int | float):
-        return (0, float(value), key)
-    return (1, 0.0, key)
-
-
-def _text(value: object) -> str:
-    return "none" if value is None else str(value)
+def _table(
+    rows: list[tuple[Term, tuple[str, str, tuple[int, ...]]]], estimates: npt.NDArray[np.float64]
+) -> pd.DataFrame:
+    n = len(rows)
+    return pd.DataFrame(
+        {
+            "term": [contrast[0] for _, contrast in rows],
+            "label": [contrast[1] for _, contrast in rows],
+            "order": np.array([term.order for term, _ in rows], dtype=np.int64),
+            "kind": [term.kind for term, _ in rows],
+            "within": [term.within for term, _ in rows],
+            "effect": estimates.astype(np.float64),
+            **{name: np.full(n, np.nan) for name in ("se", "low", "high", "df", "p")},
+            "resolved": pd.array([None] * n, dtype="boolean"),
+            "simultaneous": pd.array([None] * n, dtype="boolean"),
+        }
+    )

@@ -3,8 +3,9 @@ and the report's effects tables hold the same rows (:func:`effects_rows`), so th
 they are read.
 
 A section per analysis (a metric, memory once per memory kind, of one sweep and source): its title with the
-metric's display unit, the method sentence, the main effects and the two-factor interactions with their 95%
-intervals and whether each is resolved from noise, then where the error came from: Lenth's PSE, margin of
+metric's display unit, the method sentence, the main effects, the settings' effects (an axis nested within
+the cells it is set on), the two-factor interactions and the settings' interactions (``SECTIONS``), each with
+its 95% interval and whether it is resolved from noise, then where the error came from: Lenth's PSE, margin of
 error (ME) and simultaneous margin (SME), or the ANOVA table (sums of squares in the display unit squared).
 """
 
@@ -23,27 +24,48 @@ from ablation.analysis.figures import number
 from ablation.analysis.runs import Analysis
 from ablation.errors import InputError
 
-__all__ = ["EFFECT_FORMATS", "EFFECT_HEADERS", "effects_rows", "method", "render_effects"]
+__all__ = [
+    "EFFECT_FORMATS",
+    "EFFECT_HEADERS",
+    "SECTIONS",
+    "effects_rows",
+    "method",
+    "render_effects",
+    "sections",
+]
 
 EFFECT_FORMATS = ("markdown", "csv", "latex")
 EFFECT_HEADERS = ("factor", "effect", "95% interval", "resolved")
-_ORDERS = {1: "Main effects", 2: "Two-factor interactions"}
+# The sections of an analysis's effects, in order: (order, kind, heading).
+SECTIONS = (
+    (1, "factor", "Main effects"),
+    (1, "setting", "Settings' effects (a level against the first, within the cells the setting is set on)"),
+    (2, "factor", "Two-factor interactions"),
+    (2, "setting", "Settings' interactions (with the factors, and with each other)"),
+)
 
 
 def method(analysis: FactorialAnalysis) -> str:
-    """The analysis's method sentence, with the factors it left out and its blocks."""
+    """The analysis's method sentence, with the factors it left out and the setting terms it could not
+    separate."""
     words = [(analysis.description or analysis.method).rstrip(".") + "."]
     if analysis.aliased:
         pairs = "; ".join(f"{a} moves with {b}" for a, b in analysis.aliased.items())
         words.append(f"Left out as aliased: {pairs}.")
-    if analysis.blocks:
-        words.append(f"Blocks: {', '.join(analysis.blocks)}.")
+    if analysis.inseparable:
+        words.append(
+            f"Left out, not separable from the terms before them with these runs: "
+            f"{', '.join(analysis.inseparable)}."
+        )
     return " ".join(words)
 
 
-def effects_rows(analysis: FactorialAnalysis, order: int = 1) -> list[tuple[str, str, str, str]]:
-    """The effects of ``order`` as text: (factor, effect, its 95% interval, resolved: yes/no/-) in the
-    metric's display unit and precision, at least two decimals."""
+def effects_rows(
+    analysis: FactorialAnalysis, order: int = 1, kind: str | None = "factor"
+) -> list[tuple[str, str, str, str]]:
+    """The effects of ``order`` (and ``kind``: 'factor', 'setting', None for both) as text: (factor, effect,
+    its 95% interval, resolved: yes/no/-) in the metric's display unit and precision, at least two
+    decimals."""
     figure = analysis.figure
 
     def signed(value: Any) -> str:
@@ -53,7 +75,9 @@ def effects_rows(analysis: FactorialAnalysis, order: int = 1) -> list[tuple[str,
         return figure.format(found, signed=True, digits=max(2, figure.digits(found)))
 
     found = []
-    for row in analysis.effects[analysis.effects["order"] == order].to_dict("records"):
+    effects = analysis.effects
+    chosen = effects[(effects["order"] == order) & ((effects["kind"] == kind) if kind else True)]
+    for row in chosen.to_dict("records"):
         low, high = number(row["low"]), number(row["high"])
         interval = vocabulary.MISSING if low is None or high is None else f"{signed(low)} to {signed(high)}"
         resolved = row["resolved"]
@@ -62,6 +86,12 @@ def effects_rows(analysis: FactorialAnalysis, order: int = 1) -> list[tuple[str,
         )
         found.append((str(row["label"]), signed(row["effect"]), interval, verdict))
     return found
+
+
+def sections(analysis: FactorialAnalysis) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
+    """The analysis's effects as text, section by section (SECTIONS), the empty ones left out."""
+    found = [(words, effects_rows(analysis, order, kind)) for order, kind, words in SECTIONS]
+    return [(words, rows) for words, rows in found if rows]
 
 
 def error_lines(analysis: FactorialAnalysis) -> list[str]:
@@ -96,10 +126,8 @@ def _title(heading: str, analysis: Analysis) -> str:
 def _markdown(heading: str, analysis: Analysis) -> str:
     result = analysis.result
     out = [f"## {_title(heading, analysis)}", "", method(result), ""]
-    for order, words in _ORDERS.items():
-        rows = effects_rows(result, order)
-        if rows:
-            out += [f"{words}:", "", _md_table(EFFECT_HEADERS, rows), ""]
+    for words, rows in sections(result):
+        out += [f"{words}:", "", _md_table(EFFECT_HEADERS, rows), ""]
     out += [line + "\n" for line in error_lines(result)]
     if result.anova is not None:
         out += ["ANOVA (type 2 sums of squares):", "", _md_table(*_anova(result)), ""]
@@ -128,7 +156,19 @@ def _csv(sections: Sequence[tuple[str, Analysis]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
-        ("design", "metric", "unit", "order", "factor", "effect", "low", "high", "resolved", "method")
+        (
+            "design",
+            "metric",
+            "unit",
+            "order",
+            "factor",
+            "within",
+            "effect",
+            "low",
+            "high",
+            "resolved",
+            "method",
+        )
     )
     for heading, analysis in sections:
         result = analysis.result
@@ -141,6 +181,7 @@ def _csv(sections: Sequence[tuple[str, Analysis]]) -> str:
                     analysis.metric.unit,
                     row["order"],
                     row["label"],
+                    row["within"],
                     *(_g(row[k]) for k in ("effect", "low", "high")),
                     "" if resolved is None or resolved is pd.NA else ("yes" if resolved else "no"),
                     result.method,
@@ -152,7 +193,7 @@ def _csv(sections: Sequence[tuple[str, Analysis]]) -> str:
 def _latex(heading: str, analysis: Analysis) -> str:
     from ablation.results.export import latex_escape
 
-    rows = [*effects_rows(analysis.result, 1), *effects_rows(analysis.result, 2)]
+    rows = [row for _, found in sections(analysis.result) for row in found]
     out = [r"\begin{table}", r"\centering", f"\\caption{{{latex_escape(_title(heading, analysis))}. "
            f"{latex_escape(method(analysis.result))}}}", r"\begin{tabular}{lrrl}", r"\toprule"]  # fmt: skip
     out.append(" & ".join(latex_escape(h) for h in EFFECT_HEADERS) + r" \\")

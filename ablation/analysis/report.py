@@ -30,7 +30,7 @@ import pandas as pd
 from ablation import __version__, vocabulary
 from ablation.analysis import effect_charts, figures
 from ablation.analysis.effects import FactorialAnalysis
-from ablation.analysis.effects_text import effects_rows, method
+from ablation.analysis.effects_text import method, sections
 from ablation.analysis.numbers import pareto_front
 from ablation.analysis.runs import Analysis, Runs
 from ablation.errors import InputError
@@ -281,10 +281,13 @@ class _Page:
         self.add(
             f"<h3>Main effects on {_e(analysis.name)}</h3>", f'<p class="method">{_e(method(result))}</p>'
         )
-        main = result.main()
-        if not main.empty:
-            figure = effect_charts.effects_figure(result, name=analysis.name)
-            self.chart(figure, f"effects{suffix}-{result.metric}" + (f"-{kind}" if kind else ""))
+        name = f"effects{suffix}-{result.metric}" + (f"-{kind}" if kind else "")
+        if not result.main().empty:
+            self.chart(effect_charts.effects_figure(result, name=analysis.name), name)
+        for setting in result.settings:
+            figure = effect_charts.setting_figure(result, setting, name=analysis.name)
+            self.chart(figure, f"{name}-{setting.term}")
+        if not result.effects.empty:
             self.add(_effects_table(result))
 
     def _half_normal(self, analysis: FactorialAnalysis, suffix: str) -> None:
@@ -337,10 +340,14 @@ def _legend() -> str:
 
 
 def _effects_table(analysis: FactorialAnalysis) -> str:
-    rows = [
-        f'<tr><td class="text">{_e(label)}</td><td>{effect}</td><td>{interval}</td><td>{verdict}</td></tr>'
-        for label, effect, interval, verdict in effects_rows(analysis)
-    ]
+    rows = []
+    for words, found in sections(analysis):
+        rows.append(f'<tr><th colspan="4" class="text">{_e(words)}</th></tr>')
+        rows += [
+            f'<tr><td class="text">{_e(label)}</td><td>{effect}</td><td>{interval}</td>'
+            f"<td>{resolved}</td></tr>"
+            for label, effect, interval, resolved in found
+        ]
     head = (
         f"<tr><th>factor</th><th>effect ({_e(analysis.figure.unit)})</th><th>95% interval</th>"
         "<th>resolved</th></tr>"
