@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,10 +13,12 @@ import pytest
 from ablation.grid.sweep import load_sweep
 from ablation.run.executors import SlurmBackend
 from ablation.run.launch import _state, default_executor
-from ablation.run.manifest import Manifest, Submission
+from ablation.run.manifest import Manifest, Submission, save_manifest
 from ablation.run.result_file import CellResult
 from ablation.run.slurm import _expand, parameters
 from ablation.run.status_table import progress
+
+from .helpers.cli import run_cli
 
 JOB = Submission(
     cell="c", cell_id="i", executor="local", job_id="42", folder="f", work_dir="w", attempt=2, submitted="t"
@@ -154,3 +157,78 @@ def test_a_local_job_s_time_limit_does_not_count_its_wait_for_a_slot(
     specs = [SimpleNamespace(slots=slots, parallel=parallel or 1) for _ in range(cells)]
     executor = LocalBackend().executor(tmp_path, sweep, "name", {}, specs)
     assert executor.parameters["timeout_min"] == sweep.resources.time_limit_min * rounds
+
+
+def _no_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *keep: str) -> Path:
+    """A PATH of only ``keep`` (links to the real commands): this machine's Slurm, if any, hidden; and the
+    working directory an empty folder, so that anything a launch writes (configs, data/) shows."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for command in keep:
+        if found := shutil.which(command):
+            (bin_dir / command).symlink_to(found)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+@pytest.mark.parametrize(
+    ("flags", "missing"), [(("--dry-run",), "srun"), ((), "srun or sbatch")], ids=["dry-run", "launch"]
+)
+def test_slurm_asked_for_where_there_is_none_is_one_line_exit_2_and_nothing_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: tuple[str, ...], missing: str
+) -> None:
+    work = _no_slurm(tmp_path, monkeypatch)
+    argv = ("launch", "--sweep", "smoke", "--codes", "0000,1111", "--executor", "slurm", "--root", "R")
+    code, out, err = run_cli(*argv, *flags)
+    assert code == 2
+    assert out == ""
+    assert err == (
+        f"error: --executor slurm: Slurm is not found on this machine (no {missing} on PATH); "
+        "--executor local runs the cells here without a cluster\n"
+    )
+    assert list(work.iterdir()) == []  # no runs folder, configs, sbatch script or dataset
+
+
+def test_a_launch_without_sbatch_is_refused_though_srun_is_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """srun alone (what submitit's executor looks for) lets a dry run write its script, not a launch."""
+    if shutil.which("srun") is None:
+        pytest.skip("no srun on this machine to keep on PATH")
+    work = _no_slurm(tmp_path, monkeypatch, "srun")
+    argv = ("launch", "--sweep", "smoke", "--codes", "0000", "--executor", "slurm", "--root", "R")
+    code, _, err = run_cli(*argv)
+    assert (code, err.count("\n")) == (2, 1)
+    assert "(no sbatch on PATH)" in err
+    assert list(work.iterdir()) == []
+
+
+def test_a_sweep_whose_jobs_went_to_slurm_is_refused_by_default_where_there_is_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --executor, new jobs go where the sweep's went: Slurm, so the same line, before any write."""
+    work = _no_slurm(tmp_path, monkeypatch)
+    folder = work / "R" / "smoke"
+    manifest = Manifest(sweep="smoke")
+    manifest.record(dataclasses.replace(JOB, executor="slurm", job_id="7_0"))
+    save_manifest(folder, manifest)
+    written = sorted(p.relative_to(work) for p in work.rglob("*"))
+    code, _, err = run_cli("launch", "--sweep", "smoke", "--codes", "0000", "--dry-run", "--root", "R")
+    assert code == 2
+    assert err.startswith("error: --executor slurm: Slurm is not found on this machine")
+    assert sorted(p.relative_to(work) for p in work.rglob("*")) == written
+
+
+def test_a_local_dry_run_needs_no_slurm_and_says_what_it_would_submit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = _no_slurm(tmp_path, monkeypatch)
+    argv = ("launch", "--sweep", "smoke", "--codes", "0000,1111", "--executor", "local", "--dry-run")
+    code, out, err = run_cli(*argv, "--root", "R")
+    assert (code, err) == (0, "")
+    assert out == "dry run: would submit 4 of 4 cells of sweep smoke (local); nothing submitted\n"
+    assert not (work / "R" / "smoke" / "manifest.json").exists()
+    assert not (work / "R" / "smoke" / "jobs").exists()

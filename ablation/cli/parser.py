@@ -143,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
             slurm.add_argument("--account")
             slurm.add_argument("--qos")
             slurm.add_argument(
-                "--dry-run", action="store_true", help="print the sbatch script, submit nothing"
+                "--dry-run",
+                action="store_true",
+                help="submit nothing: print the sbatch script (slurm), or how many jobs would start (local)",
             )
         p.add_argument(
             "--retry-failed",

@@ -86,8 +86,13 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         dry_run=getattr(args, "dry_run", False),
         selection=selection(args),
     )
-    if report.script is not None:
-        print(report.script, end="")
+    if report.dry_run:  # Slurm: the sbatch scripts; local: how many jobs it would start
+        print(
+            report.script
+            or f"dry run: would submit {len(report.would_submit)} of {len(report.before)} cells of sweep "
+            f"{sweep.name} ({report.executor}); nothing submitted\n",
+            end="",
+        )
         return 0
     skipped = ", ".join(f"{n} {state}" for state, n in sorted(report.skipped.items()))
     again = (

@@ -36,6 +36,16 @@ T = TypeVar("T")
 class Backend(Protocol):
     name: str
 
+    def check(self, dry_run: bool) -> None:
+        """Raise ``InputError`` when this machine cannot take the backend's jobs (no Slurm), before a launch
+        writes anything."""
+
+    def dry_run(
+        self, folder: Path, sweep: Sweep, name: str, cells: Sequence[Any], options: dict[str, Any]
+    ) -> str | None:
+        """What a dry run of a launch named ``name`` of ``cells`` shows of its jobs (Slurm: the sbatch script
+        of each array), or None when there is nothing but the count to show."""
+
     def arrays(self, name: str, cells: Sequence[T]) -> list[tuple[str, list[T]]]:
         """The job arrays that a launch named ``name`` sends ``cells`` out as, in order: each one's job name
         and its cells (one array named ``name`` unless the backend limits their size)."""
@@ -80,6 +90,14 @@ class LocalBackend:
 
     def __init__(self) -> None:
         self._processes: dict[str, Any] = {}
+
+    def check(self, dry_run: bool) -> None:
+        pass  # this machine is always there
+
+    def dry_run(
+        self, folder: Path, sweep: Sweep, name: str, cells: Sequence[Any], options: dict[str, Any]
+    ) -> str | None:
+        return None  # processes on this machine: no script to show
 
     def arrays(self, name: str, cells: Sequence[T]) -> list[tuple[str, list[T]]]:
         return [(name, list(cells))]  # processes on this machine: no limit
@@ -154,6 +172,18 @@ class SlurmBackend:
     # A cell resumes from its last checkpoint, so reaching the time limit only costs a requeue: allow many
     # (submitit's default, 3, would fail a 12-epoch run whose time limit fits 3 epochs).
     MAX_TIMEOUTS = 20
+
+    def check(self, dry_run: bool) -> None:
+        from ablation.run.slurm import require
+
+        require(dry_run)
+
+    def dry_run(
+        self, folder: Path, sweep: Sweep, name: str, cells: Sequence[Any], options: dict[str, Any]
+    ) -> str | None:
+        from ablation.run.slurm import parameters, sbatch_scripts
+
+        return sbatch_scripts(folder, self.arrays(name, cells), parameters(sweep, options))
 
     def arrays(self, name: str, cells: Sequence[T]) -> list[tuple[str, list[T]]]:
         """Asks the cluster its MaxArraySize (one scontrol call, once per launch)."""

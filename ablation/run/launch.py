@@ -33,7 +33,7 @@ from typing import Any
 from ablation.data import dataset
 from ablation.errors import LogFormatError
 from ablation.grid.cells import EVERY_CELL, Selection
-from ablation.grid.plan import Plan, PlannedCell, plan
+from ablation.grid.plan import Plan, PlannedCell, plan, sweep_dir
 from ablation.grid.sweep import Sweep
 from ablation.run.executors import backend
 from ablation.run.job import CellJob, CellRunner, now
@@ -81,7 +81,9 @@ class LaunchReport:
     executor: str  # where this launch's new jobs went (or would go)
     submitted: tuple[Submission, ...]
     before: tuple[CellStatus, ...]  # the cells' states before this launch
-    script: str | None = None  # with dry_run: the sbatch script of each array it would submit
+    script: str | None = None  # with dry_run: the sbatch script of each array it would submit (Slurm)
+    dry_run: bool = False  # nothing was submitted
+    would_submit: tuple[str, ...] = ()  # with dry_run: the cells a launch would have submitted
 
     @property
     def skipped(self) -> Counter[str]:
@@ -207,26 +209,29 @@ def launch(
     manifest; after each array, its job ids. A launch killed in between is completed by the next one, which
     finds the jobs by name, so no cell is ever submitted twice."""
     cwd = (cwd or Path.cwd()).resolve()
+    # an unknown executor, or Slurm on a machine without it, is the user's to fix before anything is written
+    going = executor or default_executor(load_manifest(sweep_dir(root, sweep).resolve(), sweep.name))
+    backend(going).check(dry_run)
     planned = plan(sweep, root, selection)
     dataset.prepare(sweep.dataset, cwd, sweep.dataset.synthetic)
     folder = planned.directory.resolve()
-    if executor is not None:
-        backend(executor)  # an unknown one is a mistake before anything is submitted
     with exclusive(folder / LAUNCH_LOCK):
         manifest = load_manifest(folder, sweep.name)
         _complete_intents(manifest, folder)
         executor = executor or default_executor(manifest)
         chosen = backend(executor)
+        chosen.check(dry_run)
         before = _states(planned, manifest)
         wanted = ("planned", *RETRYABLE) if retry_failed else ("planned",)
         todo = [s for s in before if s.state in wanted]
         submitted: list[Submission] = []
-        if todo and dry_run:
-            from ablation.run.slurm import parameters, sbatch_scripts
-
-            shown = chosen.arrays(f"ablation-{sweep.name}-DRYRUN", todo)
-            script = sbatch_scripts(folder / "jobs", shown, parameters(sweep, options or {}))
-            return LaunchReport(planned, executor, submitted=(), before=tuple(before), script=script)
+        if dry_run:
+            name = f"ablation-{sweep.name}-DRYRUN"
+            script = chosen.dry_run(folder / "jobs", sweep, name, todo, options or {}) if todo else None
+            would = tuple(s.name for s in todo)
+            return LaunchReport(
+                planned, executor, (), tuple(before), script, dry_run=True, would_submit=would
+            )
         if todo:
             name = f"ablation-{sweep.name}-{uuid.uuid4().hex[:8]}"
             local_parallel, threads = _local_slots(sweep, parallel) if executor == "local" else (None, None)

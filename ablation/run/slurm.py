@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ablation.errors import EnvironmentProblem
+from ablation.errors import EnvironmentProblem, InputError
 from ablation.grid.sweep import Sweep
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "parameters",
     "parse_max_array_size",
     "release",
+    "require",
     "sacct_ids",
     "sacct_states",
     "sbatch_script",
@@ -91,6 +92,20 @@ def parameters(sweep: Sweep, options: dict[str, Any]) -> dict[str, Any]:
         if value is not None:
             params[key] = value
     return params
+
+
+def require(dry_run: bool) -> None:
+    """An ``InputError`` (a user's situation, not a bug) when this machine has no Slurm to launch on: a
+    launch needs ``srun`` (submitit's executor looks for it) and ``sbatch``; a dry run, which only writes
+    the script, ``srun``."""
+    wanted = ("srun",) if dry_run else ("srun", "sbatch")
+    missing = [command for command in wanted if shutil.which(command) is None]
+    if missing:
+        raise InputError(
+            f"executor slurm: Slurm is not found on this machine (no {' or '.join(missing)} on PATH); "
+            "--executor local runs the cells here without a cluster",
+            argument="executor",
+        )
 
 
 def sbatch_script(folder: Path, name: str, params: dict[str, Any], count: int) -> str:
