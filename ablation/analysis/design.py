@@ -15,10 +15,9 @@ setting's effect is measured only among the runs it varies. The effect of a leve
 reference level's, inside the scope.
 
 The model's *terms* are products of members (factors and settings); an effect is a linear combination of a
-term's coefficients (``Term.contrasts``): for a factor twice its coefficient (the classical 2^k effect: the
-mean at the high level minus at the low level), for a setting the difference of two rows of its coding,
-for an interaction the product of its members' differences over 2^(order-1) (a two-factor interaction is
-half the difference between one member's effect at the other's high and low levels).
+term's coefficients (``Term.weight``): the product of its members' coding differences (a level's row minus
+the reference's; 2 for a factor) over 2^(order-1), so that a two-factor interaction is half the difference
+between one member's effect at the other's high and low levels.
 """
 
 from __future__ import annotations
@@ -87,8 +86,7 @@ class Setting:
 
     @property
     def formula(self) -> str:
-        """The setting in a model formula: patsy's C() of its level keys, with its coding
-        (``Design.namespace``)."""
+        """The setting in a model formula: patsy's C() of its level keys and coding (``Design.namespace``)."""
         return f"C({self.term}, {self.term}_coding, levels={self.term}_levels)"
 
 
@@ -242,9 +240,12 @@ class Design:
         factors: list[Factor] = []
         aliased: dict[str, str] = {}
         for column, label, low, high in candidates:
-            high_key = _key(high)
-            raw = _keys([scalar(v) for v in column_values(rows, column)])
-            coded = np.array([1.0 if k == high_key else -1.0 for k in raw])
+            if column in FACTOR_COLUMNS:  # true or false (known: analyse leaves out the rest)
+                coded = np.where(rows[column].to_numpy(dtype=bool), 1.0, -1.0)
+            else:
+                high_key = _key(high)
+                raw = _keys([scalar(v) for v in column_values(rows, column)])
+                coded = np.array([1.0 if k == high_key else -1.0 for k in raw])
             if len(np.unique(coded)) < 2:  # one level among the runs: not a factor of this design
                 continue
             twin = next((f for f in factors if abs(float(coded @ codes[f.term][:, 0])) == len(coded)), None)
