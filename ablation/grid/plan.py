@@ -6,6 +6,7 @@ same files (left untouched) and the same ids, and planning a subset leaves the o
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,14 +98,22 @@ def plan(sweep: Sweep, root: Path, selection: Selection = EVERY_CELL, write: boo
     bases = {sweep.model.base_config: resolve_base(sweep)}
     directory = sweep_dir(root, sweep)
     planned = []
+    rendered: dict[tuple[object, ...], tuple[RenderedConfig, CellIdentity]] = {}  # a cell's replicates share
     for cell in cells:
-        cell_sweep = sweep.for_cell(cell)
-        given = cell_sweep.model.base_config  # an axis may change it: each base is resolved once
-        if given not in bases:
-            bases[given] = resolve_base(cell_sweep)
-        config = render(sweep, cell, bases[given])
+        done = rendered.get((cell.code, cell.dcn, cell.axes))
+        if done is None:
+            cell_sweep = sweep.for_cell(cell)
+            given = cell_sweep.model.base_config  # an axis may change it: each base is resolved once
+            if given not in bases:
+                bases[given] = resolve_base(cell_sweep)
+            config = render(sweep, cell, bases[given])
+            identity = cell_identity(sweep, cell, config.cell_name)
+            rendered[(cell.code, cell.dcn, cell.axes)] = config, identity
+        else:
+            config = done[0].replicate(cell)
+            identity = dataclasses.replace(done[1], seed=cell.seed, axes=dict(done[1].axes))
         path = directory / "configs" / f"{config.name}.py"
-        if write:
-            write_atomic(path, config.text(sweep))
-        planned.append(PlannedCell(config, path, cell_identity(sweep, cell, config.cell_name)))
+        if write:  # configs are made again whenever they differ: no fsync each (see write_atomic)
+            write_atomic(path, config.text(sweep), durable=False)
+        planned.append(PlannedCell(config, path, identity))
     return Plan(sweep=sweep, directory=directory, cells=tuple(planned))

@@ -9,6 +9,7 @@ settings the result loads to the same Config as mmdetection's own file for that 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import hashlib
 import importlib.util
@@ -68,6 +69,13 @@ class RenderedConfig:
         seed, so that a cell's replicates share it. The same sweep settings give the same id on every
         re-plan and wherever the checkout lies."""
         return _digest({"config": self.config_hash, **self.inputs})[:12]
+
+    def replicate(self, cell: Cell) -> RenderedConfig:
+        """This config for another replicate of its cell (``cell``: the same cell, another seed): its hash and
+        id, which leave the seed out, are not computed again."""
+        other = dataclasses.replace(self, cell=cell, name=config_name(self.cell_name, cell.seed))
+        other.__dict__.update(config_hash=self.config_hash, cell_id=self.cell_id)  # the cached properties
+        return other
 
     def text(self, sweep: Sweep) -> str:
         code = self.cell.code

@@ -113,7 +113,7 @@ class Sweep:
         """The grid's extra axes ([grid.axes]), each value checked."""
         return parse_axes(self.settings, self.settings.grid.axes)
 
-    @property
+    @functools.cached_property
     def cells(self) -> tuple[Cell, ...]:
         """Every cell of the grid: in code order, DCN off before on, then each extra axis' values and the
         seeds as listed."""
@@ -121,14 +121,28 @@ class Sweep:
         return expand(grid.codes, grid.dcn, self.axes, grid.seeds)
 
     def for_cell(self, cell: Cell) -> Sweep:
-        """This sweep as one cell sees it: its settings with the cell's axis values set."""
-        if not cell.axes:
+        """This sweep as one cell sees it: its settings with the cell's axis values set (made once per set of
+        axis values: a cell's replicates, its name, config and identity all ask for it)."""
+        return self.for_axes(cell.axes)
+
+    def for_axes(self, values: tuple[tuple[str, Any], ...]) -> Sweep:
+        """This sweep with the axis ``values`` ((dotted name, value) pairs) set, each table's checks run
+        (``InputError`` when one fails)."""
+        if not values:
             return self
-        derived = dataclasses.replace(self, settings=apply(self.settings, dict(cell.axes)))
-        # the same [grid.axes]: the cell's sweep takes this one's parsed axes instead of parsing them again
-        # (cell names read them, for every cell at every status poll)
-        derived.__dict__["axes"] = self.axes
+        derived = self._for_axes.get(values)
+        if derived is None:
+            derived = dataclasses.replace(self, settings=apply(self.settings, dict(values)))
+            # the same [grid.axes]: the cell's sweep takes this one's parsed axes instead of parsing them
+            # again (cell names read them, for every cell at every status poll)
+            derived.__dict__["axes"] = self.axes
+            self._for_axes[values] = derived
         return derived
+
+    @functools.cached_property
+    def _for_axes(self) -> dict[tuple[tuple[str, Any], ...], Sweep]:
+        """The sweeps ``for_cell`` made, by the cells' axis values."""
+        return {}
 
     @property
     def model(self) -> ModelSettings:
@@ -228,7 +242,7 @@ def _check_axes_vary(path: Path, sweep: Sweep, axes: tuple[Axis, ...]) -> None:
             raise SweepFileError(f"{path}: {error}") from None
     for values in sorted({cell.axes for cell in sweep.cells if len(cell.axes) > 1}, key=repr):
         try:
-            apply(sweep.settings, dict(values))
+            sweep.for_axes(values)  # kept: planning asks for each cell's settings again
         except InputError as error:
             shown = ", ".join(f"{name} = {value!r}" for name, value in values)
             raise SweepFileError(f"{path}: [grid.axes] the cells with {shown}: {error}") from None

@@ -127,18 +127,30 @@ def _states(planned: Plan, manifest: Manifest) -> list[CellStatus]:
         if (s := manifest.latest.get(p.name)) is not None and s.cell_id == p.cell_id
     }
     alive = _alive(current.values())
+    started = _listed(planned.directory / "work")  # one listing, not a look for each cell's result file
     states = []
     for p in planned.cells:
         submission = current.get(p.name)
-        result, problem = _result(work_dir(planned.directory, p), p.cell_id)
+        result, problem = _result(work_dir(planned.directory, p), p.cell_id) if p.name in started else NONE
         states.append(CellStatus(p, _state(submission, result, problem, alive), submission, result, problem))
     return states
+
+
+NONE: tuple[None, None] = (None, None)  # no result file, and so no problem with one
+
+
+def _listed(folder: Path) -> set[str]:
+    """The names in ``folder`` (none when it is missing)."""
+    try:
+        return set(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
 
 
 def _result(folder: Path, cell_id: str) -> tuple[CellResult | None, str | None]:
     """The result file of this config in a work_dir (None when there is none), or why it cannot be read."""
     if not (folder / RESULT_FILE).exists():
-        return None, None
+        return NONE
     try:
         result = load_result(folder)
     except LogFormatError as error:
