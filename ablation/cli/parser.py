@@ -4,7 +4,7 @@ the commands make of them (the cell selection, the seeds, the store)."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -20,10 +20,36 @@ __all__ = ["build_parser", "seed_list", "selection", "store_of"]
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line naming the problem (argparse already lists valid choices)."""
+    """argparse, but a usage error is one line naming the problem (argparse already lists valid choices),
+    and a subcommand's arguments are added when that subcommand is used (``defer``): some ask the results
+    layer for their choices, which loads pandas, and ``plan`` or ``status`` should not wait for that."""
+
+    _deferred: list[Callable[[argparse.ArgumentParser], None]]
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+    def defer(self, *parts: Callable[[argparse.ArgumentParser], None]) -> None:
+        self._deferred = [*getattr(self, "_deferred", []), *parts]
+
+    def _complete(self) -> None:
+        parts, self._deferred = getattr(self, "_deferred", []), []
+        for part in parts:
+            part(self)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._complete()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self._complete()
+        return super().format_usage()
 
 
 def _codes(text: str) -> list[AttentionCode]:
@@ -162,10 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
     def command(
         name: str, summary: str, description: str, *parts: Callable[[argparse.ArgumentParser], None]
     ) -> argparse.ArgumentParser:
-        p = commands.add_parser(name, help=summary, description=description)
-        for part in parts:
-            part(p)
+        # argparse %-formats help texts: "95% intervals" would read as a format
+        p = commands.add_parser(name, help=summary.replace("%", "%%"), description=description)
+        p.defer(*parts)  # added when this command is the one used
         return p
+
+    def listing_cells(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--cells",
+            action="store_true",
+            help="list every cell (every run, with seeds); by default a grid of over 100 is summed up by "
+            "code, DCN, axis value and seed",
+        )
 
     def watching(p: argparse.ArgumentParser) -> None:
         p.add_argument("--watch", action="store_true", help="redraw until no cell is pending or running")
@@ -190,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         "write one MMDetection config per cell and list the cells",
         "Write one MMDetection config per cell of a sweep and list the cells.",
         cells_of_a_sweep,
+        listing_cells,
     )
     command(
         "launch",
@@ -198,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         cells_of_a_sweep,
         executing,
         waiting,
+        listing_cells,
     )
     command(
         "status",
@@ -206,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         cells_of_a_sweep,
         executor_filter,
         watching,
+        listing_cells,
     )
     command(
         "cancel",

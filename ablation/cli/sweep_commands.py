@@ -24,39 +24,64 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from ablation.cli.table import text_table
     from ablation.grid.plan import plan
     from ablation.grid.sweep import load_sweep
-    from ablation.run.status_table import grid_columns
+    from ablation.run.status_table import breakdown, grid_columns
 
     sweep = load_sweep(args.sweep)
     result = plan(sweep, args.root, selection(args))
-    extra, values = grid_columns([p.cell for p in result.cells], sweep.axes)
-    rows = [
-        (
-            p.name,
-            p.cell_id,
-            p.cell.code,
-            p.cell.code.label,
-            "on" if p.cell.dcn else "off",
-            *more,
-            shown(p.path),
-        )
-        for p, more in zip(result.cells, values, strict=True)
-    ]
-    print(text_table(("cell", "id", "code", "factors", "dcn", *extra, "config"), rows))
+    planned = [p.cell for p in result.cells]
+    if _listed(args, len(planned)):
+        extra, values = grid_columns(planned, sweep.axes)
+        rows = [
+            (
+                p.name,
+                p.cell_id,
+                p.cell.code,
+                p.cell.code.label,
+                "on" if p.cell.dcn else "off",
+                *more,
+                shown(p.path),
+            )
+            for p, more in zip(result.cells, values, strict=True)
+        ]
+        print(text_table(("cell", "id", "code", "factors", "dcn", *extra, "config"), rows))
+    else:
+        print(text_table(*breakdown(planned, sweep.axes)))
     cells = len({p.config.cell_name for p in result.cells})
-    counted = f"{len(rows)} runs of {cells} cells" if "seed" in extra else f"{len(rows)} cells"
+    seeded = any(c.seed is not None for c in planned)
+    counted = f"{len(planned)} runs of {cells} cells" if seeded else f"{len(planned)} cells"
     print(f"\n{counted} of sweep {sweep.name}; configs in {shown(result.directory / 'configs')}")
+    _every_cell(args, len(planned))
     print(factor_legend())
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
-def _print_states(states: Sequence[CellStatus], sweep: Sweep) -> None:
-    from ablation.cli.table import text_table
-    from ablation.run.status_table import summary, table
+def _listed(args: argparse.Namespace, rows: int) -> bool:
+    """Whether a command lists every cell: asked to (``--cells``), or few enough to read."""
+    from ablation.run.status_table import LIST_AT_MOST
 
-    print(text_table(*table(states, sweep.axes)))
+    return bool(getattr(args, "cells", False)) or rows <= LIST_AT_MOST
+
+
+def _every_cell(args: argparse.Namespace, rows: int) -> None:
+    """Under a summary, how to see every cell."""
+    if not _listed(args, rows):
+        print(f"(the {rows} rows by code, DCN, axis value and seed; --cells lists each one)")
+
+
+def _print_states(states: Sequence[CellStatus], sweep: Sweep, args: argparse.Namespace) -> None:
+    """Each cell's row (or, for a grid of more than ``LIST_AT_MOST``, the counts of its states by code, DCN,
+    axis value and seed), then the summary line."""
+    from ablation.cli.table import text_table
+    from ablation.run.status_table import breakdown, summary, table
+
+    if _listed(args, len(states)):
+        print(text_table(*table(states, sweep.axes)))
+    else:
+        print(text_table(*breakdown([s.planned.cell for s in states], sweep.axes, [s.state for s in states])))
     print(f"\n{summary(states)}")
+    _every_cell(args, len(states))
     _warn_unreadable(states)
 
 
@@ -130,7 +155,7 @@ def _wait_and_report(sweep: Sweep, args: argparse.Namespace, names: list[str]) -
         harvest_and_export(sweep, args)
         print(f"\n{summary(states)}")
     else:
-        _print_states(states, sweep)
+        _print_states(states, sweep, args)
     bad = [s.name for s in states if s.state != "done"]
     if bad:
         print(f"not done: {', '.join(bad)} (their result.json has the error; relaunch with --retry-failed)")
@@ -148,7 +173,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         states = _on_executor(status(sweep, args.root, selection(args)), args.executor)
         if args.watch and sys.stdout.isatty():
             print("\033[2J\033[H", end="")  # a live view: redraw in place
-        _print_states(states, sweep)
+        _print_states(states, sweep, args)
         unreadable = 1 if any(s.problem for s in states) else 0
         if not args.watch or not any(s.state in UNFINISHED for s in states):
             return unreadable

@@ -18,8 +18,19 @@ from ablation.run.launch import CellStatus
 from ablation.run.result_file import CellResult
 from ablation.vocabulary import CELL_STATES, MISSING
 
-__all__ = ["figures", "grid_columns", "headers", "progress", "rows", "summary", "table"]
+__all__ = [
+    "LIST_AT_MOST",
+    "breakdown",
+    "figures",
+    "grid_columns",
+    "headers",
+    "progress",
+    "rows",
+    "summary",
+    "table",
+]
 
+LIST_AT_MOST = 100  # the terminal lists the cells of a grid up to this size; above, ``breakdown`` first
 _TRAIN_LINE = re.compile(rb"Epoch\(train\)\s+\[(\d+)\]\[\s*(\d+)/(\d+)\]")
 _TAIL_BYTES = 65536
 
@@ -122,3 +133,32 @@ def grid_columns(
         for c in cells
     ]
     return head, values
+
+
+def breakdown(
+    cells: Sequence[Cell], axes: Sequence[Axis], states: Sequence[str] | None = None
+) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """A grid too big to list cell by cell, summed up: how many of ``cells`` (runs, with seeds) have each
+    code, DCN setting, value of each axis ('-': cells the axis does not vary) and seed, and with ``states``
+    (each cell's), how many of those are in each state (the states present, in their natural order)."""
+    extra, values = grid_columns(cells, axes)
+    counts: dict[str, dict[str, Counter[str]]] = {by: {} for by in ("code", "dcn", *extra)}
+    for i, (cell, more) in enumerate(zip(cells, values, strict=True)):
+        keys = (
+            ("code", str(cell.code)),
+            ("dcn", "on" if cell.dcn else "off"),
+            *zip(extra, more, strict=True),
+        )
+        for by, value in keys:
+            counted = counts[by].setdefault(value, Counter())
+            counted[""] += 1
+            if states is not None:
+                counted[states[i]] += 1
+    present = [state for state in CELL_STATES if states is not None and state in states]
+    noun = "runs" if any(c.seed is not None for c in cells) else "cells"
+    rows = [
+        (by, value, str(n[""]), *(str(n[state]) for state in present))
+        for by, found in counts.items()
+        for value, n in found.items()
+    ]
+    return ("by", "value", noun, *present), rows
