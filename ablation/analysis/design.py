@@ -218,7 +218,7 @@ class Design:
                 coded = np.zeros((len(values), len(levels) - 1))
                 coded[present] = setting.coding[[index[k] for k in keys if k is not None]]
                 codes[term] = coded
-                data[term] = [OUTSIDE if k is None else k for k in keys]
+                data[term] = pd.Categorical([OUTSIDE if k is None else k for k in keys], [*index, OUTSIDE])
                 settings.append(setting)
         factors, aliased = cls._factors(rows, candidates, data, codes)
         terms = [f.term for f in factors]
@@ -273,7 +273,7 @@ class Design:
         keys = [m.term for m in self.members]
         if not keys:
             return pd.Series([len(self.data)])
-        return self.data.groupby(keys, sort=False).size()
+        return self.data.groupby(keys, sort=False, observed=True).size()
 
     @property
     def replicated(self) -> bool:
