@@ -4,6 +4,8 @@ the rule that leaves out the replicates of an older config of a cell."""
 from __future__ import annotations
 
 import math
+import random
+import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,27 @@ def test_one_value_has_no_spread_and_equal_values_no_width() -> None:
     assert (one.half("ci"), one.half("sd"), one.resolved) == (None, None, None)
     same = estimate([0.4, 0.4, 0.4])
     assert (same.mean, same.sd, same.low, same.high, same.half()) == (0.4, 0.0, 0.4, 0.4, 0.0)
+
+
+def test_the_mean_and_sd_are_statistics_exact_ones_rounded_once() -> None:
+    """estimate's own exact arithmetic gives, to the last bit, what statistics.mean and statistics.stdev give
+    (the exact values rounded once), over seeded samples of every size and magnitude a store holds, and of
+    values that cancel or repeat."""
+    rng = random.Random(29)
+    draws = [
+        lambda: rng.uniform(0.3, 0.45),  # box AP
+        lambda: rng.uniform(5, 25),  # fps
+        lambda: float(rng.randint(41_000_000, 48_000_000)),  # parameters
+        lambda: rng.uniform(1.8e11, 2.4e11),  # FLOPs
+        lambda: rng.choice([0.1, 0.4, 1 / 3, -0.2]),  # repeats
+        lambda: rng.uniform(-1, 1) * 10.0 ** rng.randint(-300, 300),  # anything
+    ]
+    for _ in range(3000):
+        draw = rng.choice(draws)
+        values = [draw() for _ in range(rng.choice([1, 2, 2, 3, 4, 5, 10]))]
+        found = estimate(values)
+        assert found.mean == statistics.mean(values), values
+        assert found.sd == (statistics.stdev(values) if len(values) > 1 else None), values
 
 
 def test_bad_inputs_are_value_errors() -> None:

@@ -24,6 +24,7 @@ with no kind recorded counts as no kind).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -124,27 +125,41 @@ def replicate_means(frame: pd.DataFrame, groups: Sequence[ReplicateGroup] | None
     memory_kind has no memory figure (NaN, kind None) rather than a mean of two kinds. ``groups``: the frame's
     ``replicate_groups`` where the caller has them already."""
     groups = replicate_groups(frame) if groups is None else groups
-    cells = pd.concat([g.rows.iloc[:1] for g in groups]) if groups else frame.iloc[0:0].copy()
+    if not groups:
+        cells = frame.iloc[0:0].copy()
+    else:  # the groups' own frame: its first run's row, one read for all the groups
+        cells = groups[0].columns.frame.iloc[[g.members[0] for g in groups]].copy()
     means = [m.column for m in vocabulary.METRICS if m.column in frame.columns]
     intervals = [m.column for m in vocabulary.METRICS if m.interval]
-    estimates = {column: [g.estimate(column) for g in groups] for column in (*means, *intervals)}
+    estimates = {
+        column: [g.estimate(column) for g in groups] for column in dict.fromkeys((*means, *intervals))
+    }
     for column in means:
         if column in cells.columns:
             cells[column] = np.array([math.nan if e is None else e.mean for e in estimates[column]])
-    mixed = [len(memory_kinds(g.rows)) > 1 for g in groups]
+    mixed = [g.n > 1 and len(_kinds_of(g)) > 1 for g in groups]
     if any(mixed) and _MEMORY in cells.columns:
         cells[_MEMORY] = np.where(mixed, np.nan, _floats(cells, _MEMORY))
         kinds = column_values(cells, "memory_kind")
         cells["memory_kind"] = [None if m else k for m, k in zip(mixed, kinds, strict=True)]
     cells["n"] = np.array([g.n for g in groups], dtype=np.int64)
-    seeds = [_floats(g.rows, "seed", required=False) for g in groups]  # a hand-built frame's: floats, NaN
-    cells["seeds"] = [", ".join(str(int(s)) for s in found if not np.isnan(s)) for found in seeds]
+    cells["seeds"] = [", ".join(str(s) for s in g.seeds if s is not None) for g in groups]
     for column in intervals:
         halves = [None if e is None else e.half() for e in estimates[column]]
         cells[column + HALF_SUFFIX] = np.array(
             [math.nan if h is None else h for h in halves], dtype=np.float64
         )
     return cells
+
+
+def _kinds_of(group: ReplicateGroup) -> set[str]:
+    """The memory kinds of a group's runs that have a memory figure (``memory_kinds`` of its rows)."""
+    memory, kinds = group.columns.plain(_MEMORY), group.columns.plain("memory_kind")
+    return {
+        str(kinds[i])
+        for i in group.members
+        if kinds[i] is not None and isinstance(memory[i], int | float) and not math.isnan(memory[i])
+    }
 
 
 def cell_means(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
@@ -178,6 +193,7 @@ def factor_label(column: str) -> str:
         raise ValueError(f"unknown factor {column!r}; factors: {', '.join(FACTOR_COLUMNS)}") from None
 
 
+@functools.lru_cache(maxsize=256)  # a chart's thousands of hovers hold 32 cells
 def describe_code(code: str | None, dcn: bool | None) -> str:
     """A cell decoded for a hover: '1010 + DCN: query-key content, key content only',
     '0000: no attention (plain baseline)'. ' + DCN' only when dcn is true; a missing or bad code says so."""

@@ -96,9 +96,10 @@ class Runs:
         return [s for s in SOURCES if s in held]
 
     def where(self, column: str, value: str) -> Runs:
-        """The runs (of the selection, any status) holding ``value`` in ``column``."""
+        """The runs (of the selection, any status) holding ``value`` in ``column``: this selection itself
+        where every run does (one memory kind), so that what it worked out is not worked out again."""
         keep = np.array([v == value for v in column_values(self.frame, column)], dtype=bool)
-        return Runs(self.frame[keep])
+        return self if keep.all() else Runs(self.frame[keep])
 
     def table(self, options: TableOptions | None = None) -> ResultsTable:
         """The results table of the selection (``results_table``; default options: mmdetection's columns)."""

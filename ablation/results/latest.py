@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["GROUP", "ObjectArray", "column_values", "latest_runs", "scalar", "seed_of"]
+__all__ = ["GROUP", "ObjectArray", "column_values", "latest_runs", "plain_values", "scalar", "seed_of"]
 
 ObjectArray = npt.NDArray[np.object_]
 GROUP = ("sweep", "source", "cell")  # one cell of one sweep, from one source: its replicates
@@ -30,6 +30,16 @@ def column_values(frame: pd.DataFrame, column: str) -> ObjectArray:
         return np.full(len(frame), None, dtype=object)
     values: ObjectArray = frame[column].to_numpy(dtype=object, na_value=None)
     return values
+
+
+def plain_values(frame: pd.DataFrame, column: str) -> list[object]:
+    """The column's values as plain Python (:func:`scalar`'s: every kind of missing value None; all None if
+    there is no such column). A typed column's are that already: only an object column's are converted one
+    by one."""
+    values = column_values(frame, column)
+    if column in frame.columns and frame[column].dtype != object:
+        return values.tolist()  # type: ignore[no-any-return]
+    return [scalar(v) for v in values]
 
 
 def _recency(frame: pd.DataFrame) -> npt.NDArray[np.int64]:
@@ -63,7 +73,7 @@ def latest_runs(frame: pd.DataFrame) -> pd.DataFrame:
     run_ids = ["" if v is None else str(v) for v in column_values(frame, "run_id")[positions]]
     # plain objects, None for every kind of null: no column is inferred as float or pandas' str
     plain = {
-        name: pd.Series([scalar(v) for v in column_values(frame, name)[positions]], dtype=object)
+        name: pd.Series(np.array(plain_values(frame, name), dtype=object)[positions], dtype=object)
         for name in (*GROUP, "seed", "cell_id")
     }
     order = pd.DataFrame(
@@ -89,7 +99,7 @@ def latest_runs(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _keys(order: pd.DataFrame) -> list[tuple[object, ...]]:
     """Each row's (sweep, source, cell)."""
-    return list(zip(*(order[name] for name in GROUP), strict=True))
+    return list(zip(*(order[name].tolist() for name in GROUP), strict=True))
 
 
 def scalar(value: object) -> object:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ablation.errors import InputError
 from ablation.grid.axes import command_line_value, named
-from ablation.results.latest import scalar, seed_of
+from ablation.results.latest import plain_values, seed_of
 from ablation.results.records import SOURCES, is_axis_column
 
 if TYPE_CHECKING:
@@ -69,9 +69,7 @@ def select(
 
 def column(frame: DataFrame, name: str) -> list[object]:
     """A column's values as plain Python, every kind of missing value None (all None without the column)."""
-    if name not in frame.columns:
-        return [None] * len(frame)
-    return [scalar(v) for v in frame[name].tolist()]
+    return plain_values(frame, name)
 
 
 def _axis_condition(frame: DataFrame, name: str, text: str) -> tuple[str, object]:
