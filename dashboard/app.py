@@ -36,6 +36,7 @@ PAGES = {
     "status": "Status",
     "downloads": "Downloads",
 }
+SUMMARY_OVER = 64  # a table of more rows is summarised first, the whole of it in an expander
 STORE = locate()
 ROOT = root_dir()
 
@@ -419,16 +420,27 @@ def downloads_page(frame: pd.DataFrame) -> None:
     )
     columns = st.columns(len(FORMATS))
     suffix = {"markdown": ("md", "text/markdown"), "csv": ("csv", "text/csv"), "latex": ("tex", "text/x-tex")}
+    rendered = {fmt: render(table, fmt) for fmt in FORMATS}
     for column, fmt in zip(columns, FORMATS, strict=True):
         extension, mime = suffix[fmt]
         column.download_button(
             f"{fmt}",
-            render(table, fmt),
+            rendered[fmt],
             file_name=f"ablation-results.{extension}",
             mime=mime,
             key=f"dl-{fmt}",
         )
-    st.markdown(render(table, "markdown"))
+    if len(table.rows) > SUMMARY_OVER:  # a summary first, the whole table on request
+        best = table.best_rows()
+        st.markdown(
+            f"The best cell (highest box AP) of each attention code and DCN setting: {len(best)} rows of "
+            f"{len(table.rows)}, all of them under *all rows*."
+        )
+        st.markdown(render(table.only(best), "markdown"))
+        with st.expander(f"all {len(table.rows)} rows"):
+            st.markdown(rendered["markdown"])
+        return
+    st.markdown(rendered["markdown"])
 
 
 main()

@@ -34,6 +34,7 @@ from ablation.analysis.numbers import (
     replicate_columns,
     replicate_means,
 )
+from ablation.analysis.runs import Runs
 from ablation.errors import LogFormatError
 from ablation.results.curves import training_curves, work_dir_of
 from ablation.results.latest import latest_runs
@@ -44,7 +45,7 @@ from ablation.run.result_file import METRICS
 from ablation.vocabulary import METRICS as FIGURES
 
 from .helpers.figures import bars, hue
-from .helpers.store import framed, record, stored
+from .helpers.store import axis_runs, framed, record, stored
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -581,6 +582,36 @@ def test_the_trade_off_figure_has_error_bars_only_with_replicates(tmp_path: Path
         traces = tradeoff_figure(single, x).to_dict()["data"]
         assert traces and not any("error_x" in t or "error_y" in t for t in traces)
         assert traces == tradeoff_figure(latest_runs(frame), x).to_dict()["data"]
+
+
+def test_a_crowded_trade_off_chart_labels_only_its_front(tmp_path: Path) -> None:
+    """92 cells: no label beside each point (they would cover the chart), the code of each cell on the
+    Pareto front beside it, every point's cell on hover; SVG traces for the report, the same points."""
+    cells = replicate_means(stored(tmp_path, axis_runs()))
+    front = pareto_front(cells, "fps")
+    figure = tradeoff_figure(cells, "fps", front).to_dict()
+    points = [t for t in figure["data"] if t["name"] != "Pareto frontier"]
+    (line,) = [t for t in figure["data"] if t["name"] == "Pareto frontier"]
+    assert sum(len(t["x"]) for t in points) == 92
+    assert all(t["mode"] == "markers" and t.get("text") is None and t["type"] == "scattergl" for t in points)
+    assert line["mode"] == "lines+text"
+    assert list(line["text"]) == list(front.sort_values("fps")["code"])
+    hovers = {h for t in points for h in t["hovertext"]}
+    assert len(hovers) == 92 and all(h.split("<br>")[1].startswith("axes / cell-") for h in hovers)
+    svg = tradeoff_figure(cells, "fps", front, webgl=False).to_dict()
+    assert [t["type"] for t in svg["data"]] == ["scatter"] * len(svg["data"])
+    assert [t["x"] for t in svg["data"]] == [t["x"] for t in figure["data"]]
+    few = tradeoff_figure(cells.iloc[:64], "fps", pareto_front(cells.iloc[:64], "fps")).to_dict()["data"]
+    assert all(t["mode"] == "markers+text" for t in few if t["name"] != "Pareto frontier")
+
+
+def test_a_selection_of_one_memory_kind_is_worked_out_once(tmp_path: Path) -> None:
+    runs = Runs(stored(tmp_path, axis_runs()))
+    assert (
+        runs.where("memory_kind", "cuda_peak_allocated") is runs
+    )  # every run: the same cells, computed once
+    fewer = runs.where("code", "1111")
+    assert fewer is not runs and len(fewer) == 6 and set(fewer.cells["code"]) == {"1111"}
 
 
 # --- training curves --------------------------------------------------------------------------------------

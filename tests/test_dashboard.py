@@ -24,7 +24,7 @@ from ablation.run.result_file import RESULT_FILE, CellResult, write_result
 
 from .helpers.cli import REPO
 from .helpers.figures import bars, hue
-from .helpers.store import grid_runs, store_with
+from .helpers.store import axis_runs, grid_runs, store_with
 
 APP = REPO / "dashboard" / "app.py"
 
@@ -668,6 +668,22 @@ def test_downloads_are_what_export_writes(monkeypatch: pytest.MonkeyPatch, store
     expected = render(results_table(store.read().frame(), options), "markdown")
     assert at.markdown[-1].value == expected.rstrip("\n")
     assert len(at.get("download_button")) == 3
+
+
+def test_a_long_download_table_is_summarised_first(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """92 cells: the best row of each code and DCN setting first, the whole table (as export writes it) in
+    an expander."""
+    from ablation.results.export import render
+    from ablation.results.table import results_table
+
+    store = store_with(tmp_path, axis_runs())
+    at = open_app(monkeypatch, store, page="downloads")
+    table = results_table(store.read().frame())
+    summary = render(table.only(table.best_rows()), "markdown").rstrip("\n")
+    assert [m.value for m in at.markdown][-2:] == [summary, render(table, "markdown").rstrip("\n")]
+    assert len(summary.splitlines()) == 2 + 32
+    (expander,) = at.expander
+    assert expander.label == "all 92 rows" and expander.markdown[0].value == at.markdown[-1].value
 
 
 def test_nan_metrics_and_the_sidebar_filters(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:

@@ -21,7 +21,7 @@ from ablation.results.store import Store
 from ablation.results.table import ResultsTable, TableOptions, results_table
 
 from .helpers.cli import run_cli
-from .helpers.store import framed, record, stored
+from .helpers.store import axis_runs, framed, record, stored
 
 BASE_HEADERS = (
     "Backbone",
@@ -699,6 +699,28 @@ def test_baseline_prefers_the_row_with_the_same_axes(tmp_path: Path) -> None:
     assert got[("0000", "-", "-")] == got[("0000", "-", "0.01")] == "+0.0"
     assert got[("1111", "-", "-")] == "+3.0 ± 0.5"
     assert got[("1111", "2", "0.02")].startswith("+2.0 ± ")
+
+
+def test_a_long_tables_summary_is_the_best_row_of_each_code_and_dcn(tmp_path: Path) -> None:
+    """92 cells (the attention cells at three kv_strides): the summary is 32 rows, each the row with the
+    highest box AP of its code and DCN setting, in the table's order; ``only`` keeps rows and their values."""
+    runs = axis_runs()
+    runs[-1] = dataclasses.replace(runs[-1], bbox_mAP=0.9)  # 1111 + DCN: the last stride is its best
+    table = results_table(stored(tmp_path, runs))
+    assert len(table.rows) == 92
+    best = table.best_rows()
+    ap, code, dcn = (table.headers.index(h) for h in ("box AP", "Attention Component", "DCN"))
+    assert len(best) == 32 and list(best) == sorted(best)
+    for i in best:
+        same = [v for v in table.values if (v[code], v[dcn]) == (table.values[i][code], table.values[i][dcn])]
+        assert table.values[i][ap] == max(v[ap] for v in same)
+    stride = table.headers.index("kv_stride")
+    assert [table.rows[best[-1]][i] for i in (ap, stride)] == ["90.0", "4"]  # 1111 + DCN
+    assert table.rows[best[-2]][stride] == "1"  # 1111 without DCN: its first stride, the highest AP
+    summary = table.only(best)
+    assert summary.rows == tuple(table.rows[i] for i in best)
+    assert summary.values == tuple(table.values[i] for i in best)
+    assert (summary.headers, summary.note, summary.spreads) == (table.headers, table.note, ())
 
 
 def test_select_where_an_axis_has_a_value(tmp_path: Path) -> None:

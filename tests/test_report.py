@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from ablation.results.store import Store
 
 from .helpers.browser import CHROMIUM, FLAGS
 from .helpers.cli import run_cli, run_script
-from .helpers.store import store_with
+from .helpers.store import axis_runs, store_with
 
 SWEEP = "grid"
 CODES = ("0000", "0010", "1000", "1010")  # query-key content (bit 1) x key content only (bit 3)
@@ -353,6 +354,31 @@ def test_several_sources_and_memory_kinds_get_their_own_charts(tmp_path: Path) -
     # trade-offs: fps, memory of each kind, GFLOPs; per source: box AP, its half-normal, fps, memory, GFLOPs
     assert (report.runs, report.cells, report.charts, len(ids)) == (48, 16, 4 + 2 * 5, 4 + 2 * 5)
     assert "Written 2025-01-02 03:04 UTC" in report.html
+
+
+def test_a_long_results_table_is_summarised_first_and_whole_in_details(tmp_path: Path) -> None:
+    """92 cells: the best cell of each code and DCN setting (32 rows) first, all 92 in a closed <details>;
+    the trade-off charts' points are SVG traces."""
+    store = store_with(tmp_path, axis_runs())
+    html = build_report(store.read().frame(), "axes").html
+    summary = re.search(r'<table class="summary">(.*?)</table>', html, re.S)
+    whole = re.search(
+        r"<details><summary>All 92 rows</summary>\s*<table class=\"results\">(.*?)</table>", html, re.S
+    )
+    assert summary and whole and "<details open" not in html
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", whole.group(1))]
+    best = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", summary.group(1))]
+    rows, best = [r for r in rows if r], [r for r in best if r]  # the header rows hold <th>s
+    assert len(rows) == 92 and len(best) == 32 and all(b in rows for b in best)
+    head = re.findall(r"<th>(.*?)</th>", whole.group(1))
+    code, dcn, ap = (head.index(h) for h in ("Attention Component", "DCN", "box AP"))
+    for row in best:
+        same = [float(r[ap]) for r in rows if (r[code], r[dcn]) == (row[code], row[dcn])]
+        assert float(row[ap]) == max(same)
+    call = re.search(r'Plotly\.newPlot\(\s*"tradeoff-fps",\s*', html)
+    assert call
+    data, _ = json.JSONDecoder().raw_decode(html, call.end())
+    assert {t["type"] for t in data} == {"scatter"} and sum(len(t["x"]) for t in data[:-1]) == 92
 
 
 def vars_of(record: RunRecord) -> dict[str, Any]:

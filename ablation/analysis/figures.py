@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ablation import vocabulary
 from ablation.analysis.numbers import HALF_SUFFIX, describe_code
 from ablation.model.codes import AttentionCode
@@ -42,11 +44,19 @@ _LABELLED_POINTS = 64  # code labels beside the points up to this many
 
 
 def tradeoff_figure(
-    points: DataFrame, x: str, front: DataFrame | None = None, memory_kind: str | None = None
+    points: DataFrame,
+    x: str,
+    front: DataFrame | None = None,
+    memory_kind: str | None = None,
+    webgl: bool = True,
 ) -> go.Figure:
     """Box AP against ``x`` (a 'tradeoff' metric of the vocabulary, by name or column), one point per row of
     ``points``, with the Pareto ``front`` (rows of the same frame) drawn as a line. Rows with no AP or no
-    ``x`` are not drawn.
+    ``x`` are not drawn. The points are WebGL traces (Scattergl), or SVG ones (Scatter) with ``webgl``
+    False, as the report draws them.
+
+    Up to 64 points, each is labelled with its code; beyond, only the front's points are (a label per point
+    would cover the chart) and the others say what they are on hover.
 
     Where ``points`` has half-widths of confidence intervals (the ``bbox_mAP_ci`` and ``<x>_ci`` columns of
     ``numbers.replicate_means``), a trace with one draws them as error bars (``error_y`` for AP, ``error_x``
@@ -62,13 +72,17 @@ def tradeoff_figure(
     figure = go.Figure()
     drawn = points.dropna(subset=[x, "bbox_mAP"])
     label = len(drawn) <= _LABELLED_POINTS
+    hovers = np.array(_hovers(drawn, x), dtype=object)
+    sources = drawn["source"].to_numpy(dtype=object, na_value=None)
+    dcns = drawn["dcn"].fillna(False).to_numpy(dtype=bool)
     for source, (symbol, name, size) in SOURCE_MARKERS.items():
         for dcn, colour in DCN_COLOURS.items():
-            group = drawn[(drawn["source"] == source) & (drawn["dcn"].fillna(False) == dcn)]
-            if group.empty:
+            mask = (sources == source) & (dcns == dcn)
+            if not mask.any():
                 continue
+            group = drawn[mask]
             figure.add_trace(
-                go.Scattergl(
+                (go.Scattergl if webgl else go.Scatter)(
                     x=(group[x].astype(float) * across.scale).tolist(),
                     y=(group["bbox_mAP"].astype(float) * box.scale).tolist(),
                     mode="markers+text" if label else "markers",
@@ -82,7 +96,7 @@ def tradeoff_figure(
                         "line": {"width": 1, "color": "#222"},
                     },
                     customdata=group[list(KEY_COLUMNS)].astype(str).values.tolist(),
-                    hovertext=[_hover(row, x) for row in group.to_dict("records")],
+                    hovertext=hovers[mask].tolist(),
                     hoverinfo="text",
                     **_error_bars(group, x, colour),
                 )
@@ -93,7 +107,9 @@ def tradeoff_figure(
             go.Scatter(
                 x=(line[x].astype(float) * across.scale).tolist(),
                 y=(line["bbox_mAP"].astype(float) * box.scale).tolist(),
-                mode="lines",
+                mode="lines" if label else "lines+text",
+                text=None if label else [c if isinstance(c, str) else "" for c in line["code"]],
+                textposition="top left",
                 name="Pareto frontier",
                 line={"dash": "dash", "color": "#555", "shape": "hv" if across.higher_is_better else "vh"},
                 hoverinfo="skip",
@@ -126,6 +142,30 @@ def _error_bars(group: DataFrame, x: str, colour: str) -> dict[str, Any]:
                 "width": 3,
             }
     return bars
+
+
+def _hovers(frame: DataFrame, x: str) -> list[str]:
+    """Each row's hover text (:func:`_hover`), from the columns a hover shows only."""
+    figures = (vocabulary.metric("bbox_mAP"), *vocabulary.metrics("tradeoff"))
+    wanted = [
+        *_HOVER_COLUMNS,
+        *(c for f in figures for c in (f.column, f.column + HALF_SUFFIX)),
+    ]
+    shown = frame[[c for c in dict.fromkeys(wanted) if c in frame.columns]]
+    return [_hover(row, x) for row in shown.to_dict("records")]
+
+
+_HOVER_COLUMNS = (
+    "code",
+    "dcn",
+    "n",
+    "seeds",
+    "sweep",
+    "cell",
+    "source",
+    "attention_module",
+    "attention_impl",
+)
 
 
 def _hover(row: dict[str, Any], x: str) -> str:

@@ -6,7 +6,8 @@ dashboard draws (box AP against fps, against training memory per memory kind, ag
 Pareto frontier and, with replicates, error bars of the 95% interval of a cell's mean); the factor effects
 of ``effects.analyse`` with their intervals (main effects on box AP, fps, memory per kind and GFLOPs, and
 the half-normal plot of the effects on box AP), each with the sentence saying how it was estimated; and the
-results table, the rows ``ablation export --sweep NAME`` gives.
+results table, the rows ``ablation export --sweep NAME`` gives (over 64 rows: the best cell of each code and
+DCN setting first, the whole table in a collapsed ``<details>``).
 
 Self-contained: plotly.js is embedded once, inline, in the head; each chart is a div and a script calling
 it; the style sheet is inline. Nothing in the file loads anything from anywhere (plotly.js's own text names
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 __all__ = ["Report", "build_report", "report_path", "write_report"]
+_SUMMARY_OVER = 64  # a results table of more rows is summarised first, the whole of it in a <details>
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto;
        max-width: 1200px; padding: 1rem 2rem 3rem; color: #222; line-height: 1.45; }
@@ -59,6 +61,7 @@ table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.9rem; }
 th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: center; }
 th { background: #f0f0f0; } td.text { text-align: left; }
 .chart { margin: 0.5rem 0 1.5rem; }
+details > summary { cursor: pointer; color: #555; margin: 0.8rem 0; }
 @media print { .chart { break-inside: avoid; } nav { display: none; } }
 """
 
@@ -248,7 +251,7 @@ class _Page:
             self.add(f'<p class="note">No cell has both a box AP and a {_e(across.axis_title)} figure.</p>')
             return
         front = pareto_front(points, x, higher_x_is_better=bool(across.higher_is_better))
-        figure = _as_svg(figures.tradeoff_figure(points, x, front, memory_kind))
+        figure = figures.tradeoff_figure(points, x, front, memory_kind, webgl=False)
         figure.update_layout(margin={"l": 70}, yaxis={"automargin": True})  # room for the AP ticks
         self.chart(figure, "tradeoff-" + "-".join(p for p in (x, memory_kind) if p))
 
@@ -309,8 +312,19 @@ class _Page:
             "<h2>Results table</h2>",
             '<p class="note">The rows of <code>ablation export --sweep</code>: mmdetection\'s README layout, '
             "a row per cell, ordered by attention code then DCN.</p>",
-            _html_table(table),
         )
+        if len(table.rows) <= _SUMMARY_OVER:
+            self.add(_html_table(table))
+        else:  # a summary first, the whole table on request
+            best = table.best_rows()
+            self.add(
+                f'<p class="note">The best cell (highest box AP) of each attention code and DCN setting: '
+                f"{_count(len(best), 'row')} of {len(table.rows)}, all of them below.</p>",
+                _html_table(table.only(best), "summary"),
+                f"<details><summary>All {len(table.rows)} rows</summary>",
+                _html_table(table),
+                "</details>",
+            )
         if table.note:
             self.add(f'<p class="note">{_e(table.note)}</p>')
         if table.left_out:
@@ -355,9 +369,9 @@ def _effects_table(analysis: FactorialAnalysis) -> str:
     return f'<table class="effects">{head}{"".join(rows)}</table>'
 
 
-def _html_table(table: ResultsTable) -> str:
-    """The results table as HTML, every value escaped; the Config column as the config's path (text, no
-    link)."""
+def _html_table(table: ResultsTable, kind: str = "results") -> str:
+    """The results table as HTML (its class ``kind``), every value escaped; the Config column as the
+    config's path (text, no link)."""
     config = table.headers.index(CONFIG) if CONFIG in table.headers else None
     head = "".join(f"<th>{_e(h)}</th>" for h in table.headers)
     body = []
@@ -369,21 +383,10 @@ def _html_table(table: ResultsTable) -> str:
             else:
                 cells.append(f"<td>{_e(text)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return f'<table class="results"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return f'<table class="{kind}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
 # --- helpers -----------------------------------------------------------------------------------------------
-
-
-def _as_svg(figure: go.Figure) -> go.Figure:
-    """The figure with its WebGL scatter traces drawn as SVG ones, the rest unchanged."""
-    import plotly.graph_objects as go
-
-    spec: dict[str, Any] = figure.to_plotly_json()
-    for trace in spec["data"]:
-        if trace.get("type") == "scattergl":
-            trace["type"] = "scatter"
-    return go.Figure(spec)
 
 
 def _count(n: int, thing: str) -> str:

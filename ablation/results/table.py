@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -118,6 +118,39 @@ class ResultsTable:
     def numeric(self, header: str) -> bool:
         """Whether a column holds numbers (right-aligned in LaTeX)."""
         return header not in TEXT_COLUMNS and header not in self.axes
+
+    def best_rows(self) -> tuple[int, ...]:
+        """A summary of a long table: the row with the highest box AP (as shown; the first of a tie, or of
+        rows without one) of each sweep, source, attention code and DCN setting, in the table's order."""
+        keys = [
+            self.headers.index(h)
+            for h in ("Sweep", "Source", "Attention Component", "DCN")
+            if h in self.headers
+        ]
+        ap = self.headers.index(vocabulary.metric("bbox_mAP").header)
+        best: dict[tuple[str, ...], int] = {}
+        for i, (shown, values) in enumerate(zip(self.rows, self.values, strict=True)):
+            key = tuple(shown[k] for k in keys)
+            held = best.get(key)
+            if held is None or _higher(values[ap], self.values[held][ap]):
+                best[key] = i
+        return tuple(sorted(best.values()))
+
+    def only(self, rows: Sequence[int]) -> ResultsTable:
+        """The table with only these rows (indices, in this order); the rest as it is."""
+        return replace(
+            self,
+            rows=tuple(self.rows[i] for i in rows),
+            values=tuple(self.values[i] for i in rows),
+            spreads=tuple(self.spreads[i] for i in rows) if self.spreads else (),
+        )
+
+
+def _higher(value: object, than: object) -> bool:
+    """Whether a shown number is higher than another (a missing one is lower than any)."""
+    if not isinstance(value, int | float):
+        return False
+    return not isinstance(than, int | float) or value > than
 
 
 def results_table(
