@@ -21,6 +21,8 @@ from ablation.results.records import SOURCES, RunRecord
 from ablation.results.store import CACHE_FILE, SCHEMA, SCHEMA_VERSION, Store
 from ablation.run.result_file import MEMORY_KINDS, STATUSES
 
+from .helpers.store import axis_runs, store_with
+
 
 def run(cell: str = "c", run_id: str = "r", sweep: str = "s", **values: object) -> RunRecord:
     return RunRecord(sweep=sweep, cell=cell, run_id=run_id, source="run", **values)  # type: ignore[arg-type]
@@ -303,3 +305,61 @@ def test_nan_metrics_survive_as_missing(tmp_path: Path) -> None:
     frame = store.read().frame()
     assert pd.isna(frame.loc[0, "bbox_mAP"]) and pd.isna(frame.loc[0, "fps"])
     assert os.listdir(store.runs_dir)
+
+
+# --- what a Store wrote: read from memory, into the cache -------------------------------------------------
+
+
+def test_a_harvest_s_read_takes_what_it_wrote_from_memory_and_leaves_the_cache_current(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runs a Store wrote (with axis columns, as a sweep's) are not read back from their files, and the
+    table is the one every file read afresh gives; the next process' read is then from the cache alone."""
+    writer = store_with(tmp_path, axis_runs())
+    Store(tmp_path / "store").put(run(cell="another process"))  # not this object's: read from its file
+    reads: list[Path] = []
+    real = store_module._read_run_file
+    monkeypatch.setattr(store_module, "_read_run_file", lambda path: reads.append(path) or real(path))
+    from_memory = writer.read()
+    assert [p.name for p in reads] == [writer.file_for("s", "another process", "r").name]
+    monkeypatch.setattr(store_module, "_read_run_file", real)
+    afresh = Store(tmp_path / "store").read(cache=False)
+    assert from_memory.table.equals(afresh.table) and from_memory.table.num_rows == 93
+    monkeypatch.setattr(store_module, "_read_run_file", lambda path: pytest.fail(f"read {path}"))
+    assert Store(tmp_path / "store").read().table.equals(afresh.table)  # a restart: the cache alone
+
+
+def test_a_run_replaced_since_this_store_wrote_it_is_read_from_its_file(tmp_path: Path) -> None:
+    mine, theirs = Store(tmp_path), Store(tmp_path)
+    mine.put(run(cell="c", fps=1.0))
+    theirs.put(run(cell="c", fps=2.0))
+    path = mine.file_for("s", "c", "r")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # surely another mtime
+    assert [r["fps"] for r in rows(mine)] == [2.0]
+
+
+def test_a_store_that_wrote_many_runs_keeps_a_bounded_number_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "_KEEP_WRITTEN", 3)
+    store = Store(tmp_path)
+    for i in range(5):
+        store.put(run(cell=f"c{i}"))
+    assert pq.read_table(tmp_path / CACHE_FILE).num_rows == 3  # the first 3, into the cache at the 3rd
+    assert [r["cell"] for r in rows(store)] == ["c0", "c1", "c2", "c3", "c4"]
+
+
+def test_a_current_file_with_axis_columns_of_a_newer_version_is_refused(tmp_path: Path) -> None:
+    """The fast read of files with axis columns still checks their version."""
+    store = Store(tmp_path)
+    store.put(run(cell="c", axes={"model.attention.kv_stride": 2}))
+    path = store.file_for("s", "c", "r")
+    table = pq.read_table(path)
+    meta = {**table.schema.metadata, b"ablation.schema_version": b"99"}
+    newer = table.set_column(
+        table.column_names.index("schema_version"), "schema_version", pa.array([99], pa.int64())
+    )
+    pq.write_table(newer.replace_schema_metadata(meta), path)
+    result = Store(tmp_path).read()
+    assert result.table.num_rows == 0
+    assert "written with store schema 99, newer than" in result.problems[0]

@@ -57,6 +57,7 @@ STORE_DIR = "store"  # the store's folder under the root of the runs
 _VERSION_KEY = b"ablation.schema_version"
 _CACHE_FILES_KEY = b"ablation.files"
 _FILE_COLUMN = "_file"  # the cache's record of which run file a row came from
+_KEEP_WRITTEN = 2048  # the runs a Store keeps in memory after writing them, until its next read
 
 
 def _arrow_type(annotation: str) -> pa.DataType:
@@ -123,10 +124,17 @@ def locate(path: Path | str | None = None, root: Path | str | None = None) -> Pa
 
 
 class Store:
-    """The store at ``path`` (created on the first write)."""
+    """The store at ``path`` (created on the first write).
+
+    The runs this object writes are kept until its next read, which takes them from memory instead of
+    reading their files again and brings the cache up to date with them: a harvest leaves the cache current
+    without reading back what it wrote (every ``_KEEP_WRITTEN`` runs, it is brought up to date, which
+    bounds the memory)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        # run file name -> its [size, mtime_ns] once written, and the table written to it
+        self._written: dict[str, tuple[list[int], pa.Table]] = {}
 
     @property
     def runs_dir(self) -> Path:
@@ -161,7 +169,14 @@ class Store:
                 return False
         except (OSError, pa.ArrowException):  # unreadable: replace it
             pass
-        return write_atomic(path, buffer.getvalue())
+        if not write_atomic(path, buffer.getvalue()):
+            return False
+        with contextlib.suppress(OSError):  # gone already: the next read finds out
+            stat = path.stat()
+            self._written[path.name] = ([stat.st_size, stat.st_mtime_ns], table)
+        if len(self._written) >= _KEEP_WRITTEN:
+            self.read()  # into the cache, out of memory
+        return True
 
     def get(self, sweep: str, cell: str, run_id: str) -> RunRecord | None:
         path = self.file_for(sweep, cell, run_id)
@@ -184,13 +199,19 @@ class Store:
             else:
                 mask = pc.is_in(cached[_FILE_COLUMN], value_set=pa.array(keep, pa.string()))
                 tables.append(cached.filter(mask))
+        # what this object wrote and nobody replaced since: from memory (not with cache=False: every file)
+        written = {n: w[1] for n in fresh if cache and (w := self._written.get(n)) and w[0] == files[n]}
+        unread = [name for name in sorted(fresh) if name not in written]
         with ThreadPoolExecutor(max_workers=4) as pool:  # parquet reads release the GIL
             try:
-                outcomes = list(pool.map(_try_read, [self.runs_dir / name for name in sorted(fresh)]))
+                outcomes = dict(
+                    zip(unread, pool.map(_try_read, [self.runs_dir / n for n in unread]), strict=True)
+                )
             except BaseException:  # Ctrl-C: stop at once, not after the thousands of reads still queued
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
-        for name, outcome in zip(sorted(fresh), outcomes, strict=True):
+        for name in sorted(fresh):
+            outcome = written[name] if name in written else outcomes[name]
             if isinstance(outcome, StoreError):
                 problems.append(str(outcome))
                 continue
@@ -200,6 +221,8 @@ class Store:
         table = _unify(tables)
         if cache and (fresh or len(known) != len(keep)):
             self._write_cache(table, read_files)
+        if cache:
+            self._written.clear()  # in the cache now (or, in a store that cannot be written, read again)
         return ReadResult(table.drop_columns([_FILE_COLUMN]), tuple(problems))
 
     def _read_cache(self) -> tuple[pa.Table | None, dict[str, list[int]]]:
@@ -253,7 +276,7 @@ def _read_run_file(path: Path) -> pa.Table:
         table = pq.ParquetFile(path).read()
     except (OSError, pa.ArrowException) as error:
         raise StoreError(f"{path}: not a readable parquet file ({_first_line(error)})") from None
-    if table.schema.equals(SCHEMA):  # the common case: written by this version
+    if _current(table.schema):  # the common case: written by this version
         return table
     version = _version(table, path)
     if version > SCHEMA_VERSION:
@@ -285,6 +308,19 @@ def _read_run_file(path: Path) -> pa.Table:
             columns.append(table[name])
             names.append(name)
     return pa.Table.from_arrays(columns, names=names)
+
+
+def _current(schema: pa.Schema) -> bool:
+    """Whether a run file is of this version as written: the declared columns in order and of their
+    types, then only its axes' columns (the version in the schema's metadata, as ``put`` writes it)."""
+    if schema.equals(SCHEMA):
+        return True
+    if (schema.metadata or {}).get(_VERSION_KEY) != SCHEMA.metadata[_VERSION_KEY] or len(schema) < len(
+        SCHEMA
+    ):
+        return False
+    declared = all(schema.field(i).equals(f) for i, f in enumerate(SCHEMA))
+    return declared and not any(name in SCHEMA.names for name in schema.names[len(SCHEMA) :])
 
 
 def _version(table: pa.Table, path: Path) -> int:
