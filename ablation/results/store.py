@@ -57,6 +57,13 @@ STORE_DIR = "store"  # the store's folder under the root of the runs
 _VERSION_KEY = b"ablation.schema_version"
 _CACHE_FILES_KEY = b"ablation.files"
 _FILE_COLUMN = "_file"  # the cache's record of which run file a row came from
+# How a run file is written: one row, so no dictionaries, statistics or compression, which only slow its
+# read (1.8 -> 0.7 ms a file), but for the texts that can be long (a failed run's error and log tail).
+_RUN_FILE_OPTIONS: dict[str, Any] = {
+    "compression": {"error": "zstd", "log_tail": "zstd"},
+    "use_dictionary": False,
+    "write_statistics": False,
+}
 _KEEP_WRITTEN = 2048  # the runs a Store keeps in memory after writing them, until its next read
 
 
@@ -162,7 +169,7 @@ class Store:
         for name in (n for n in row if n not in SCHEMA.names):  # the axes: their values' own types
             table = table.append_column(name, pa.array([row[name]]))
         buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
+        pq.write_table(table, buffer, **_RUN_FILE_OPTIONS)
         path = self.file_for(record.sweep, record.cell, record.run_id)
         try:
             if path.exists() and pq.read_table(path).equals(table):
@@ -273,7 +280,8 @@ def _try_read(path: Path) -> pa.Table | StoreError:
 def _read_run_file(path: Path) -> pa.Table:
     """A run file as a table of the current schema version."""
     try:
-        table = pq.ParquetFile(path).read()
+        # one row: pyarrow's read-ahead and threads cost more than they save (bench/scale.py)
+        table = pq.ParquetFile(path, pre_buffer=False).read(use_threads=False)
     except (OSError, pa.ArrowException) as error:
         raise StoreError(f"{path}: not a readable parquet file ({_first_line(error)})") from None
     if _current(table.schema):  # the common case: written by this version
