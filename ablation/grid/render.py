@@ -74,8 +74,15 @@ class RenderedConfig:
         """This config for another replicate of its cell (``cell``: the same cell, another seed): its hash and
         id, which leave the seed out, are not computed again."""
         other = dataclasses.replace(self, cell=cell, name=config_name(self.cell_name, cell.seed))
-        other.__dict__.update(config_hash=self.config_hash, cell_id=self.cell_id)  # the cached properties
+        other.__dict__.update(
+            config_hash=self.config_hash, cell_id=self.cell_id, _assigned=self._assigned
+        )  # the cached properties, which leave the seed out
         return other
+
+    @functools.cached_property
+    def _assigned(self) -> str:
+        """The variables as the config's statements (without a replicate's seed)."""
+        return assignments(self.variables)
 
     def text(self, sweep: Sweep) -> str:
         code = self.cell.code
@@ -86,12 +93,15 @@ class RenderedConfig:
             f"# attention {code}: {code.description}; DCN {'on' if self.cell.dcn else 'off'}\n"
         )
         variables = self.variables
-        if self.cell.seed is not None:  # mmengine's Runner seeds python, numpy and torch with it
-            # a new dict at both levels: [overrides] may hold randomness (deterministic = true), and the
-            # variables it came from are the cell's id
-            randomness = {**variables.get("randomness", {}), "seed": self.cell.seed}
-            variables = {**variables, "randomness": randomness}
-        return f"{header}_base_ = {self.base!r}\n\n{assignments(variables)}"
+        if self.cell.seed is None:
+            body = self._assigned
+        elif "randomness" not in variables:  # mmengine's Runner seeds python, numpy and torch with it
+            body = self._assigned + "\n" + assignments({"randomness": {"seed": self.cell.seed}})  # last
+        else:  # [overrides] holds randomness (deterministic = true): the seed joins it, in its place
+            # a new dict at both levels: the variables it came from are the cell's id
+            randomness = {**variables["randomness"], "seed": self.cell.seed}
+            body = assignments({**variables, "randomness": randomness})
+        return f"{header}_base_ = {self.base!r}\n\n{body}"
 
 
 def _digest(value: Any) -> str:
