@@ -171,12 +171,14 @@ class Store:
         buffer = io.BytesIO()
         pq.write_table(table, buffer, **_RUN_FILE_OPTIONS)
         path = self.file_for(record.sweep, record.cell, record.run_id)
-        try:
-            if path.exists() and pq.read_table(path).equals(table):
+        data = buffer.getvalue()
+        try:  # the same bytes, or (written otherwise, by an earlier version) the same table: unchanged
+            held = path.read_bytes()
+            if held == data or pq.read_table(pa.BufferReader(held)).equals(table):
                 return False
-        except (OSError, pa.ArrowException):  # unreadable: replace it
+        except (OSError, pa.ArrowException):  # none, or unreadable: (re)place it
             pass
-        if not write_atomic(path, buffer.getvalue()):
+        if not write_atomic(path, data):
             return False
         with contextlib.suppress(OSError):  # gone already: the next read finds out
             stat = path.stat()
