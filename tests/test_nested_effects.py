@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,10 @@ import pytest
 
 from ablation.analysis.effects import analyse
 from ablation.analysis.numbers import FACTOR_COLUMNS
+from ablation.analysis.report import build_report
+
+from .helpers.cli import run_cli
+from .helpers.store import record, store_with
 
 QK, QPOS, KEY, POS, DCN = FACTOR_COLUMNS
 BITS = (QK, QPOS, KEY, POS)
@@ -219,3 +224,44 @@ def test_nested_designs_95_percent_intervals_cover_the_planted_effects_95_percen
     assert total == 3300
     assert 0.93 <= covered / total <= 0.97, covered / total
     assert math.isfinite(covered)
+
+
+# --- the views: ablation effects and the report, from a real store ----------------------------------------
+
+
+def test_ablation_effects_and_the_report_show_the_settings_beside_the_factors(tmp_path: Path) -> None:
+    """The issue's grid as run records in a real parquet store (0000 without an attention setting, as the
+    planner leaves it): `ablation effects` prints the settings' section with the numbers of the analysis, and
+    the report draws a chart per setting and lists the same rows."""
+    frame = grid(study_truth, STUDY_AXES, seeds=2, noise=0.3, rng=np.random.default_rng(5))
+    records = []
+    for i, run in enumerate(frame.to_dict("records")):
+        bits = "".join("1" if run[b] else "0" for b in BITS)
+        axes = {} if run[STAGES] is None else {KV: int(run[KV]), STAGES: run[STAGES]}  # none on 0000
+        cell = f"cell-{bits}-{int(run[DCN])}" + "".join(f"_{axes[k]}" for k in axes)
+        records.append(
+            record(
+                bits,
+                bool(run[DCN]),
+                cell=cell,
+                run_id=f"r{i}",
+                seed=i % 2,
+                axes=axes,
+                bbox_mAP=run["bbox_mAP"],
+                fps=20.0 - bits.count("1"),
+            )
+        )
+    store = store_with(tmp_path, records)
+    code, out, err = run_cli("effects", "--sweep", "s", "--store", str(store.path), "--metric", "box AP")
+    assert (code, err) == (0, "")
+    analysis = analyse(store.read().frame(), "box AP")
+    assert "kv_stride and stages nested within the cells with attention" in out
+    assert "Settings' effects (a level against the first, within the cells the setting is set on):" in out
+    kv = row(analysis.effects, "kv_stride 1→2")
+    assert kv["high"] < 0  # -0.6 planted, noise 0.3 over 240 runs: resolved
+    assert f"| kv_stride 1→2 | {kv['effect']:+.2f} | {kv['low']:+.2f} to {kv['high']:+.2f} | yes |" in out
+    html = build_report(store.read().frame(), "s").html
+    assert "Effects of kv_stride (within the cells with attention) on box AP" in html
+    assert "Effects of stages (within the cells with attention) on box AP" in html
+    assert "Settings&#x27; effects (a level against the first" in html  # the table's section, escaped
+    assert f"<td>{kv['effect']:+.2f}</td>" in html
