@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ Truth = Callable[[dict[str, object]], float]
 
 def grid(
     truth: Truth,
-    axes: dict[str, tuple[str, tuple[object, ...]]],
+    axes: Mapping[str, tuple[str, tuple[object, ...]]],
     seeds: int = 1,
     bits: tuple[str, ...] = BITS,
     noise: float = 0.0,
