@@ -10,8 +10,6 @@ import json
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ablation.data.synthetic import SHAPES
-from ablation.data.synthetic import ensure as ensure_synthetic
 from ablation.errors import DatasetError
 from ablation.grid.settings import DatasetSettings
 
@@ -36,6 +34,10 @@ def prepare(
     The synthetic classes are ``settings.classes``, else the three shapes.
     """
     if synthetic is not None:
+        # here, not at the top: the generator loads numpy and OpenCV (0.1 s), which a check never needs
+        from ablation.data.synthetic import SHAPES
+        from ablation.data.synthetic import ensure as ensure_synthetic
+
         train, val = synthetic
         ensure_synthetic(
             data_root(settings, cwd),

@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ablation.data import dataset
 from ablation.errors import LogFormatError
@@ -36,11 +36,13 @@ from ablation.grid.cells import EVERY_CELL, Selection
 from ablation.grid.plan import Plan, PlannedCell, plan, sweep_dir
 from ablation.grid.sweep import Sweep
 from ablation.run.executors import backend
-from ablation.run.job import CellJob, CellRunner, now
 from ablation.run.locks import exclusive
 from ablation.run.manifest import Manifest, Submission, load_manifest, save_manifest
 from ablation.run.result_file import RESULT_FILE, CellResult, load_result
 from ablation.vocabulary import CELL_STATES
+
+if TYPE_CHECKING:
+    from ablation.run.job import CellJob
 
 __all__ = [
     "STATES",
@@ -245,6 +247,8 @@ def launch(
                 planned, executor, (), tuple(before), script, dry_run=True, would_submit=would
             )
         if todo:
+            from ablation.run.job import CellRunner, now  # here: status and plan never load submitit's job
+
             name = f"ablation-{sweep.name}-{uuid.uuid4().hex[:8]}"
             local_parallel, threads = _local_slots(sweep, parallel) if executor == "local" else (None, None)
             specs = [_job(sweep, folder, cell, manifest, cwd, local_parallel, threads) for cell in todo]
@@ -334,6 +338,8 @@ def _job(
     threads: int | None,
 ) -> CellJob:
     """The job of one cell; ``parallel``: how many local cells compute at once (None: a scheduler decides)."""
+    from ablation.run.job import CellJob
+
     p = cell.planned
     return CellJob(
         **p.identity.identity(),

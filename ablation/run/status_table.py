@@ -9,14 +9,16 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ablation import vocabulary
 from ablation.grid.axes import Axis
 from ablation.grid.cells import Cell
-from ablation.run.launch import CellStatus
 from ablation.run.result_file import CellResult
 from ablation.vocabulary import CELL_STATES, MISSING
+
+if TYPE_CHECKING:  # launching loads submitit and the job; plan's summary needs neither
+    from ablation.run.launch import CellStatus
 
 __all__ = [
     "LIST_AT_MOST",
