@@ -170,6 +170,13 @@ def effects_page(frame: pd.DataFrame) -> None:
         "is the mean with the factor at its high level minus the mean at its low level; its bar spans "
         "its 95% interval. Green: resolved from noise and better, red: resolved and worse (for the "
         "metric, whatever the sign), grey hatched: not resolved from noise."
+        + (
+            " A setting (an axis set on some cells only, such as kv_stride on the cells with attention, or "
+            "with more than two values) has a chart of its own: each level against its first, within the "
+            "cells it is set on, and its interactions with the factors."
+            if runs.axes
+            else ""
+        )
     )
     analyses = runs.analyses()
     kinds = runs.memory_kinds
