@@ -1,9 +1,10 @@
-"""How long the dashboard's first render takes with a 10,000-run store (target: under 3 s on this machine).
+"""How long the dashboard's first render takes at study size (target: under 3 s on this machine).
 
     .venv/bin/python bench/dashboard_render.py [--runs 10000] [--repeat 3]
 
-Fills a store with N runs (as bench/store_read.py does), then renders each page with Streamlit's AppTest,
-in this process, the best of --repeat:
+Builds one sweep with axes and seeds of about N runs and its store (bench/scale.py's ``build``: the 16 codes x
+DCN x kv_stride x stages x lr and seeds; 9,640 runs of 964 cells for 10,000), then renders each page with
+Streamlit's AppTest, in this process, the best of --repeat:
 
 - first render: a fresh app session with an empty Streamlit cache, the store's cache current (as after
   ``ablation harvest``): what a person opening the dashboard waits for, server side;
@@ -22,7 +23,8 @@ import time
 from pathlib import Path
 
 import streamlit as st
-from store_read import fill, options
+from scale import build
+from store_read import options
 from streamlit.testing.v1 import AppTest
 
 from ablation.results.store import CACHE_FILE, Store
@@ -50,17 +52,16 @@ def main() -> None:
         if name.startswith("streamlit"):
             logging.getLogger(name).setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as folder:
-        store = Store(Path(folder) / "store")
-        fill(store, args.runs)
-        store.read()  # what `ablation harvest` leaves: the cache current
+        scale = build(Path(folder), args.runs)  # the store's cache current, as `ablation harvest` leaves it
+        store = Store(scale.store)
         os.environ["ABLATION_STORE"] = str(store.path)
-        os.environ["ABLATION_ROOT"] = folder
+        os.environ["ABLATION_ROOT"] = str(scale.root)
         print(
-            f"{store.read().table.num_rows} runs; seconds (best of {args.repeat}) and x the {TARGET_S:.0f} s "
-            "target"
+            f"{scale.runs} runs of {scale.cells} cells of one sweep with axes and seeds; seconds (best of "
+            f"{args.repeat}) and x the {TARGET_S:.0f} s target"
         )
         print(f"{'page':<12}{'first':>8}{'x':>6}{'no cache':>10}{'x':>6}{'rerun':>8}{'x':>6}")
-        for page in ("trade-offs", "effects", "runs", "downloads"):
+        for page in ("trade-offs", "effects", "runs", "status", "downloads"):
             first = min(render(page)[0] for _ in range(args.repeat))
             (store.path / CACHE_FILE).unlink(missing_ok=True)
             cold = [render(page)[0]]  # once: every run file is read
