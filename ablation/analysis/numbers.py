@@ -156,9 +156,9 @@ def _kinds_of(group: ReplicateGroup) -> set[str]:
     """The memory kinds of a group's runs that have a memory figure (``memory_kinds`` of its rows)."""
     memory, kinds = group.columns.plain(_MEMORY), group.columns.plain("memory_kind")
     return {
-        str(kinds[i])
-        for i in group.members
-        if kinds[i] is not None and isinstance(memory[i], int | float) and not math.isnan(memory[i])
+        str(kind)
+        for kind, figure in ((kinds[i], memory[i]) for i in group.members)
+        if kind is not None and isinstance(figure, int | float) and not math.isnan(figure)
     }
 
 
