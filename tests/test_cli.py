@@ -288,3 +288,27 @@ def test_the_executor_flags_name_every_backend() -> None:
     from ablation.run.executors import BACKENDS
 
     assert tuple(BACKENDS) == _EXECUTORS
+
+
+def test_the_command_s_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """A subcommand's summary with a '%' ('95% intervals') once broke argparse's help."""
+    code, out, _ = run_cli("--help", capsys=capsys)
+    assert code == 0
+    for name in ("plan", "launch", "status", "export", "effects", "report", "dashboard"):
+        assert f"\n    {name}" in out
+    assert "95% intervals" in out
+
+
+def test_plan_and_status_do_not_load_the_results_layer(tmp_path: Path) -> None:
+    """Their arguments come first; export's and effects' (which load pandas) only when those are run."""
+    script = (
+        "import sys\nfrom ablation.cli.commands import main\n"
+        f"for argv in (['plan', '--sweep', 'smoke', '--root', {str(tmp_path)!r}],"
+        f" ['status', '--sweep', 'smoke', '--root', {str(tmp_path)!r}]):\n"
+        "    assert main(argv) == 0\n"
+        "heavy = ('pandas', 'ablation.results.table', 'submitit', 'cv2')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"

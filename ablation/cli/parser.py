@@ -1,72 +1,21 @@
-"""The ``ablation`` command's arguments: the parser of every subcommand, the types of their values, and what
-the commands make of them (the cell selection, the seeds, the store)."""
+"""The ``ablation`` command's arguments: the parser of every subcommand (their value types are in
+``arguments``), and what the commands make of them (the cell selection, the seeds, the store)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from ablation import __version__
-from ablation.errors import BadCodeError
-from ablation.model.codes import AttentionCode
+from ablation.cli.arguments import Parser, axis_value, codes, port, positive, seeds
 
 if TYPE_CHECKING:
     from ablation.grid.cells import Selection
     from ablation.results.store import Store
 
 __all__ = ["build_parser", "seed_list", "selection", "store_of"]
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line naming the problem (argparse already lists valid choices),
-    and a subcommand's arguments are added when that subcommand is used (``defer``): some ask the results
-    layer for their choices, which loads pandas, and ``plan`` or ``status`` should not wait for that."""
-
-    _deferred: list[Callable[[argparse.ArgumentParser], None]]
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-    def defer(self, *parts: Callable[[argparse.ArgumentParser], None]) -> None:
-        self._deferred = [*getattr(self, "_deferred", []), *parts]
-
-    def _complete(self) -> None:
-        parts, self._deferred = getattr(self, "_deferred", []), []
-        for part in parts:
-            part(self)
-
-    def parse_known_args(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
-    ) -> tuple[argparse.Namespace, list[str]]:
-        self._complete()
-        return super().parse_known_args(args, namespace)
-
-    def format_help(self) -> str:
-        self._complete()
-        return super().format_help()
-
-    def format_usage(self) -> str:
-        self._complete()
-        return super().format_usage()
-
-
-def _codes(text: str) -> list[AttentionCode]:
-    try:
-        return [AttentionCode.parse(part.strip()) for part in text.split(",")]
-    except BadCodeError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
 
 
 _EXECUTORS = ("local", "slurm")  # the names of executors.BACKENDS, without importing it at start-up
@@ -78,39 +27,19 @@ def _default_root() -> Path:
     return root_dir()
 
 
-def _where(text: str) -> tuple[str, str]:
-    name, equals, value = text.partition("=")
-    if not equals or not name.strip() or not value.strip():
-        raise argparse.ArgumentTypeError(f"expected AXIS=VALUE such as kv_stride=2, got {text!r}")
-    return name.strip(), value.strip()
-
-
-def _seeds(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seeds such as 0,1,2, got {text!r}") from None
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 1..65535, got {text!r}")
-    return int(text)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="ablation", description="Run, track and compare the spatial attention ablation grid."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks (also ABLATION_DEBUG=1)")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser, required=True)
 
     def axis_filters(p: argparse.ArgumentParser, things: str, unseeded: str) -> None:
         """--where and --seeds (``Selection``, and ``export.select``)."""
         p.add_argument(
             "--where",
-            type=_where,
+            type=axis_value,
             action="append",
             metavar="AXIS=VALUE",
             help=f"only {things} with this value on an axis of [grid.axes], e.g. kv_stride=2 (repeatable; "
@@ -118,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--seeds",
-            type=_seeds,
+            type=seeds,
             action="append",
             metavar="SEED[,SEED...]",
             help=f"only these replicates{unseeded}",
@@ -128,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--sweep", required=True, help="a sweep name (see `ablation sweeps`) or a .toml file")
         p.add_argument(
             "--codes",
-            type=_codes,
+            type=codes,
             action="append",
             metavar="CODE[,CODE...]",
             help="only these attention codes, e.g. 0010,1111 (repeatable)",
@@ -161,11 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
             )
             slurm = p.add_argument_group("Slurm (override the sweep's [slurm] and [resources])")
             slurm.add_argument("--partition")
-            slurm.add_argument("--gpus", type=_positive, metavar="N", help="GPUs per job (one task per GPU)")
-            slurm.add_argument("--cpus", type=_positive, metavar="N", help="CPUs per task")
-            slurm.add_argument("--mem-gb", type=_positive, metavar="GB", help="memory per job")
-            slurm.add_argument("--time-min", type=_positive, metavar="MIN", help="time limit per job")
-            slurm.add_argument("--array-parallelism", type=_positive, metavar="N", help="array tasks at once")
+            slurm.add_argument("--gpus", type=positive, metavar="N", help="GPUs per job (one task per GPU)")
+            slurm.add_argument("--cpus", type=positive, metavar="N", help="CPUs per task")
+            slurm.add_argument("--mem-gb", type=positive, metavar="GB", help="memory per job")
+            slurm.add_argument("--time-min", type=positive, metavar="MIN", help="time limit per job")
+            slurm.add_argument("--array-parallelism", type=positive, metavar="N", help="array tasks at once")
             slurm.add_argument("--account")
             slurm.add_argument("--qos")
             slurm.add_argument(
@@ -180,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--parallel",
-            type=_positive,
+            type=positive,
             metavar="N",
             help="local cells computing at once (default: CPU cores)",
         )
@@ -203,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def watching(p: argparse.ArgumentParser) -> None:
         p.add_argument("--watch", action="store_true", help="redraw until no cell is pending or running")
-        p.add_argument("--interval", type=_positive, default=10, metavar="S", help="seconds between redraws")
+        p.add_argument("--interval", type=positive, default=10, metavar="S", help="seconds between redraws")
 
     def waiting(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -293,9 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     def importing(p: argparse.ArgumentParser) -> None:
         p.add_argument("files", nargs="+", type=Path, metavar="FILE.log.json", help="mmdet 2.x training logs")
         p.add_argument("--as", dest="as_name", metavar="NAME", help="sweep name (default: mmdet-logs)")
-        p.add_argument(
-            "--code", type=_codes, action="append", metavar="CODE", help="the logs' attention code"
-        )
+        p.add_argument("--code", type=codes, action="append", metavar="CODE", help="the logs' attention code")
         p.add_argument("--dcn", choices=("on", "off"), help="whether the logs' model has DCN")
 
     command(
@@ -324,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--baseline",
-            type=lambda text: str(_codes(text)[0]),
+            type=lambda text: str(codes(text)[0]),
             metavar="CODE",
             help="add the box AP difference to the row with this code, the same DCN setting and axis values, "
             "e.g. 0000 (with replicates: Welch's 95%% interval, (ns) where it contains 0)",
@@ -397,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     def serving(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--port", type=_port, default=8501, help="port to serve on (default: 8501)")
+        p.add_argument("--port", type=port, default=8501, help="port to serve on (default: 8501)")
         p.add_argument(
             "--address", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)"
         )
