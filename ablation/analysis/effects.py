@@ -299,12 +299,16 @@ class _Fit:
                 break
         else:
             return [], [], 0
+        settings = [t for t in design.setting_terms() if self._varies(t)]
+        columns = [t.columns(design.codes)[rows] for t in settings]
+        whole = np.hstack([matrix, *columns])
+        if np.linalg.matrix_rank(whole) == whole.shape[1]:  # as a grid of crossed settings is: one check
+            return [*base, *settings], [], used
         kept, inseparable, dropped = list(base), [], set[str]()
-        for term in design.setting_terms():
-            if not self._varies(term) or dropped & {m.term for m in term.members}:
-                continue  # no term of the design, or one of a setting already left out
-            columns = term.columns(design.codes)[rows]
-            candidate = np.hstack([matrix, columns])
+        for term, found in zip(settings, columns, strict=True):
+            if dropped & {m.term for m in term.members}:
+                continue  # a term of a setting already left out
+            candidate = np.hstack([matrix, found])
             if np.linalg.matrix_rank(candidate) == candidate.shape[1]:
                 kept.append(term)
                 matrix = candidate
