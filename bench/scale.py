@@ -27,7 +27,6 @@ benches import ``build`` (``from scale import build`` with bench/ on sys.path) f
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import os
 import random
@@ -313,11 +312,7 @@ def main() -> None:
     )
     parser.add_argument("--keep", type=Path, help="build here and keep it (default: a temporary folder)")
     args = parser.parse_args()
-    import streamlit  # noqa: F401  (its loggers exist from here on)
-
-    for name in list(logging.root.manager.loggerDict):  # AppTest outside a server warns at every session
-        if name.startswith("streamlit"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ["STREAMLIT_LOGGER_LEVEL"] = "error"  # AppTest outside a server warns at every session
     sizes = [int(s) for s in args.sizes.split(",")]
     wanted = tuple(args.views.split(",")) if args.views else ()
     seconds: dict[str, dict[int, float]] = {}
