@@ -410,7 +410,7 @@ def test_ablation_run_ends_with_the_report_beside_the_store(tmp_path: Path) -> N
         "tradeoff-fps",
         "tradeoff-flops",
     ]  # the vocabulary's order
-    assert "No factor effects to show: no factor has both its levels among the runs." in html
+    assert "No factor effects to show: no factor or setting has two levels among the runs." in html
     assert "1 cell, one run each" in html and "faster-rcnn_r50-attn0010-dcn_fpn_2e_shapes.py" in html
 
 
