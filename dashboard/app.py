@@ -164,6 +164,7 @@ def effects_page(frame: pd.DataFrame) -> None:
     runs = Runs(frame[(frame["sweep"] == group[0]) & (frame["source"] == group[1])])
     rows = runs.latest
     present = len(runs.cells[["code", "dcn"]].dropna().drop_duplicates())
+    analyses = runs.analyses()
     st.caption(
         f"{len(rows)} runs (the latest finished run of each seed of each cell) in {len(runs.cells)} cells, "
         f"covering {present} of the 32 combinations of the 2^4 attention factors x DCN grid. An effect "
@@ -174,11 +175,10 @@ def effects_page(frame: pd.DataFrame) -> None:
             " A setting (an axis set on some cells only, such as kv_stride on the cells with attention, or "
             "with more than two values) has a chart of its own: each level against its first, within the "
             "cells it is set on, and its interactions with the factors."
-            if runs.axes
+            if any(a.result.settings for a in analyses)
             else ""
         )
     )
-    analyses = runs.analyses()
     kinds = runs.memory_kinds
     if len(kinds) > 1:
         kind = st.radio("memory kind", kinds, format_func=vocabulary.memory_label, key="effects-kind")

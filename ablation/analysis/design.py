@@ -85,6 +85,11 @@ class Setting:
         return np.asarray(Sum().code_without_intercept(list(range(len(self.levels)))).matrix, dtype=float)
 
     @property
+    def keys(self) -> tuple[str, ...]:
+        """Its levels' identities (their JSON text), in order."""
+        return tuple(_key(v) for v in self.levels)
+
+    @property
     def formula(self) -> str:
         """The setting in a model formula: patsy's C() of its level keys and coding (``Design.namespace``)."""
         return f"C({self.term}, {self.term}_coding, levels={self.term}_levels)"
@@ -179,7 +184,7 @@ def _member_id(member: Member, pick: int) -> str:
 @dataclass
 class Design:
     """The runs of one design coded for the model: ``data`` holds y and a column per factor (its ±1 code)
-    and per setting (its level's text, None outside its scope); ``codes`` each member's coding columns."""
+    and per setting (its level's key, OUTSIDE outside its scope); ``codes`` each member's coding columns."""
 
     metric: str
     data: pd.DataFrame
@@ -194,8 +199,10 @@ class Design:
         data = pd.DataFrame({"y": rows[metric].to_numpy(dtype=np.float64)})
         codes: dict[str, np.ndarray] = {}
         settings: list[Setting] = []
-        candidates: list[tuple[str, str, object, object]] = [
-            (c, factor_label(c), False, True) for c in FACTOR_COLUMNS if c in rows.columns
+        candidates: list[tuple[str, str, object, object, np.ndarray]] = [
+            (c, factor_label(c), False, True, np.where(rows[c].to_numpy(dtype=bool), 1.0, -1.0))
+            for c in FACTOR_COLUMNS
+            if c in rows.columns  # true or false (known: analyse leaves out the rest)
         ]
         axes = sorted(str(c) for c in rows.columns if is_axis_column(str(c)))
         shown = short_names(axes)
@@ -207,20 +214,21 @@ class Design:
             levels = [v for _, v in sorted(distinct.items(), key=_order)]
             if len(levels) == 2 and all(v is not None for v in values):
                 low, high = levels
+                coded = np.where(np.array(keys) == _key(high), 1.0, -1.0)
                 candidates.append(
-                    (column, f"{shown[column]} {level_text(low)}→{level_text(high)}", low, high)
+                    (column, f"{shown[column]} {level_text(low)}→{level_text(high)}", low, high, coded)
                 )
             elif len(levels) > 1:
                 term = f"s{len(settings)}"
-                index = {_key(v): i for i, v in enumerate(levels)}
                 present = np.array([v is not None for v in values])
                 setting = Setting(column, term, shown[column], tuple(levels), scopes.words(present))
+                index = {k: i for i, k in enumerate(setting.keys)}
                 coded = np.zeros((len(values), len(levels) - 1))
                 coded[present] = setting.coding[[index[k] for k in keys if k is not None]]
                 codes[term] = coded
                 data[term] = pd.Categorical([OUTSIDE if k is None else k for k in keys], [*index, OUTSIDE])
                 settings.append(setting)
-        factors, aliased = cls._factors(rows, candidates, data, codes)
+        factors, aliased = cls._factors(candidates, data, codes)
         terms = [f.term for f in factors]
         for setting in settings:  # each factor centred within the setting's scope, for their interactions
             combinations = data.loc[data[setting.term] != OUTSIDE, terms].drop_duplicates()
@@ -230,8 +238,7 @@ class Design:
 
     @staticmethod
     def _factors(
-        rows: pd.DataFrame,
-        candidates: list[tuple[str, str, object, object]],
+        candidates: list[tuple[str, str, object, object, np.ndarray]],
         data: pd.DataFrame,
         codes: dict[str, np.ndarray],
     ) -> tuple[list[Factor], dict[str, str]]:
@@ -239,13 +246,7 @@ class Design:
         those aliased with an earlier one."""
         factors: list[Factor] = []
         aliased: dict[str, str] = {}
-        for column, label, low, high in candidates:
-            if column in FACTOR_COLUMNS:  # true or false (known: analyse leaves out the rest)
-                coded = np.where(rows[column].to_numpy(dtype=bool), 1.0, -1.0)
-            else:
-                high_key = _key(high)
-                raw = _keys([scalar(v) for v in column_values(rows, column)])
-                coded = np.array([1.0 if k == high_key else -1.0 for k in raw])
+        for column, label, low, high, coded in candidates:
             if len(np.unique(coded)) < 2:  # one level among the runs: not a factor of this design
                 continue
             twin = next((f for f in factors if abs(float(coded @ codes[f.term][:, 0])) == len(coded)), None)
@@ -292,10 +293,10 @@ class Design:
 
         found: dict[str, object] = {}
         for setting in self.settings:
-            keys = [_key(v) for v in setting.levels]
-            rows = np.vstack([setting.coding, np.zeros((1, len(keys) - 1))])
-            found[f"{setting.term}_levels"] = [*keys, OUTSIDE]
-            found[f"{setting.term}_coding"] = ContrastMatrix(rows, [f"[{i}]" for i in range(len(keys) - 1)])
+            width = len(setting.levels) - 1
+            rows = np.vstack([setting.coding, np.zeros((1, width))])
+            found[f"{setting.term}_levels"] = [*setting.keys, OUTSIDE]
+            found[f"{setting.term}_coding"] = ContrastMatrix(rows, [f"[{i}]" for i in range(width)])
         return found
 
     def present(self, setting: Setting) -> npt.NDArray[np.bool_]:
@@ -340,8 +341,7 @@ class _Scopes:
 
     def __init__(self, rows: pd.DataFrame) -> None:
         bits = [c for c in FACTOR_COLUMNS[:-1] if c in rows.columns]
-        frame = rows[bits].astype(bool).to_numpy() if bits else np.zeros((len(rows), 0), dtype=bool)
-        attention = frame.any(axis=1) if bits else np.zeros(len(rows), dtype=bool)
+        attention = rows[bits].astype(bool).to_numpy().reshape(len(rows), len(bits)).any(axis=1)
         dcn = rows["dcn"].astype(bool).to_numpy() if "dcn" in rows.columns else np.zeros(len(rows), bool)
         self.known = [
             (np.ones(len(rows), dtype=bool), ALL_CELLS),

@@ -287,20 +287,19 @@ class _Fit:
         setting term that adds to what the terms before it span (rank over the cells); the labels of those
         that do not, and the factors' order used."""
         design = self.design
-        cells = ~design.data[[m.term for m in design.members]].duplicated()
-        rows = cells.to_numpy(dtype=bool)
-        used, base, matrix = 1, [], np.ones((int(rows.sum()), 1))
+        rows = ~design.data[[m.term for m in design.members]].duplicated().to_numpy(dtype=bool)
+        codes = {term: coded[rows] for term, coded in design.codes.items()}  # a row per cell
+        intercept = np.ones((int(rows.sum()), 1))
+        used, base, matrix = 1, [], intercept
         for used in sorted({min(order, design.k), 1}, reverse=True):
             base = design.factor_terms(used)
-            matrix = np.hstack(
-                [np.ones((int(rows.sum()), 1))] + [t.columns(design.codes)[rows] for t in base]
-            )
+            matrix = np.hstack([intercept, *(t.columns(codes) for t in base)])
             if np.linalg.matrix_rank(matrix) == matrix.shape[1]:
                 break
         else:
             return [], [], 0
         settings = [t for t in design.setting_terms() if self._varies(t)]
-        columns = [t.columns(design.codes)[rows] for t in settings]
+        columns = [t.columns(codes) for t in settings]
         whole = np.hstack([matrix, *columns])
         if np.linalg.matrix_rank(whole) == whole.shape[1]:  # as a grid of crossed settings is: one check
             return [*base, *settings], [], used

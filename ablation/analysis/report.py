@@ -284,12 +284,12 @@ class _Page:
         self.add(
             f"<h3>Main effects on {_e(analysis.name)}</h3>", f'<p class="method">{_e(method(result))}</p>'
         )
-        name = f"effects{suffix}-{result.metric}" + (f"-{kind}" if kind else "")
+        chart = f"effects{suffix}-{result.metric}" + (f"-{kind}" if kind else "")
         if not result.main().empty:
-            self.chart(effect_charts.effects_figure(result, name=analysis.name), name)
+            self.chart(effect_charts.effects_figure(result, name=analysis.name), chart)
         for setting in result.settings:
             figure = effect_charts.setting_figure(result, setting, name=analysis.name)
-            self.chart(figure, f"{name}-{setting.term}")
+            self.chart(figure, f"{chart}-{setting.term}")
         if not result.effects.empty:
             self.add(_effects_table(result))
 
