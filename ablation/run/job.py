@@ -4,7 +4,8 @@
 in its work_dir when there is one (so a requeued or re-run cell never starts over), tests with the config's
 CocoMetric on the val split, measures inference speed, training memory, FLOPs and parameters, and writes
 ``result.json`` (see ``result_file``). While it runs it holds the cell's lock, so a second job for the same
-cell returns at once without touching anything; with local slots it first waits for one of them.
+cell returns at once without touching anything; with local slots it first waits for one of them, and times
+its inference speed while the launch's other local jobs pause (``quiet``).
 
 A Slurm job of N > 1 tasks runs one process per task, all in one torch.distributed group (gloo on CPU, NCCL
 on GPUs; see ``distributed``), training and testing together with mmengine's distributed Runner. Rank 0
@@ -33,6 +34,7 @@ from ablation.fsio import write_atomic
 from ablation.grid.identity import CellIdentity
 from ablation.run import distributed
 from ablation.run.locks import one_slot_of, try_exclusive
+from ablation.run.quiet import Quiet
 from ablation.run.result_file import METRICS, CellResult, write_result
 
 __all__ = ["CellJob", "CellRunner", "run_cell"]
@@ -289,6 +291,9 @@ def _train_test_measure(job: CellJob, result: CellResult, measure: bool = True) 
     runner = Runner.from_cfg(cfg)
     peak = PeakCudaMemory()
     runner.register_hook(peak, priority="ABOVE_NORMAL")  # before the logger resets the CUDA peak
+    quiet = Quiet(Path(job.slots)) if job.slots and measure else None  # local jobs: fps timed alone
+    if quiet is not None:
+        runner.register_hook(quiet.hook(), priority="VERY_HIGH")
 
     with _timed(result, "train_s"):
         runner.train()
@@ -315,7 +320,8 @@ def _train_test_measure(job: CellJob, result: CellResult, measure: bool = True) 
     loader_cfg = dict(cfg.test_dataloader, batch_size=1, num_workers=0, persistent_workers=False)
     with _timed(result, "fps_s"):
         batches = list(Runner.build_dataloader(loader_cfg))
-        result.fps = inference_fps(model, batches, job.warmup_images, job.timed_images, device)
+        with quiet.alone() if quiet is not None else contextlib.nullcontext():
+            result.fps = inference_fps(model, batches, job.warmup_images, job.timed_images, device)
     result.fps_device, result.fps_images = device_name(device), job.timed_images
 
     with _timed(result, "flops_s"):

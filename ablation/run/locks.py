@@ -16,10 +16,10 @@ from pathlib import Path
 
 from ablation.errors import WriteError
 
-__all__ = ["exclusive", "one_slot_of", "try_exclusive"]
+__all__ = ["exclusive", "one_slot_of", "open_lock", "try_exclusive"]
 
 
-def _open(path: Path) -> int:
+def open_lock(path: Path) -> int:
     """The lock file's descriptor, creating the file (and its folders); ``WriteError`` naming it when it
     cannot be (a read-only folder, a file where a folder goes, a folder where the lock goes)."""
     try:
@@ -33,7 +33,7 @@ def _open(path: Path) -> int:
 @contextmanager
 def exclusive(path: Path) -> Iterator[None]:
     """Hold the lock on ``path``, waiting for it."""
-    fd = _open(path)
+    fd = open_lock(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -44,7 +44,7 @@ def exclusive(path: Path) -> Iterator[None]:
 @contextmanager
 def try_exclusive(path: Path) -> Iterator[bool]:
     """Hold the lock on ``path`` if it is free; yields whether it was."""
-    fd = _open(path)
+    fd = open_lock(path)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -63,7 +63,7 @@ def one_slot_of(folder: Path, count: int, poll_s: float = 0.5) -> Iterator[int]:
     try:
         while True:
             for slot in range(count):
-                fd = _open(folder / f"slot-{slot}.lock")
+                fd = open_lock(folder / f"slot-{slot}.lock")
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
