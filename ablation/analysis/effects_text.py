@@ -3,16 +3,22 @@ and the report's effects tables hold the same rows (:func:`effects_rows`), so th
 they are read.
 
 A section per analysis (a metric, memory once per memory kind, of one sweep and source): its title with the
-metric's display unit, the method sentence, the main effects, the settings' effects (an axis nested within
-the cells it is set on), the two-factor interactions and the settings' interactions (``SECTIONS``), each with
-its 95% interval and whether it is resolved from noise, then where the error came from: Lenth's PSE, margin of
-error (ME) and simultaneous margin (SME), or the ANOVA table (sums of squares in the display unit squared).
+metric's display unit, in markdown the verdict, the method sentence, the main effects, the settings' effects
+(an axis nested within the cells it is set on), the two-factor interactions and the settings' interactions
+(``SECTIONS``), each with its 95% interval and whether it is resolved from noise, then where the error came
+from: Lenth's PSE, margin of error (ME) and simultaneous margin (SME), or the ANOVA table (sums of squares in
+the display unit squared).
+
+The verdict (:func:`verdict`): a few sentences a newcomer reads first, saying which effects the runs resolve
+from noise, the margin the others are within, and about how many seeds per cell would resolve the largest of
+those; the report, the dashboard's Factor effects page and ``ablation effects`` open with it.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +38,7 @@ __all__ = [
     "method",
     "render_effects",
     "sections",
+    "verdict",
 ]
 
 EFFECT_FORMATS = ("markdown", "csv", "latex")
@@ -69,10 +76,7 @@ def effects_rows(
     figure = analysis.figure
 
     def signed(value: Any) -> str:
-        found = number(value)
-        if found is None:
-            return vocabulary.MISSING
-        return figure.format(found, signed=True, digits=max(2, figure.digits(found)))
+        return _shown(figure, value, signed=True)
 
     found = []
     effects = analysis.effects
@@ -107,6 +111,188 @@ def error_lines(analysis: FactorialAnalysis) -> list[str]:
     ]
 
 
+# The effects a verdict counts, in order: (order, kind, singular, plural); the first group the analysis has
+# is its headline, named effect by effect, the others counted. Order 2 stands for every interaction.
+_VERDICT_GROUPS = (
+    (1, "factor", "main effect", "main effects"),
+    (1, "setting", "setting's effect", "settings' effects"),
+    (2, None, "interaction", "interactions"),
+)
+_NAMED = 3  # the resolved effects a verdict names of a group other than its headline, the largest first
+
+
+def verdict(analysis: FactorialAnalysis, name: str | None = None) -> str:
+    """A few sentences a newcomer reads first, on ``name`` (the metric's name unless told): how many of the
+    factors' main effects (else the settings' effects) the runs resolve from noise at the analysis's level,
+    each resolved one with its margin (its interval's half-width: a t interval's, or Lenth's ME), the margin
+    the others are within and the largest of them; how many settings' effects and interactions are resolved;
+    and, for the largest unresolved main effect, about how many seeds per cell would resolve it
+    (:func:`seeds_needed`). Without intervals: why, and with one run per cell, that seeds would give them.
+    Nothing estimated: the analysis's reason, or ''."""
+    figure = analysis.figure
+    name = f"{name or figure.name} ({figure.unit})"
+    effects = analysis.effects.dropna(subset=["effect"])
+    groups = []
+    for order, kind, one, many in _VERDICT_GROUPS:
+        rows = effects[(effects["order"] >= 2) if order == 2 else (effects["order"] == 1)]
+        rows = rows[rows["kind"] == kind] if kind else rows
+        if not rows.empty:
+            largest_first = rows["effect"].abs().sort_values(ascending=False, kind="stable").index
+            groups.append((one, many, rows.loc[largest_first]))
+    if not groups:
+        reason = analysis.reason.rstrip(".")
+        return f"No effect on {name} could be estimated: {reason}." if reason else ""
+    (one, many, rows), others = groups[0], groups[1:]
+    counted = f"the one {one}" if len(rows) == 1 else f"the {len(rows)} {many}"
+    if rows["resolved"].isna().all():
+        reason = analysis.reason.rstrip(".") or analysis.method
+        words = [
+            f"On {name}, {counted} {'has' if len(rows) == 1 else 'have'} no interval, so no effect can be "
+            f"told from noise: {reason}. The largest is {_named(figure, rows.iloc[0], margin=False)}."
+        ]
+        if analysis.runs_per_cell[1] <= 1:
+            words.append(
+                "With one run per cell, run every cell with two or more seeds ([grid] seeds) to measure the "
+                "noise."
+            )
+        return " ".join(words)
+    resolved = rows["resolved"].fillna(False).to_numpy(dtype=bool)
+    found, rest = rows[resolved], rows[~resolved]
+    level = f"{analysis.level:.0%}"
+    if rest.empty:
+        verb = "is" if len(rows) == 1 else "are"
+        all_of = counted if len(rows) == 1 else f"{_all(len(rows)).lower()} {many}"
+        words = [f"On {name}, {all_of} {verb} resolved from noise at {level}: {_listed(figure, found)}."]
+    else:
+        largest = _named(figure, rest.iloc[0], margin=False)
+        if found.empty:
+            words = [
+                f"On {name}, none of {counted} is resolved from noise at {level}: every difference here is "
+                f"within the noise of {_margins(figure, rest)} (the largest: {largest})."
+            ]
+        else:
+            verb = "is" if len(found) == 1 else "are"
+            other = (
+                f"The other one, {largest}, is"
+                if len(rest) == 1
+                else f"The other {len(rest)} ({_names(rest)}; the largest: {largest}) are"
+            )
+            words = [
+                f"On {name}, {len(found)} of {len(rows)} {many} {verb} resolved from noise at {level}: "
+                f"{_listed(figure, found)}. {other} within the margin of {_margins(figure, rest)}."
+            ]
+    words += [_counted(figure, one, many, group, analysis.level) for one, many, group in others]
+    if not rest.empty:
+        words.append(_seeds_words(analysis, rest.iloc[0]))
+    return " ".join(w for w in words if w)
+
+
+def seeds_needed(now: int, margin: float, effect: float) -> int | None:
+    """About how many runs per cell would resolve an effect of size ``effect`` that ``now`` runs per cell
+    leave within ``margin`` (its interval's half-width): the half-width shrinks as 1/sqrt(runs per cell), so
+    ceil(now * (margin / |effect|)^2), and at least one more than now; None for an effect of 0."""
+    if effect == 0 or not math.isfinite(margin) or not math.isfinite(effect):
+        return None
+    return max(now + 1, math.ceil(now * (margin / abs(effect)) ** 2))
+
+
+def _seeds_words(analysis: FactorialAnalysis, row: pd.Series) -> str:
+    """'To resolve an effect of 0.40 (key content only) would take about 7 seeds per cell (now 2).'"""
+    now = analysis.runs_per_cell[0]
+    needed = seeds_needed(now, _half(row), float(row["effect"]))
+    if needed is None:
+        return ""
+    size = _sized(analysis.figure, abs(float(row["effect"])))
+    return (
+        f"To resolve an effect of {size} ({row['label']}) would take about {needed} seeds per cell "
+        f"(now {now})."
+    )
+
+
+def _counted(figure: vocabulary.Metric, one: str, many: str, rows: pd.DataFrame, level: float) -> str:
+    """A group other than the headline, counted: 'None of the 26 interactions is resolved.', '1 of the 2
+    settings' effects is resolved: kv_stride 1→2 -0.60 (±0.20).', and how many would be by chance alone where
+    that is one or more (each null effect's interval excludes 0 with probability 1 - level)."""
+    resolved = rows["resolved"].fillna(False).to_numpy(dtype=bool)
+    n, found = len(rows), rows[resolved]
+    if n == 1:
+        return (
+            f"The one {one} is resolved: {_listed(figure, found)}."
+            if len(found)
+            else f"The one {one} is not resolved."
+        )
+    if found.empty:
+        return f"None of the {n} {many} is resolved."
+    shown = _listed(figure, found.iloc[:_NAMED], more=len(found) - _NAMED)
+    chance = round(n * (1.0 - level))
+    if chance:
+        shown += f"; were none of them real, about {chance} would be resolved by chance alone"
+    if len(found) == n:
+        return f"{_all(n)} {many} are resolved: {shown}."
+    return f"{len(found)} of the {n} {many} {'is' if len(found) == 1 else 'are'} resolved: {shown}."
+
+
+def _listed(figure: vocabulary.Metric, rows: pd.DataFrame, more: int = 0) -> str:
+    """'DCN +1.80 (±0.60) and key content only +0.90 (±0.60)', with 'and 2 more' for ``more``."""
+    items = [_named(figure, row) for _, row in rows.iterrows()]
+    if more > 0:
+        items.append(f"{more} more")
+    return _and(items)
+
+
+def _named(figure: vocabulary.Metric, row: pd.Series, margin: bool = True) -> str:
+    """An effect by its label, with its margin: 'key content only +0.90 (±0.60)'."""
+    effect = f"{row['label']} {_sized(figure, row['effect'], signed=True)}"
+    return f"{effect} ({vocabulary.PLUS_MINUS}{_sized(figure, _half(row))})" if margin else effect
+
+
+def _names(rows: pd.DataFrame) -> str:
+    return _and([str(label) for label in rows["label"]])
+
+
+def _margins(figure: vocabulary.Metric, rows: pd.DataFrame) -> str:
+    """The margin of the rows' effects with the unit, '±0.60 AP points', or their range where they differ."""
+    halves = [h for h in (_half(row) for _, row in rows.iterrows()) if math.isfinite(h)]
+    ends = (
+        dict.fromkeys(_sized(figure, h) for h in (min(halves), max(halves)))
+        if halves
+        else [vocabulary.MISSING]
+    )
+    return " to ".join(f"{vocabulary.PLUS_MINUS}{end}" for end in ends) + f" {figure.unit}"
+
+
+def _half(row: pd.Series) -> float:
+    """An effect's margin: its interval's half-width (a t interval's, or Lenth's ME)."""
+    return (float(row["high"]) - float(row["low"])) / 2.0
+
+
+def _all(n: int) -> str:
+    return "Both" if n == 2 else f"All {n}"
+
+
+def _and(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _shown(figure: vocabulary.Metric, value: Any, signed: bool = False) -> str:
+    """An effect, an end of its interval or a margin in the figure's display unit and precision, at least two
+    decimals; MISSING for none."""
+    found = number(value)
+    if found is None:
+        return vocabulary.MISSING
+    return figure.format(found, signed=signed, digits=max(2, figure.digits(found)))
+
+
+def _sized(figure: vocabulary.Metric, value: Any, signed: bool = False) -> str:
+    """A verdict's effect or margin: as the effects tables show it, with a significant digit however small
+    (a margin of 0.004 reads ±0.004, not ±0.00)."""
+    found = number(value)
+    if not found:
+        return _shown(figure, value, signed)
+    digits = max(2, figure.digits(found), -math.floor(math.log10(abs(found))))
+    return figure.format(found, signed=signed, digits=digits)
+
+
 def render_effects(sections: Sequence[tuple[str, Analysis]], fmt: str) -> str:
     """The analyses (each with a heading: its sweep and source) in ``fmt`` (one of EFFECT_FORMATS)."""
     if fmt == "markdown":
@@ -125,7 +311,8 @@ def _title(heading: str, analysis: Analysis) -> str:
 
 def _markdown(heading: str, analysis: Analysis) -> str:
     result = analysis.result
-    out = [f"## {_title(heading, analysis)}", "", method(result), ""]
+    said = verdict(result, analysis.name)
+    out = [f"## {_title(heading, analysis)}", "", *([said, ""] if said else []), method(result), ""]
     for words, rows in sections(result):
         out += [f"{words}:", "", _md_table(EFFECT_HEADERS, rows), ""]
     out += [line + "\n" for line in error_lines(result)]
