@@ -20,7 +20,7 @@ import streamlit as st
 from ablation import vocabulary
 from ablation.analysis import effect_charts, figures
 from ablation.analysis import numbers as analysis
-from ablation.analysis.effects_text import EFFECT_HEADERS, error_lines, method, sections
+from ablation.analysis.effects_text import EFFECT_HEADERS, error_lines, method, sections, verdict
 from ablation.analysis.runs import Analysis, Runs
 from ablation.fsio import root_dir
 from ablation.results.curves import training_curves, work_dir_of
@@ -194,9 +194,13 @@ def effects_page(frame: pd.DataFrame) -> None:
 
 
 def effects_section(found: Analysis) -> None:
-    """One metric's factorial analysis: its method, the design behind it, its main effects, two-factor
-    interactions and half-normal plot, and in an expander the numbers (those of ``ablation effects``)."""
+    """One metric's factorial analysis: first its verdict (what is resolved from noise, and what seeds would
+    resolve the rest), then its method, the design behind it, its main effects, two-factor interactions and
+    half-normal plot, and in an expander the numbers (those of ``ablation effects``)."""
     result, name = found.result, found.name
+    said = verdict(result, name)
+    if said:
+        st.info(said)
     lo, hi = result.runs_per_cell
     per_cell = f"{lo}" if lo == hi else f"{lo} to {hi}"
     design = f"{result.runs} runs in {result.cells} cells, n per cell {per_cell}."

@@ -397,7 +397,8 @@ def test_replicates_give_t_intervals_from_the_pooled_error(
     # query-key content, key content and DCN, three seeds each: a replicated 2^3 (the other two constant)
     cells = list(itertools.product(("0000", "0010", "1000", "1010"), (False, True)))
     records = noisy_runs("seeded", cells, seeds=(0, 1, 2))
-    at = open_app(monkeypatch, store_with(tmp_path, records), page="effects")
+    store = store_with(tmp_path, records)
+    at = open_app(monkeypatch, store, page="effects")
     factors = ("query_key_content", "key_content", "dcn")
     x = coded(records, factors)
     keys = [tuple(row) for row in x]
@@ -422,6 +423,8 @@ def test_replicates_give_t_intervals_from_the_pooled_error(
             bar = drawn[LABELS[factor]]
             assert bar["y"] == pytest.approx(effect * scale)
             assert bar["interval"] == pytest.approx(((effect - half) * scale, (effect + half) * scale))
+            if metric == "bbox_mAP" and factor == "key_content":  # +2 points, the noise 0.2: resolved
+                said = f"{LABELS[factor]} {effect * scale:+.2f} (±{half * scale:.2f})"
         # the interaction of query-key content and DCN, with its half-width, in the heatmap
         heatmap = titled(at, f"Two-factor interactions on {title.removeprefix('Main effects on ')}")["data"][
             0
@@ -441,6 +444,17 @@ def test_replicates_give_t_intervals_from_the_pooled_error(
     assert hue(ap["key content only"]["colour"]) == "green"  # +2 points, the noise 0.2
     assert hue(bars(titled(at, "Main effects on fps"))["deformable convolution"]["colour"]) == "red"
     assert any("24 runs in 8 cells, n per cell 3" in c.value for c in at.caption)
+    # each metric's tab opens with its verdict, above its charts: the analysis's, naming what it resolves
+    from ablation.analysis.effects import analyse
+    from ablation.analysis.effects_text import verdict
+
+    frame = store.read().frame()
+    tabs = {tab.label: next(iter(tab.children.values())) for tab in at.tabs}
+    for metric in ("box AP", "fps", "GFLOPs"):
+        first = tabs[metric]
+        assert (type(first).__name__, first.value) == ("Info", verdict(analyse(frame, metric), metric))
+    opening = tabs["box AP"].value
+    assert opening.startswith("On box AP (AP points), ") and said in opening
 
 
 def test_an_incomplete_grid_pools_the_omitted_interactions(

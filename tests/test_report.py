@@ -354,6 +354,27 @@ def test_several_sources_and_memory_kinds_get_their_own_charts(tmp_path: Path) -
     # trade-offs: fps, memory of each kind, GFLOPs; per source: box AP, its half-normal, fps, memory, GFLOPs
     assert (report.runs, report.cells, report.charts, len(ids)) == (48, 16, 4 + 2 * 5, 4 + 2 * 5)
     assert "Written 2025-01-02 03:04 UTC" in report.html
+    verdicts = re.findall(r'<p class="verdict">(.*?)</p>', report.html)  # one per source, each named
+    assert [v.split(": On box AP")[0] for v in verdicts] == ["Runs of source run", "Runs of source log"]
+
+
+def test_the_report_opens_with_the_verdict_on_box_ap_before_any_chart(store: Store) -> None:
+    """The first words under the title: the verdict on box AP that ``ablation effects`` prints, naming the
+    planted effects resolved and key content (nothing planted on box AP) among those that are not."""
+    import html as markup
+
+    from ablation.analysis.effects import analyse
+    from ablation.analysis.effects_text import verdict
+    from ablation.results.latest import latest_runs
+
+    frame = store.read().frame()
+    page = build_report(frame, SWEEP).html
+    said = verdict(analyse(latest_runs(frame[frame["sweep"] == SWEEP]), "box AP"))
+    assert said.startswith("On box AP (AP points), 2 of 3 main effects are resolved from noise at 95%: ")
+    assert "The other one, key content only " in said
+    opening = f'<p class="verdict">{markup.escape(said)}</p>'
+    assert page.count('class="verdict"') == 1
+    assert page.index("</h1>") < page.index(opening) < page.index("<nav>") < page.index('class="chart"')
 
 
 def test_a_long_results_table_is_summarised_first_and_whole_in_details(tmp_path: Path) -> None:

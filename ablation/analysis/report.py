@@ -1,7 +1,8 @@
 """A sweep's report: one self-contained HTML file that opens offline, in any browser, with no server.
 
 What it holds, from the store's runs of one sweep (``latest_runs``: the latest finished run of each seed of
-each cell): a title with the sweep, the date and how many runs and cells; the trade-off charts the
+each cell): a title with the sweep, the date and how many runs and cells, then first the verdict on box AP
+(which effects are resolved from noise, and what seeds would resolve the rest); the trade-off charts the
 dashboard draws (box AP against fps, against training memory per memory kind, against GFLOPs, with the
 Pareto frontier and, with replicates, error bars of the 95% interval of a cell's mean); the factor effects
 of ``effects.analyse`` with their intervals (main effects on box AP, fps, memory per kind and GFLOPs, and
@@ -31,7 +32,7 @@ import pandas as pd
 from ablation import __version__, vocabulary
 from ablation.analysis import effect_charts, figures
 from ablation.analysis.effects import FactorialAnalysis
-from ablation.analysis.effects_text import method, sections
+from ablation.analysis.effects_text import method, sections, verdict
 from ablation.analysis.numbers import pareto_front
 from ablation.analysis.runs import Analysis, Runs
 from ablation.errors import InputError
@@ -49,7 +50,7 @@ _SUMMARY_OVER = 64  # a results table of more rows is summarised first, the whol
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto;
        max-width: 1200px; padding: 1rem 2rem 3rem; color: #222; line-height: 1.45; }
-h1 { margin-bottom: 0.2rem; }
+h1 { margin-bottom: 0.2rem; } .verdict { background: #eef4fb; padding: 0.5rem 0.8rem; }
 h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2rem; margin-top: 2.5rem; }
 .meta, .method, .note, .legend { color: #555; } .method { font-style: italic; }
 .legend { background: #f6f6f6; border-left: 4px solid #999; padding: 0.5rem 0.8rem; }
@@ -127,11 +128,12 @@ def build_report(
             f"{', '.join(finished) or 'none'}"
         )
     points = chosen.cells
+    designs = {source: chosen.where("source", source).analyses() for source in chosen.sources}
     page = _Page()
     page.tradeoffs(chosen)
-    page.effects(chosen)
+    page.effects(designs)
     page.table(chosen.table(TableOptions(relative_to=relative_to)))
-    title = _title(sweep, runs, points, chosen.sources, now or datetime.now(UTC))
+    title = _title(sweep, runs, points, chosen.sources, now or datetime.now(UTC)) + _verdict(designs)
     return Report(
         html=page.html(sweep, title), sweep=sweep, runs=len(runs), cells=len(points), charts=page.charts
     )
@@ -141,7 +143,6 @@ def build_report(
 
 
 def _title(sweep: str, runs: pd.DataFrame, points: pd.DataFrame, sources: list[str], now: datetime) -> str:
-    replicated = bool((points["n"] > 1).any())
     finished = (
         pd.to_datetime(runs["finished"], utc=True, errors="coerce").dropna() if "finished" in runs else None
     )
@@ -152,7 +153,7 @@ def _title(sweep: str, runs: pd.DataFrame, points: pd.DataFrame, sources: list[s
     cells = _count(len(points), "cell")
     counted = (
         f"{len(runs)} runs of {cells} (the latest finished run of each seed of each cell)"
-        if replicated
+        if (points["n"] > 1).any()
         else f"{cells}, one run each (its latest finished run)"
     )
     return (
@@ -215,11 +216,10 @@ class _Page:
     # --- trade-offs ----------------------------------------------------------------------------------------
 
     def tradeoffs(self, runs: Runs) -> None:
-        replicated = runs.replicated
         which = (
             "A cell run with several seeds is one point at the mean of its runs, with bars of the 95% "
             "confidence interval of that mean"
-            if replicated
+            if runs.replicated
             else "One point per cell"
         )
         self.add(
@@ -257,10 +257,8 @@ class _Page:
 
     # --- factor effects ------------------------------------------------------------------------------------
 
-    def effects(self, runs: Runs) -> None:
+    def effects(self, designs: dict[str, list[Analysis]]) -> None:
         """The factor effects of each source's runs (a factorial analysis is of one design: one source)."""
-        present = runs.sources
-        designs = {source: runs.where("source", source).analyses() for source in present}
         self.add('<section id="effects">', "<h2>Factor effects</h2>")
         if all(a.result.main().empty for analyses in designs.values() for a in analyses):
             reasons = dict.fromkeys(method(a.result) for analyses in designs.values() for a in analyses)
@@ -268,7 +266,7 @@ class _Page:
             return
         self.add(_legend())
         for source, analyses in designs.items():
-            suffix = f"-{source}" if len(present) > 1 else ""
+            suffix = f"-{source}" if len(designs) > 1 else ""
             if suffix:
                 self.add(f'<h3 id="effects{suffix}" class="source">Runs of source {_e(source)}</h3>')
             for analysis in analyses:
@@ -281,9 +279,8 @@ class _Page:
 
     def _effects(self, analysis: Analysis, suffix: str) -> None:
         result, kind = analysis.result, analysis.memory_kind
-        self.add(
-            f"<h3>Main effects on {_e(analysis.name)}</h3>", f'<p class="method">{_e(method(result))}</p>'
-        )
+        self.add(f"<h3>Main effects on {_e(analysis.name)}</h3>")
+        self.add(f'<p class="method">{_e(method(result))}</p>')
         chart = f"effects{suffix}-{result.metric}" + (f"-{kind}" if kind else "")
         if not result.main().empty:
             self.chart(effect_charts.effects_figure(result, name=analysis.name), chart)
@@ -329,11 +326,17 @@ class _Page:
             self.add(f'<p class="note">{_e(table.note)}</p>')
         if table.left_out:
             self.add(
-                f'<p class="note">{_count(table.left_out, "run")} of the sweep not '
-                "shown: not done, superseded by a later run of the same seed, or of an older config of their "
-                "cell.</p>"
+                f'<p class="note">{_count(table.left_out, "run")} of the sweep not shown: not done, '
+                "superseded by a later run of the same seed, or of an older config of their cell.</p>"
             )
         self.add("</section>")
+
+
+def _verdict(designs: dict[str, list[Analysis]]) -> str:
+    """The verdict on box AP of each source's design (``effects_text.verdict``): the report's first words."""
+    said = [(s, verdict(a.result)) for s in designs for a in designs[s] if a.metric.column == "bbox_mAP"]
+    of = "Runs of source {}: " if len(said) > 1 else ""
+    return "".join(f'\n<p class="verdict">{_e(of.format(s) + words)}</p>' for s, words in said if words)
 
 
 def _legend() -> str:
