@@ -172,10 +172,14 @@ def test_cpu_memory_is_marked(tmp_path: Path) -> None:
 def test_delta_against_the_baseline_with_the_same_dcn(tmp_path: Path) -> None:
     table = results_table(stored(tmp_path, zoo()), TableOptions(baseline="0000"))
     assert table.headers == (*MEM_HEADERS[:8], "Δ box AP", "Config")
-    assert column(table, "Δ box AP") == ["+0.0", "+0.0", "+1.7", "+0.7", "+2.6", "+0.8"]
+    # one run a side: no interval, marked; the baseline rows themselves are no difference
+    assert column(table, "Δ box AP") == ["+0.0", "+0.0", "+1.7 †", "+0.7 †", "+2.6 †", "+0.8 †"]
+    assert table.no_interval == (False, False, True, True, True, True)
+    assert table.note == NOTE_NO_REPLICATES
     assert column(table, "box AP") == ["37.4", "41.3", "39.1", "42.0", "40.0", "42.1"]
     deltas = [row[8] for row in table.values]
     assert deltas[4] == pytest.approx(2.6)
+    assert results_table(stored(tmp_path / "plain", zoo())).no_interval is None  # no baseline, no marks
 
 
 def test_delta_is_a_dash_without_a_baseline_in_the_group(tmp_path: Path) -> None:
@@ -184,7 +188,7 @@ def test_delta_is_a_dash_without_a_baseline_in_the_group(tmp_path: Path) -> None
     records.append(run("0010", True, source="run", run_id="mine", bbox_mAP=0.42))  # no run-source baseline
     table = results_table(stored(tmp_path, records), TableOptions(baseline="0000"))
     got = {(r[0], r[1], r[3], r[4]): r[table.headers.index("Δ box AP")] for r in table.rows}
-    assert got[("paper", "reference", "0010", "N")] == "+1.7"
+    assert got[("paper", "reference", "0010", "N")] == "+1.7 †"
     assert got[("paper", "reference", "0010", "Y")] == "-"
     assert got[("paper", "run", "0010", "Y")] == "-"
     assert got[("elsewhere", "reference", "0000", "Y")] == "+0.0"
@@ -192,7 +196,7 @@ def test_delta_is_a_dash_without_a_baseline_in_the_group(tmp_path: Path) -> None
 
 def test_delta_against_a_nonzero_baseline_can_be_negative(tmp_path: Path) -> None:
     table = results_table(stored(tmp_path, zoo()), TableOptions(baseline="1111"))
-    assert column(table, "Δ box AP") == ["-2.6", "-0.8", "-0.9", "-0.1", "+0.0", "+0.0"]
+    assert column(table, "Δ box AP") == ["-2.6 †", "-0.8 †", "-0.9 †", "-0.1 †", "+0.0", "+0.0"]
 
 
 def test_bad_baseline_code_is_an_input_error(tmp_path: Path) -> None:
@@ -336,11 +340,13 @@ def test_csv_holds_the_numbers_rounded_as_shown(tmp_path: Path) -> None:
     text = render(table, "csv")
     assert "\r" not in text
     rows = list(csv.DictReader(io.StringIO(text)))
-    assert list(rows[0]) == list(table.headers)
+    delta = table.headers.index("Δ box AP") + 1
+    assert list(rows[0]) == [*table.headers[:delta], "Δ box AP no interval", *table.headers[delta:]]
     top = rows[4]  # 1111 without DCN
     assert (top["Attention Component"], top["DCN"]) == ("1111", "N")
     assert top["box AP"] == "40.0"  # 40.049 as the table shows it
-    assert top["Δ box AP"] == "2.6"  # 40.049 - 37.4 as the table shows it
+    assert top["Δ box AP"] == "2.6"  # 40.049 - 37.4 as the table shows it: the number, the mark apart
+    assert [r["Δ box AP no interval"] for r in rows] == ["", "", "yes", "yes", "yes", "yes"]
     assert (rows[5]["box AP"], rows[5]["Δ box AP"]) == ("42.2", "0.9")
     assert (top["Mem (GB)"], top["Mem kind"]) == ("8.0", CUDA)
     assert top["Inf time (fps)"] == "13.8"
@@ -458,6 +464,10 @@ NOTE_DELTA = (
     " Δ box AP ±: half-width of Welch's 95% interval of the difference to the baseline row's mean; (ns): the "
     "interval contains 0."
 )
+NOTE_NO_REPLICATES = (
+    "†: no interval, a side of the difference has one run; no row has replicates to tell the seed-to-seed "
+    "noise of box AP."
+)
 
 
 def seeded(
@@ -500,7 +510,7 @@ def test_one_run_per_cell_is_todays_table_in_every_format(tmp_path: Path) -> Non
         for fmt in FORMATS:
             assert render(results_table(single, options), fmt) == render(results_table(plain, options), fmt)
     table = results_table(single, TableOptions(baseline="0000"))
-    assert (table.spreads, table.spread_headers, table.note, table.axes) == ((), (), None, ())
+    assert (table.spreads, table.spread_headers, table.note, table.axes) == ((), (), NOTE_NO_REPLICATES, ())
     assert "n" not in table.headers and "±" not in render(table, "markdown")
     golden = (Path(__file__).parent / "golden" / "export-reference.md").read_text()
     assert render(results_table(stored(tmp_path / "zoo", load_reference())), "markdown") == golden
@@ -600,7 +610,40 @@ def test_baseline_difference_with_welchs_interval(tmp_path: Path) -> None:
 def test_baseline_of_one_run_gives_the_difference_alone(tmp_path: Path) -> None:
     records = [*seeded(("1111",)), *seeded(("0000",), seeds=(1,))]
     table = results_table(stored(tmp_path, records), TableOptions(baseline="0000"))
-    assert column(table, "Δ box AP") == ["+0.0", "+3.0"]
+    assert column(table, "Δ box AP") == ["+0.0", "+3.0 †"]
+    # the seed-to-seed sd the 1111 row's three runs measure: 0.2 AP points
+    assert (
+        table.note == NOTE_CI + NOTE_DELTA + " †: no interval, a side of the difference has one run; the "
+        "seed-to-seed sd of a run's box AP, pooled over the rows with replicates, is 0.20 AP points."
+    )
+
+
+def test_the_no_interval_mark_is_where_a_side_has_one_run(tmp_path: Path) -> None:
+    """† marks a difference exactly where its row or its baseline has one run, in every format; a difference
+    of replicates on both sides is never marked."""
+    records = [*seeded(("0000", "1111")), *seeded(("0010",), seeds=(0,))]
+    table = results_table(stored(tmp_path, records), TableOptions(baseline="0000"))
+    assert column(table, "Attention Component") == ["0000", "0010", "1111"]
+    assert column(table, "n") == ["3", "1", "3"]
+    assert column(table, "Δ box AP") == ["+0.0", "-0.6 †", "+3.0 ± 0.5"]
+    assert table.no_interval == (False, True, False)
+    text = render(table, "markdown")
+    assert text.count("†") == 2 and text.endswith("0.20 AP points.\n")  # the row and the note
+    rows = list(csv.DictReader(io.StringIO(render(table, "csv"))))
+    assert [(r["Δ box AP"], r["Δ box AP ±"], r["Δ box AP no interval"]) for r in rows] == [
+        ("0.0", "", ""),
+        ("-0.6", "", "yes"),
+        ("3.0", "0.5", ""),
+    ]
+    latex = render(table, "latex")
+    assert "-0.6 \\textdagger{}" in latex and "†" not in latex
+    assert "pooled over the rows with replicates, is 0.20 AP points.}" in latex.splitlines()[2]  # the caption
+    assert table.only([1]).no_interval == (True,)
+    # replicates on both sides of every difference: no mark, and the note as it was
+    both = results_table(stored(tmp_path / "both", seeded(("0000", "1111"))), TableOptions(baseline="0000"))
+    assert both.no_interval == (False, False)
+    assert "†" not in render(both, "markdown") and both.note == NOTE_CI + NOTE_DELTA
+    assert {r["Δ box AP no interval"] for r in csv.DictReader(io.StringIO(render(both, "csv")))} == {""}
 
 
 def test_stale_replicates_of_an_older_config_are_left_out(tmp_path: Path) -> None:

@@ -1,13 +1,15 @@
 """The results table (:mod:`ablation.results.table`) written in one of ``FORMATS``.
 
 ``markdown`` is a centred, padded table whose pipes line up (``|`` in a value escaped), and below a table
-with spreads, after a blank line, one line saying what ± is. ``csv`` has the same headers with the numbers
-rounded as the table shows them, the config as a plain path or address, the memory kind in its own column
-and missing values as empty fields; a column with spreads becomes two, ``<header>`` (the mean) and
-``<header> ±`` (the half-width or sd, empty where there is none). ``latex`` is a booktabs ``table`` with a
-caption naming the sweep, the dataset and how many runs and cells: text columns left-aligned, numbers
-right-aligned in their own columns, LaTeX's special characters escaped and ± as ``$\\pm$``, without the
-Config column (papers do not link configs).
+with spreads or with a difference marked † (no interval: a side has one run), after a blank line, the
+table's note saying what ± and † are. ``csv`` has the same headers with the numbers rounded as the table
+shows them, the config as a plain path or address, the memory kind in its own column and missing values as
+empty fields; a column with spreads becomes two, ``<header>`` (the mean) and ``<header> ±`` (the half-width
+or sd, empty where there is none); with a baseline, ``Δ box AP no interval`` follows Δ box AP's columns,
+``yes`` where the difference is marked †. ``latex`` is a booktabs ``table`` with a caption naming the
+sweep, the dataset and how many runs and cells (and, with a difference marked †, ending with the note):
+text columns left-aligned, numbers right-aligned in their own columns, LaTeX's special characters escaped,
+± as ``$\\pm$`` and † as ``\\textdagger{}``, without the Config column (papers do not link configs).
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import io
 from collections.abc import Sequence
 
 from ablation.errors import InputError
-from ablation.results.table import CONFIG, PLUS_MINUS, ResultsTable
+from ablation.results.table import CONFIG, DELTA, NO_INTERVAL, PLUS_MINUS, ResultsTable
 
-__all__ = ["FORMATS", "latex_escape", "render"]
+__all__ = ["FORMATS", "NO_INTERVAL_COLUMN", "latex_escape", "render"]
 
 FORMATS = ("markdown", "csv", "latex")
 _LATEX_SPECIAL = {
@@ -35,7 +37,9 @@ _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}",
     "Δ": r"$\Delta$",
     PLUS_MINUS: r"$\pm$",
+    NO_INTERVAL.strip(): r"\textdagger{}",
 }
+NO_INTERVAL_COLUMN = f"{DELTA} no interval"  # CSV's flag of a difference marked NO_INTERVAL
 
 
 def render(table: ResultsTable, fmt: str) -> str:
@@ -69,16 +73,20 @@ def _csv(table: ResultsTable) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     carries = [header in table.spread_headers for header in table.headers]
     headers: list[str] = []
+    flagged = table.no_interval is not None
     for header, spread in zip(table.headers, carries, strict=True):
         headers += [header, f"{header} {PLUS_MINUS}"] if spread else [header]
+        headers += [NO_INTERVAL_COLUMN] if flagged and header == DELTA else []
     writer.writerow(headers)
     for i, row in enumerate(table.values):
         halves = table.spreads[i] if table.spreads else (None,) * len(row)
         fields: list[object] = []
-        for value, half, spread in zip(row, halves, carries, strict=True):
+        for header, value, half, spread in zip(table.headers, row, halves, carries, strict=True):
             fields.append("" if value is None else value)
             if spread:
                 fields.append("" if half is None else half)
+            if flagged and header == DELTA:
+                fields.append("yes" if table.no_interval and table.no_interval[i] else "")
         writer.writerow(fields)
     return buffer.getvalue()
 
@@ -95,8 +103,10 @@ def _latex(table: ResultsTable) -> str:
         return " & ".join(latex_escape(cells[i]) for i in keep) + r" \\"
 
     out = [r"\begin{table}", r"\centering"]
-    if table.caption:
-        out.append(f"\\caption{{{latex_escape(table.caption)}}}")
+    marked = table.note if table.note and any(table.no_interval or ()) else ""  # what † means, said there
+    caption = " ".join(part for part in (table.caption, marked) if part)
+    if caption:
+        out.append(f"\\caption{{{latex_escape(caption)}}}")
     out += [f"\\begin{{tabular}}{{{spec}}}", r"\toprule", line(table.headers), r"\midrule"]
     out += [line(row) for row in table.rows]
     out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]

@@ -27,8 +27,10 @@ as a CPU RSS. ``Δ box AP`` (``TableOptions.baseline``) is a row's box AP minus 
 the shown row with the baseline code in the same sweep and source with the same DCN setting and the same
 value on every axis both rows have a value on (of several: the same backbone and schedule, then the one
 holding the row's very value on the most axes); with replicates on both sides it carries Welch's 95%
-interval, `` (ns)`` when that interval holds 0. Rows are ordered by sweep, attention code, DCN off before
-on, backbone, schedule, source, the axes' values and the cell.
+interval, `` (ns)`` when that interval holds 0; with one run on a side, no interval: `` †``
+(``NO_INTERVAL``), which the note explains, with box AP's seed-to-seed sd where some row has replicates.
+Rows are ordered by sweep, attention code, DCN off before on, backbone, schedule, source, the axes' values
+and the cell.
 
 Values: ``rows`` holds the display strings; ``values`` the same numbers rounded as shown (what CSV writes),
 text as text. A config's path is shown relative to ``TableOptions.relative_to`` (the folder the store is
@@ -38,6 +40,7 @@ in, so that a report or table written there links to it).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -61,6 +64,7 @@ __all__ = [
     "COUNT",
     "DELTA",
     "MEMORY_KIND",
+    "NO_INTERVAL",
     "PLUS_MINUS",
     "ResultsTable",
     "TableOptions",
@@ -72,6 +76,7 @@ DELTA = "Δ box AP"
 COUNT = "n"
 MEMORY_KIND = "Mem kind"
 NOT_RESOLVED = " (ns)"
+NO_INTERVAL = " †"  # after a difference with no interval: a side of it has one run
 TEXT_COLUMNS = ("Sweep", "Source", "Backbone", "Attention Component", "DCN", "Lr schd", MEMORY_KIND, CONFIG)
 _NOTES = {
     "ci": f"{PLUS_MINUS}: half-width of the 95% confidence interval of the mean of a row's n runs "
@@ -84,6 +89,7 @@ _DELTA_NOTE = (
     f" {DELTA} {PLUS_MINUS}: half-width of Welch's 95% interval of the difference to the baseline row's "
     f"mean;{NOT_RESOLVED}: the interval contains 0."
 )
+_NO_INTERVAL_NOTE = f"{NO_INTERVAL.strip()}: no interval, a side of the difference has one run"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +119,7 @@ class ResultsTable:
     spreads: tuple[tuple[float | None, ...], ...] = ()
     spread_headers: tuple[str, ...] = ()  # the columns that carry a spread (CSV: "<header> ±" after each)
     note: str | None = None  # what ± is: the line below the markdown table
+    no_interval: tuple[bool, ...] | None = None  # per row: whether its Δ is marked NO_INTERVAL (None: no Δ)
     caption: str = ""  # which runs: sweeps, datasets, runs and cells (LaTeX's caption)
 
     def numeric(self, header: str) -> bool:
@@ -143,6 +150,7 @@ class ResultsTable:
             rows=tuple(self.rows[i] for i in rows),
             values=tuple(self.values[i] for i in rows),
             spreads=tuple(self.spreads[i] for i in rows) if self.spreads else (),
+            no_interval=None if self.no_interval is None else tuple(self.no_interval[i] for i in rows),
         )
 
 
@@ -199,9 +207,12 @@ def results_table(
     cells = [[cell(line) for _, cell in columns] for line in lines]
     headers = tuple(header for header, _ in columns)
     spread_headers = tuple(h for h in headers if replicated and _carries_spread(h))
-    note = None
-    if replicated:
-        note = _NOTES[options.spread] + (_DELTA_NOTE if baseline is not None else "")
+    note = _NOTES[options.spread] + (_DELTA_NOTE if baseline is not None else "") if replicated else None
+    marked = None
+    if baseline is not None:
+        marked = tuple(row[headers.index(DELTA)][0].endswith(NO_INTERVAL) for row in cells)
+        if any(marked):
+            note = " ".join(n for n in (note, _no_interval_note(groups)) if n)
     return ResultsTable(
         headers=headers,
         rows=tuple(tuple(shown for shown, _, _ in row) for row in cells),
@@ -211,7 +222,22 @@ def results_table(
         spreads=tuple(tuple(half for _, _, half in row) for row in cells) if replicated else (),
         spread_headers=spread_headers,
         note=note,
+        no_interval=marked,
         caption=_caption(groups),
+    )
+
+
+def _no_interval_note(groups: Sequence[ReplicateGroup]) -> str:
+    """What NO_INTERVAL means, with the seed-to-seed sd of a run's box AP where some row has replicates:
+    pooled over those rows (their variances weighted by n - 1), as the runs measure it, never assumed."""
+    box = vocabulary.metric("bbox_mAP")
+    found = [(e.n - 1, e.sd) for g in groups if (e := g.estimate(box.column)) and e.sd is not None]
+    if not found:
+        return f"{_NO_INTERVAL_NOTE}; no row has replicates to tell the seed-to-seed noise of {box.name}."
+    sd = box.display(math.sqrt(sum(d * s * s for d, s in found) / sum(d for d, _ in found)))
+    return (
+        f"{_NO_INTERVAL_NOTE}; the seed-to-seed sd of a run's {box.name}, pooled over the rows with "
+        f"replicates, is {box.format(sd, digits=max(2, box.digits(sd)))} {box.unit}."
     )
 
 
@@ -371,7 +397,7 @@ def _delta(
     shown = box.format(delta, signed=True, digits=digits)
     half = found.half("ci") if replicated else None
     if half is None:
-        return shown, round(delta, digits), None
+        return shown + NO_INTERVAL, round(delta, digits), None
     half = box.display(half)
     resolved = "" if found.resolved else NOT_RESOLVED
     return f"{shown} {PLUS_MINUS} {half:.{digits}f}{resolved}", round(delta, digits), round(half, digits)
