@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,16 @@ def test_everything_resolved_names_them_all_and_asks_for_no_seeds() -> None:
         "query-key content +2.00"
     )  # largest first
     assert "To resolve" not in text
+
+
+def test_tiny_figures_read_with_a_digit_and_rounding_errors_as_zero() -> None:
+    """A margin of a few thousandths reads with its significant digit; the effects of a design without noise
+    (rounding errors of 1e-16 around 0) read +0.0000, never with sixteen decimals."""
+    small = verdict(analyse(planted(2, {DCN: 1.0}, sd=0.01), "box AP"))
+    assert re.search(r"deformable convolution \+1\.00 \(±0\.00[1-9]\)", small)
+    exact = verdict(analyse(planted(2, {DCN: 1.0, FACTOR_COLUMNS[0]: 0.5}, sd=0.0), "box AP"))
+    assert not re.search(r"\d\.\d{5}", exact) and "+0.0000" in exact
+    assert "To resolve" not in exact  # no seeds resolve an effect of 0
 
 
 def test_no_interval_says_why_and_recommends_seeds() -> None:

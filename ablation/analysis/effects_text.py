@@ -203,6 +203,8 @@ def _seeds_words(analysis: FactorialAnalysis, row: pd.Series) -> str:
     if needed is None:
         return ""
     size = _sized(analysis.figure, abs(float(row["effect"])))
+    if not float(size):  # 0 as shown: a rounding error of an effect of 0, which no seeds resolve
+        return ""
     return (
         f"To resolve an effect of {size} ({row['label']}) would take about {needed} seeds per cell "
         f"(now {now})."
@@ -284,12 +286,13 @@ def _shown(figure: vocabulary.Metric, value: Any, signed: bool = False) -> str:
 
 
 def _sized(figure: vocabulary.Metric, value: Any, signed: bool = False) -> str:
-    """A verdict's effect or margin: as the effects tables show it, with a significant digit however small
-    (a margin of 0.004 reads ±0.004, not ±0.00)."""
+    """A verdict's effect or margin: as the effects tables show it, with a significant digit where two more
+    decimals give one (a margin of 0.004 reads ±0.004, not ±0.00; a rounding error of 1e-16, +0.0000)."""
     found = number(value)
     if not found:
         return _shown(figure, value, signed)
-    digits = max(2, figure.digits(found), -math.floor(math.log10(abs(found))))
+    shown = max(2, figure.digits(found))
+    digits = min(max(shown, -math.floor(math.log10(abs(found)))), shown + 2)
     return figure.format(found, signed=signed, digits=digits)
 
 
