@@ -354,7 +354,7 @@ class _Fit:
         model = self._model_words(used)
         extra: dict[str, Any] = {"inseparable": tuple(inseparable)}
         if fit.df_resid <= 0:
-            reason = f"{model} leaves no residual degrees of freedom to estimate the error from"
+            reason = f"{model}: no residual degrees of freedom are left to estimate the error from"
             return self.result("none", effects, reason=reason, **extra)
         tested = fit.t_test(weights).summary_frame(alpha=1.0 - self.level)
         low, high = tested.iloc[:, 4].to_numpy(np.float64), tested.iloc[:, 5].to_numpy(np.float64)
