@@ -450,7 +450,11 @@ def test_run_s_ending_writes_the_report_beside_the_store_and_says_where(
     captured = capsys.readouterr()
     lines = captured.out.rstrip("\n").splitlines()
     assert lines[-1] == "report: runs/smoke-report.html", lines[-3:]
-    assert lines[-2].startswith("harvested 0 runs") and "Backbone" in lines[0]
+    assert "Backbone" in lines[0]
+    # the table, the harvest's line, then the report's verdict: what of the table is noise
+    verdict = captured.out.split("harvested 0 runs", 1)[1].split("\n", 1)[1].split("report:")[0]
+    assert " ".join(verdict.split()).startswith("On box AP (AP points), ")
+    assert "resolved from noise" in verdict or "within the noise" in verdict
     html = (tmp_path / "runs" / "smoke-report.html").read_text(encoding="utf-8")
     assert "<h1>Sweep smoke</h1>" in html and html.count('class="plotly-graph-div"') == 8
 

@@ -76,6 +76,7 @@ class Report:
     runs: int  # the runs counted (the latest finished run of each seed of each cell)
     cells: int
     charts: int  # the Plotly charts in it
+    verdict: tuple[str, ...] = ()  # its first words: the verdict on box AP, one per source
 
 
 def report_path(store: Path, sweep: str) -> Path:
@@ -133,10 +134,9 @@ def build_report(
     page.tradeoffs(chosen)
     page.effects(designs)
     page.table(chosen.table(TableOptions(relative_to=relative_to)))
-    title = _title(sweep, runs, points, chosen.sources, now or datetime.now(UTC)) + _verdict(designs)
-    return Report(
-        html=page.html(sweep, title), sweep=sweep, runs=len(runs), cells=len(points), charts=page.charts
-    )
+    title, said = _title(sweep, runs, points, chosen.sources, now or datetime.now(UTC)), _verdict(designs)
+    title += "".join(f'\n<p class="verdict">{_e(words)}</p>' for words in said)
+    return Report(page.html(sweep, title), sweep, len(runs), len(points), page.charts, verdict=said)
 
 
 # --- the page ----------------------------------------------------------------------------------------------
@@ -332,11 +332,11 @@ class _Page:
         self.add("</section>")
 
 
-def _verdict(designs: dict[str, list[Analysis]]) -> str:
+def _verdict(designs: dict[str, list[Analysis]]) -> tuple[str, ...]:
     """The verdict on box AP of each source's design (``effects_text.verdict``): the report's first words."""
     said = [(s, verdict(a.result)) for s in designs for a in designs[s] if a.metric.column == "bbox_mAP"]
     of = "Runs of source {}: " if len(said) > 1 else ""
-    return "".join(f'\n<p class="verdict">{_e(of.format(s) + words)}</p>' for s, words in said if words)
+    return tuple(of.format(s) + words for s, words in said if words)
 
 
 def _legend() -> str:

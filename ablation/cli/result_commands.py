@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -53,10 +54,12 @@ def _write_run_report(frame: pd.DataFrame, sweep: str, store: Store) -> None:
 
     path = report_path(store.path, sweep)
     try:
-        write_report(frame, sweep, path)
+        report = write_report(frame, sweep, path)
     except AblationError as error:
         warn([f"no report of sweep {sweep}: {one_line(error)}"])
         return
+    for words in report.verdict:  # what of the table is noise, as the report opens
+        print("\n" + textwrap.fill(words, width=110))
     print(f"report: {shown(path)}")
 
 
