@@ -235,6 +235,31 @@ def test_a_few_rois_on_a_large_map_read_only_their_pixels(
     assert_equal(grad_mmcv, grad_ours, "gradient")
 
 
+@pytest.mark.parametrize("layout", ["channels_last", "strided"])
+@pytest.mark.parametrize("by_image", [False, True], ids=["one table", "per image"])
+def test_a_map_in_another_layout_gives_the_same_numbers(
+    layout: str, by_image: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mmcv's kernel reads any map as if it were contiguous (wrong numbers for these two): ours is compared
+    with mmcv's on a contiguous copy."""
+    if by_image:
+        monkeypatch.setattr(module, "_BY_IMAGE", 0)
+    x = torch.randn(
+        IMAGES, 2 * CHANNELS, 24, 34, generator=torch.Generator().manual_seed(7), dtype=torch.float64
+    )
+    x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x[:, ::2]
+    assert not x.is_contiguous()
+    rois, arguments = boxes(4, True, seed=7), dict(output_size=7, spatial_scale=0.25)
+    (out_mmcv, grad_mmcv), _ = both(x.contiguous(), rois, **arguments)
+    leaf = x.detach().requires_grad_()  # the same layout (a clone would make the strided one contiguous)
+    out_ours = RoIAlign(**arguments)(leaf, rois.double())
+    (out_ours * torch.linspace(-1, 1, out_ours.numel(), dtype=x.dtype).view_as(out_ours)).sum().backward()
+    grad_ours = leaf.grad
+    assert grad_ours is not None
+    assert_equal(out_mmcv, out_ours, "output")
+    assert_equal(grad_mmcv, grad_ours, "gradient")
+
+
 def test_no_rois_give_an_empty_output_and_a_zero_gradient() -> None:
     x = torch.randn(2, CHANNELS, 8, 9, dtype=torch.float64)
     (out_mmcv, grad_mmcv), (out_ours, grad_ours) = both(
@@ -267,6 +292,8 @@ def test_mmcv_s_errors_are_errors() -> None:
         roi_align(x, torch.tensor([[2, 1.0, 1.0, 4.0, 4.0]]), 7)
     with pytest.raises(ValueError, match=r"\(k, 5\)"):
         roi_align(x, torch.zeros(3, 4), 7)
+    with pytest.raises(ValueError, match="RoIs must be finite"):  # mmcv's op reads outside the map
+        roi_align(x, torch.tensor([[0, 1.0, float("nan"), 4.0, 4.0]]), 7)
 
 
 def test_mmdet_builds_the_registered_layer_by_its_type_name() -> None:

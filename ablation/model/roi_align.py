@@ -88,6 +88,8 @@ def roi_align(
     parts = []
     with torch.no_grad():
         rois = rois.detach().to(input.dtype)
+        if not bool(torch.isfinite(rois).all()):  # mmcv's kernel reads outside the map then
+            raise ValueError("RoIs must be finite, got NaN or infinite coordinates")
         image = rois[:, 0].long()  # truncated, as mmcv's (int)
         if len(rois) and (int(image.min()) < 0 or int(image.max()) >= n):
             raise ValueError(
@@ -229,7 +231,7 @@ def _axis(
     the most distinct rows of any bin of each RoI (k,). ``start``, ``extent`` (k,) in map pixels, ``count``
     (k,) samples per bin, ``length`` the map's size on this axis."""
     k = len(start)
-    most = max(int(count.max()) if k else 1, 1)
+    most = max(int(count.max()), 1)
     step = (extent / bins)[:, None, None]  # bin size
     per = count.clamp(min=1).to(start.dtype)[:, None, None]
     sample = torch.arange(most, dtype=start.dtype)
@@ -252,10 +254,10 @@ def _axis(
     new = (rows != F.pad(rows[..., :-1], (1, 0), value=-1)) & (rows < length)
     slot = (new.cumsum(-1) - 1).clamp(min=0)
     distinct = new.sum(-1)  # (k, bins)
-    width = max(int(distinct.max()) if k else 1, 1)
+    width = max(int(distinct.max()), 1)
     summed = weights.new_zeros(k, bins, width).scatter_add_(-1, slot, weights)
     unique = rows.new_full((k, bins, width), length).scatter_reduce_(-1, slot, rows, "amin")
-    return unique.clamp_(max=length - 1), summed, distinct.amax(1) if k else distinct.new_zeros(0)
+    return unique.clamp_(0, length - 1), summed, distinct.amax(1)
 
 
 class _RoIAlign(torch.autograd.Function):
