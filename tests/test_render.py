@@ -159,7 +159,7 @@ def test_smoke_configs_set_the_dataset_schedule_and_scratch_training(tmp_path: P
     assert cfg.model.test_cfg.rcnn.score_thr == 0.0
 
 
-def test_study_configs_set_adamw_clipping_no_validation_and_ablation_s_dcn(tmp_path: Path) -> None:
+def test_study_configs_set_adamw_clipping_no_validation_and_ablation_s_modules(tmp_path: Path) -> None:
     result = plan(load_sweep("study"), tmp_path)
     by_cell = {(str(p.cell.code), p.cell.dcn): Config.fromfile(str(p.path)) for p in result.cells}
     cfg = by_cell["1111", True]
@@ -168,10 +168,15 @@ def test_study_configs_set_adamw_clipping_no_validation_and_ablation_s_dcn(tmp_p
     assert cfg.optim_wrapper.clip_grad == dict(max_norm=10.0, norm_type=2)
     assert cfg.train_cfg.val_begin > cfg.train_cfg.max_epochs  # mmengine never validates while training
     assert cfg.model.backbone.dcn.type == "AblationDCN"
-    assert cfg.custom_imports.imports == ["ablation.model.attention", "ablation.model.deform"]
-    assert by_cell["1111", False].custom_imports.imports == ["ablation.model.attention"]
-    assert by_cell["0000", True].custom_imports.imports == ["ablation.model.deform"]
-    assert "custom_imports" not in by_cell["0000", False]
+    # the base's RoI layer with another type, the sweep's sampling_ratio merged in
+    assert cfg.model.roi_head.bbox_roi_extractor.roi_layer == dict(
+        type="AblationRoIAlign", output_size=7, sampling_ratio=2
+    )
+    roi_align = "ablation.model.roi_align"  # every cell pools its RoIs with it
+    assert cfg.custom_imports.imports == ["ablation.model.attention", "ablation.model.deform", roi_align]
+    assert by_cell["1111", False].custom_imports.imports == ["ablation.model.attention", roi_align]
+    assert by_cell["0000", True].custom_imports.imports == ["ablation.model.deform", roi_align]
+    assert by_cell["0000", False].custom_imports.imports == [roi_align]
     assert cfg.model.backbone.base_channels == 16 and cfg.model.neck.in_channels == [64, 128, 256, 512]
 
 

@@ -9,17 +9,27 @@ aligned or not, with sampling_ratio 0 (adaptive), 1 and 2, and RoIs on several i
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from mmcv.ops import RoIAlign as MmcvRoIAlign
 from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
+from mmdet.structures import DetDataSample
 from mmengine.analysis import FlopAnalyzer
 from mmengine.registry import DefaultScope
+from mmengine.structures import InstanceData
 
+from ablation import AttentionCode, SweepFileError, load_sweep, plan
+from ablation.grid.cells import Selection
 from ablation.model import roi_align as module
 from ablation.model.roi_align import REGISTERED_NAME, RoIAlign, roi_align
+
+from .helpers.cli import REPO, write_sweep
+from .helpers.detector import build
 
 IMAGES, CHANNELS, HEIGHT, WIDTH = 3, 5, 96, 136  # the input image; each level's map is it / stride
 STRIDES = (4, 8, 16, 32)
@@ -325,3 +335,76 @@ def test_its_flops_are_counted_as_mmcv_s() -> None:
         with torch.no_grad():
             counts.append(analyzer.total())
     assert counts[0] == counts[1] == 2
+
+
+def test_the_study_s_detector_trains_a_step_with_it_as_with_mmcv_s(tmp_path: Path) -> None:
+    """The study's config (``[model.roi_align] module = "ablation"``) builds the box head's RoI extractor with
+    this layer, and with the same weights one training step gives mmcv's loss and gradients."""
+    study = (REPO / "experiments/sweeps/study.toml").read_text(encoding="utf-8")
+    section = '[model.roi_align]\nmodule = "ablation"'
+    assert section in study
+    only = Selection(codes=(AttentionCode("0000"),), dcn=False)
+    models = []
+    for name, text in (("study", study), ("stock", study.replace(section, ""))):
+        (planned,) = plan(load_sweep(write_sweep(tmp_path, text, name)), tmp_path / name, only).cells
+        models.append(build(planned.path))
+    ours, theirs = models
+    theirs.load_state_dict(ours.state_dict())
+    assert [type(m) for m in ours.roi_head.bbox_roi_extractor.roi_layers] == [RoIAlign] * 4  # type: ignore[union-attr]
+    assert [type(m) for m in theirs.roi_head.bbox_roi_extractor.roi_layers] == [MmcvRoIAlign] * 4  # type: ignore[union-attr]
+    losses = []
+    for model in models:
+        torch.manual_seed(0)  # the same proposals and RoIs sampled in both
+        data = model.data_preprocessor(_batch(), training=True)
+        loss, _ = model.parse_losses(model(**data, mode="loss"))
+        loss.backward()
+        losses.append(loss.detach())
+    assert torch.allclose(losses[0], losses[1], rtol=1e-5)
+    for name in ("neck.fpn_convs.0.conv.weight", "roi_head.bbox_head.shared_fcs.0.weight"):
+        (a, b) = (model.get_parameter(name).grad for model in models)
+        assert a is not None and b is not None and a.abs().sum() > 0
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-5 * b.abs().max().item()), name
+
+
+def test_a_fresh_process_finds_the_layer_through_the_study_s_config_alone(tmp_path: Path) -> None:
+    """As mmdet's tools/train.py loads a config: nothing imports ablation but the config's custom_imports."""
+    only = Selection(codes=(AttentionCode("0000"),), dcn=False)
+    (planned,) = plan(load_sweep("study"), tmp_path, only).cells
+    script = (
+        "import sys\n"
+        "from mmengine.config import Config\n"
+        "from mmengine.registry import init_default_scope\n"
+        "cfg = Config.fromfile(sys.argv[1])\n"
+        "init_default_scope(cfg.default_scope)\n"
+        "from mmdet.registry import MODELS\n"
+        "layer = MODELS.build(cfg.model).roi_head.bbox_roi_extractor.roi_layers[0]\n"
+        "print(type(layer).__module__, layer.sampling_ratio)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(planned.path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["ablation.model.roi_align", "2"]
+
+
+def test_the_sweep_setting_names_the_valid_modules(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, '[model.roi_align]\nmodule = "torch"\n')
+    with pytest.raises(
+        SweepFileError, match=r"\[model.roi_align\] module 'torch' is not one of 'mmcv', 'ablation'"
+    ):
+        load_sweep(path)
+
+
+def _batch() -> dict[str, object]:
+    """Two 128x192 images (the study's scale) with a few boxes of its three classes."""
+    generator = torch.Generator().manual_seed(0)
+    inputs, samples = [], []
+    for boxes in ([[10.0, 20.0, 80.0, 110.0], [100.0, 30.0, 180.0, 90.0]], [[40.0, 10.0, 70.0, 50.0]]):
+        shape = (128, 192)
+        sample = DetDataSample(
+            metainfo=dict(img_shape=shape, ori_shape=shape, pad_shape=shape, scale_factor=(1.0, 1.0))
+        )
+        sample.gt_instances = InstanceData(bboxes=torch.tensor(boxes), labels=torch.arange(len(boxes)) % 3)
+        inputs.append(torch.randint(0, 256, (3, *shape), dtype=torch.uint8, generator=generator))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)

@@ -25,7 +25,7 @@ from ablation.grid.cells import Cell
 from ablation.grid.pysource import Ref, assignments
 from ablation.grid.settings import ScheduleSettings
 from ablation.grid.sweep import Sweep
-from ablation.model.modules import ATTENTION_MODULES, DCN_MODULES
+from ablation.model.modules import ATTENTION_MODULES, DCN_MODULES, ROI_ALIGN_MODULES
 
 __all__ = ["Base", "RenderedConfig", "cell_name", "config_name", "render", "resolve_base"]
 
@@ -237,7 +237,8 @@ def _imports(sweep: Sweep, cell: Cell) -> list[str]:
     """The Python modules that register what the cell's config names."""
     _, attention = ATTENTION_MODULES[sweep.model.attention.module]
     _, dcn = DCN_MODULES[sweep.model.dcn.module]
-    wanted = (attention, not cell.code.is_baseline), (dcn, cell.dcn)
+    _, roi_align = ROI_ALIGN_MODULES[sweep.model.roi_align.module]
+    wanted = (attention, not cell.code.is_baseline), (dcn, cell.dcn), (roi_align, True)
     return [module for module, used in wanted if module is not None and used]
 
 
@@ -263,8 +264,14 @@ def _model(sweep: Sweep, cell: Cell) -> dict[str, Any]:
     if not m.pretrained:  # as mmdet's from-scratch configs: nothing frozen, batch statistics trained
         backbone.update(init_cfg=None, frozen_stages=-1, norm_eval=False)
     model: dict[str, Any] = {"backbone": backbone}
+    roi_head: dict[str, Any] = {}
+    registered, imported = ROI_ALIGN_MODULES[m.roi_align.module]
+    if imported is not None:  # another type for the base's RoI layer, its arguments kept (mmcv's: unchanged)
+        roi_head["bbox_roi_extractor"] = dict(roi_layer=dict(type=registered))
     if sweep.dataset.classes is not None:
-        model["roi_head"] = dict(bbox_head=dict(num_classes=len(sweep.dataset.classes)))
+        roi_head["bbox_head"] = dict(num_classes=len(sweep.dataset.classes))
+    if roi_head:
+        model["roi_head"] = roi_head
     return model
 
 

@@ -1,5 +1,6 @@
 """The settings of a sweep file, one frozen dataclass per section: [grid], [model] with its
-[model.attention] and [model.dcn], [schedule], [dataset], [resources], [benchmark] and [slurm].
+[model.attention], [model.dcn] and [model.roi_align], [schedule], [dataset], [resources], [benchmark] and
+[slurm].
 
 Every setting is declared once below, with its type, default and documentation; ``schema.build`` validates a
 file against them. The defaults are MMDetection's Faster R-CNN R-50 FPN 1x on COCO 2017 with 8 GPUs x 2
@@ -15,7 +16,12 @@ from typing import Any
 from ablation.errors import InputError
 from ablation.grid.schema import free_table, nested, setting
 from ablation.model.codes import ALL_CODES, AttentionCode
-from ablation.model.modules import ATTENTION_IMPLEMENTATIONS, ATTENTION_MODULES, DCN_MODULES
+from ablation.model.modules import (
+    ATTENTION_IMPLEMENTATIONS,
+    ATTENTION_MODULES,
+    DCN_MODULES,
+    ROI_ALIGN_MODULES,
+)
 
 __all__ = [
     "NAME_PATTERN",
@@ -27,6 +33,7 @@ __all__ = [
     "GridSettings",
     "ModelSettings",
     "ResourceSettings",
+    "RoiAlignSettings",
     "ScheduleSettings",
     "SlurmSettings",
 ]
@@ -159,6 +166,19 @@ class DcnSettings:
 
 
 @dataclass(frozen=True)
+class RoiAlignSettings:
+    module: str = setting(
+        "mmcv",
+        '"mmcv": mmcv\'s RoIAlign (type RoIAlign), as upstream; "ablation": the same layer computed with '
+        "torch ops on CPU (6-8x faster there than mmcv's op, bench/roi_align.py) and with mmcv's op on CUDA",
+    )
+
+    def __post_init__(self) -> None:
+        modules = ", ".join(map(repr, ROI_ALIGN_MODULES))
+        _check(self.module in ROI_ALIGN_MODULES, f"module {self.module!r} is not one of {modules}")
+
+
+@dataclass(frozen=True)
 class ModelSettings:
     base_config: str = setting(
         "mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py",
@@ -178,6 +198,7 @@ class ModelSettings:
     dcn: DcnSettings = nested(
         DcnSettings, "the deformable convolution of cells with dcn = true", varies="dcn"
     )
+    roi_align: RoiAlignSettings = nested(RoiAlignSettings, "the RoI layer of the box head's RoI extractor")
 
     def __post_init__(self) -> None:
         for key in ("detector", "backbone", "neck"):
