@@ -105,9 +105,8 @@ def roi_align(
                 chosen = (image == first).nonzero().squeeze(1)
                 if len(chosen):
                     boxes = rois.index_select(0, chosen)[:, 1:]
-                    parts.append(
-                        _Part(first, 1, chosen, _bags(image[chosen] * 0, boxes, (1, h, w), *geometry))
-                    )
+                    alone = image.new_zeros(len(chosen))  # its image is the part's only one
+                    parts.append(_Part(first, 1, chosen, _bags(alone, boxes, (1, h, w), *geometry)))
     out: Tensor = _RoIAlign.apply(input, parts, len(rois), size)  # type: ignore[no-untyped-call]
     return out
 
