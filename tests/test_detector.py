@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from ablation.grid.render import cell_name
 from ablation.model.attention import GeneralizedAttention
 
 from .helpers.cli import write_sweep
-from .helpers.detector import build
+from .helpers.detector import build, in_a_fresh_process
 
 HEIGHT, WIDTH = 128, 192  # not square: stage 4 is 4 x 6, its keys 2 x 3
 COCO = load_sweep("coco-1x")
@@ -95,21 +93,9 @@ def test_the_stock_module_still_fails_the_issue_s_detector(tmp_path: Path) -> No
 def test_a_fresh_process_finds_our_module_through_the_config_alone(coco_plan: Plan) -> None:
     """As mmdet's tools/train.py loads a config: nothing imports ablation but the config's custom_imports."""
     (planned,) = [p for p in coco_plan.cells if p.name == "faster-rcnn_r50-attn0100-dcn_fpn_1x_coco"]
-    script = (
-        "import sys\n"
-        "from mmengine.config import Config\n"
-        "from mmengine.registry import init_default_scope\n"
-        "cfg = Config.fromfile(sys.argv[1])\n"
-        "init_default_scope(cfg.default_scope)\n"
-        "from mmdet.registry import MODELS\n"
-        "block = MODELS.build(cfg.model).backbone.layer4[0].gen_attention_block\n"
-        "print(type(block).__module__, block.code)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(planned.path)], capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["ablation.model.attention", "0100"]
+    block = "model.backbone.layer4[0].gen_attention_block"
+    shown = in_a_fresh_process(planned.path, f"type({block}).__module__, {block}.code")
+    assert shown == ["ablation.model.attention", "0100"]
 
 
 def features_and_gradients(model: nn.Module) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:

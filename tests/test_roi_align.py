@@ -9,8 +9,6 @@ aligned or not, with sampling_ratio 0 (adaptive), 1 and 2, and RoIs on several i
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ from ablation.model import roi_align as module
 from ablation.model.roi_align import REGISTERED_NAME, RoIAlign, roi_align
 
 from .helpers.cli import REPO, write_sweep
-from .helpers.detector import build
+from .helpers.detector import build, in_a_fresh_process
 
 IMAGES, CHANNELS, HEIGHT, WIDTH = 3, 5, 96, 136  # the input image; each level's map is it / stride
 STRIDES = (4, 8, 16, 32)
@@ -370,21 +368,9 @@ def test_a_fresh_process_finds_the_layer_through_the_study_s_config_alone(tmp_pa
     """As mmdet's tools/train.py loads a config: nothing imports ablation but the config's custom_imports."""
     only = Selection(codes=(AttentionCode("0000"),), dcn=False)
     (planned,) = plan(load_sweep("study"), tmp_path, only).cells
-    script = (
-        "import sys\n"
-        "from mmengine.config import Config\n"
-        "from mmengine.registry import init_default_scope\n"
-        "cfg = Config.fromfile(sys.argv[1])\n"
-        "init_default_scope(cfg.default_scope)\n"
-        "from mmdet.registry import MODELS\n"
-        "layer = MODELS.build(cfg.model).roi_head.bbox_roi_extractor.roi_layers[0]\n"
-        "print(type(layer).__module__, layer.sampling_ratio)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(planned.path)], capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["ablation.model.roi_align", "2"]
+    layer = "model.roi_head.bbox_roi_extractor.roi_layers[0]"
+    shown = in_a_fresh_process(planned.path, f"type({layer}).__module__, {layer}.sampling_ratio")
+    assert shown == ["ablation.model.roi_align", "2"]
 
 
 def test_the_sweep_setting_names_the_valid_modules(tmp_path: Path) -> None:
