@@ -3,8 +3,9 @@
     .venv/bin/python bench/dcn.py [--repeat 5] [--threads 2]
 
 At the 3x3 convolutions of ResNet-50 stages 3 to 5 (the ones DCN replaces in the dconv-c3-c5 configs) of a
-192x128 image (the smoke sweep's scale), batch 2, and of stage 3 at 800x1333 (the model zoo's), it times
-three layers with the same weights, learnt-looking offsets (not mmcv's zero initialisation) and input:
+192x128 image (the smoke sweep's scale), batch 2, of stage 3 at 800x1333 (the model zoo's), and of the
+study's slim R-50 (a quarter of the channels) at its batch of 8 (the stride-1 blocks), it times three
+layers with the same weights, learnt-looking offsets (not mmcv's zero initialisation) and input:
 
 - mmcv: ``mmcv.ops.DeformConv2dPack`` (2.1.0, its compiled CPU op);
 - ablation: ``ablation.model.deform.DeformConv2dPack`` (the same layer in torch ops on CPU);
@@ -35,6 +36,10 @@ SHAPES = {
     "192x128 stage 5": (2, 512, 8, 12, 2),
     "192x128 stage 4 (stride 1)": (2, 256, 8, 12, 1),
     "800x1333 stage 3": (2, 128, 100, 168, 1),
+    # the study's slim R-50 (a quarter of the channels), batch 8: each stage's stride-1 blocks
+    "study stage 3 (batch 8)": (8, 32, 16, 24, 1),
+    "study stage 4 (batch 8)": (8, 64, 8, 12, 1),
+    "study stage 5 (batch 8)": (8, 128, 4, 6, 1),
 }
 
 

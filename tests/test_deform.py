@@ -27,7 +27,13 @@ CASES: dict[str, dict[str, Any]] = {
     "two offset groups": dict(deform_groups=2),
     "two groups, stride 2": dict(groups=2, deform_groups=2, stride=2),
     "5x3, no padding": dict(kernel=(5, 3), padding=(0, 1)),
+    "taps on and next to the border": dict(kernel=1, padding=0, border=True),
+    "on the border, two offset groups, stride 2": dict(
+        kernel=1, padding=0, stride=2, border=True, deform_groups=2
+    ),
 }
+# where the border cases' taps land, in pixels from the map's first (negative) or last row or column
+BORDER = torch.tensor([-1.5, -1.0, -0.5, 0.0, 0.25, 1.0, 1.5])
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -48,6 +54,14 @@ def inputs(case: dict[str, Any], seed: int = 0) -> tuple[torch.Tensor, ...]:
     weight = torch.randn(c_out, c // groups, kh, kw, generator=generator)
     offset = 3 * torch.randn(n, deform_groups * 2 * kh * kw, h_out, w_out, generator=generator)
     offset[:, :, ::3] = offset[:, :, ::3].round()  # some taps exactly on pixels (and on the border)
+    if case.get("border"):  # 1x1 taps exactly on -1, h or w, just inside and just outside
+        near = BORDER[torch.randint(len(BORDER), offset.shape, generator=generator)]
+        end = torch.tensor([h - 1.0, w - 1.0]).repeat(deform_groups).view(1, -1, 1, 1)
+        target = torch.where(torch.rand(offset.shape, generator=generator) < 0.5, near, end - near)
+        rows = torch.arange(h_out) * stride[0]
+        cols = torch.arange(w_out) * stride[1]
+        base = torch.stack(torch.broadcast_tensors(rows[:, None], cols[None, :])).repeat(deform_groups, 1, 1)
+        offset = target - base
     return x, offset, weight
 
 
