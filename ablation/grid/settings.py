@@ -149,8 +149,8 @@ class DcnSettings:
     module: str = setting(
         "mmcv",
         '"mmcv": mmcv\'s DeformConv2dPack (type DCN), as upstream; "ablation": the same layer and '
-        "parameters, computed with torch ops on CPU (about 3x faster there than mmcv's op, bench/dcn.py) and "
-        "with mmcv's op on CUDA",
+        "parameters, computed with torch ops on CPU (4-9x faster there than mmcv's op at R-50's shapes, "
+        "bench/dcn.py) and with mmcv's op on CUDA",
     )
     stages: _STAGES = setting(
         (False, True, True, True), "ResNet stages (c2..c5) whose 3x3 convs are deformable"
