@@ -414,8 +414,9 @@ def vars_of(record: RunRecord) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_ablation_run_ends_with_the_report_beside_the_store(tmp_path: Path) -> None:
-    """A real `ablation run` of one smoke cell (about 30 s): the line saying where follows the harvest's,
-    and the report of its one cell has its trade-off charts and says why it has no factor effects."""
+    """A real `ablation run` of one smoke cell (about 30 s): the line saying where follows the harvest's and
+    the verdict's, and the report of its one cell has its trade-off charts and says why it has no factor
+    effects."""
     env = {**os.environ, "ABLATION_ROOT": str(tmp_path / "runs")}
     done = run_script(
         "ablation", "run", "--sweep", "smoke", "--codes", "0010", "--dcn", "on", cwd=tmp_path, env=env
@@ -423,7 +424,11 @@ def test_ablation_run_ends_with_the_report_beside_the_store(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     where = lines.index("report: runs/smoke-report.html")
-    assert lines[where - 1].startswith("harvested 1 run: 1 new") and lines[-1] == "1 cell: 1 done"
+    (harvested,) = [i for i, line in enumerate(lines) if line.startswith("harvested 1 run: 1 new")]
+    # between them, the verdict: with one cell, why nothing could be estimated
+    verdict = " ".join(lines[harvested + 1 : where]).strip()
+    assert verdict.startswith("No effect on box AP (AP points) could be estimated"), verdict
+    assert lines[-1] == "1 cell: 1 done"
     html = (tmp_path / "runs" / "smoke-report.html").read_text(encoding="utf-8")
     ids = re.findall(r'<div id="([^"]+)" class="plotly-graph-div"', html)
     assert ids == [
