@@ -22,12 +22,14 @@ __all__ = [
     "MEMORY_KINDS",
     "METRICS",
     "MISSING",
+    "NON_NEGATIVE",
     "PLUS_MINUS",
     "RESULT_STATUSES",
     "ROLES",
     "STAGES",
     "MemoryKind",
     "Metric",
+    "Range",
     "Stage",
     "memory_label",
     "metric",
@@ -40,6 +42,32 @@ PLUS_MINUS = "±"  # between a mean and the half-width of its interval (or its s
 # in the tables that ask for them, 'status' in the status table, 'tradeoff' as a trade-off chart's x axis,
 # 'effects' analysed for its factor effects (the report, the dashboard, ``ablation effects``).
 ROLES = ("main", "breakdown", "complexity", "status", "tradeoff", "effects")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a figure can hold, in the store's unit: a finite number from ``low`` (excluded when
+    ``above``) to ``high``. Each figure declares its own, once, where it is declared (a Metric, a Stage, or
+    the store record's field); what the range leaves out is not a measurement, and readers treat it as
+    missing."""
+
+    low: float = 0.0
+    high: float = math.inf
+    above: bool = False  # low itself is not a valid value (fps > 0)
+
+    def holds(self, value: float) -> bool:
+        """Whether ``value`` is a finite number in the range."""
+        low_ok = value > self.low if self.above else value >= self.low
+        return math.isfinite(value) and low_ok and value <= self.high
+
+    def __str__(self) -> str:
+        """As people write it: '[0, 1]', '> 0', '>= 0'."""
+        if math.isinf(self.high):
+            return f"{'>' if self.above else '>='} {self.low:g}"
+        return f"{'(' if self.above else '['}{self.low:g}, {self.high:g}]"
+
+
+NON_NEGATIVE = Range()  # memory, FLOPs, parameters, seconds, epochs, iterations
 
 
 @dataclass(frozen=True)
@@ -58,6 +86,7 @@ class Metric:
     roles: tuple[str, ...] = ()  # where it is shown (ROLES)
     axis_title: str = ""  # a chart's axis title
     coco: bool = False  # one of CocoMetric's box figures (mmdet logs it as "coco/<column>")
+    valid: Range = NON_NEGATIVE  # the values it can hold, in the store's unit
 
     def display(self, value: float) -> float:
         """A stored value in the display unit."""
@@ -93,10 +122,11 @@ class Metric:
 
 
 def _box(column: str, name: str, *roles: str, axis_title: str = "") -> Metric:
-    """One of CocoMetric's box figures: a fraction in the store, AP points where people read it."""
+    """One of CocoMetric's box figures: a fraction in the store (so within [0, 1]), AP points where people
+    read it."""
     return Metric(
         column, name, name, "AP points", 100.0, higher_is_better=True, interval=True, roles=roles,
-        axis_title=axis_title, coco=True,
+        axis_title=axis_title, coco=True, valid=Range(0.0, 1.0),
     )  # fmt: skip
 
 
@@ -109,6 +139,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         "fps", "fps", "Inf time (fps)", "img/s", higher_is_better=True, interval=True,
         roles=("main", "status", "tradeoff", "effects"), axis_title="inference speed (img/s, batch 1)",
+        valid=Range(0.0, above=True),
     ),
     _box("bbox_mAP", "box AP", "main", "status", "effects", axis_title="box AP (AP points)"),
     _box("bbox_mAP_50", "AP50", "breakdown", "status"),
@@ -149,11 +180,12 @@ def metric(name: str) -> Metric:
 @dataclass(frozen=True)
 class Stage:
     """A stage of a cell's job, timed in seconds: its store column (and key in the result file's timings),
-    its table header and its name."""
+    its table header, its name, and the values it can hold (seconds, never negative)."""
 
     column: str
     header: str
     name: str
+    valid: Range = NON_NEGATIVE
 
 
 STAGES: tuple[Stage, ...] = (
