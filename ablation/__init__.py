@@ -12,9 +12,14 @@ layers above it.
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 from ablation import errors as _errors
+
+# not `from typing import ...`: the console script imports this package before its Ctrl-C handling is in
+# place, so what loads here is kept to the least (typing takes 2 ms); type checkers read this as True
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # name -> the module that declares it
 _EXPORTS = {

@@ -27,9 +27,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Every failure is one line on stderr: ``error: ...`` with the error's exit status (2
     for a user mistake, 1 otherwise), ``interrupted`` and 130 on Ctrl-C, and ``internal error: ...`` and 1
     for a bug. --debug or ABLATION_DEBUG shows the traceback instead."""
-    args = build_parser().parse_args(argv)
-    debug = bool(args.debug or os.environ.get("ABLATION_DEBUG"))
+    given = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in given or bool(os.environ.get("ABLATION_DEBUG"))
     try:
+        args = build_parser().parse_args(given)
+        debug = bool(args.debug or debug)
         return int(COMMANDS[args.command](args))
     except AblationError as error:
         if debug:
