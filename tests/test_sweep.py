@@ -99,7 +99,7 @@ def test_unknown_sweep_names_the_valid_ones() -> None:
             '[model.attention]\nmodule = "mmcv"\nimplementation = "sdpa"\n',
             r"\[model.attention\] implementation 'sdpa' needs module = \"ablation\"",
         ),
-        ("[resources]\ngpus = -1\n", r"\[resources\] gpus must be at least 0, got -1"),
+        ("[resources]\ngpus = -1\n", r"\[resources\] gpus must be an integer from 0 to 64, got -1"),
         ("model = 3\n", r"\[model\] expected a table, got 3"),
         ("overrides = 3\n", r"overrides: expected a table, got 3"),
         ("[dataset]\nsynthetic = [4, 2]\n", r"\[dataset\] synthetic: also set classes"),

@@ -35,6 +35,7 @@ from ablation.errors import InputError, SweepFileError
 from ablation.grid import schema
 
 __all__ = [
+    "MAX_DEPTH",
     "OVERRIDES",
     "Axis",
     "apply",
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 OVERRIDES = "overrides"  # the free table of config keys; any key under it can be an axis
+MAX_DEPTH = 32  # how deep [overrides] and [grid.axes] may nest tables (a config nests far less)
 _STAGES = tuple[bool, bool, bool, bool]
 _UNSAFE = re.compile(r"[^A-Za-z0-9.]+")
 
@@ -80,6 +82,9 @@ def parse_axes(settings: Any, table: Mapping[str, Any]) -> tuple[Axis, ...]:
     axes = []
     for name, raw in _flatten(table):
         where = f"[grid.axes] {name}"
+        if name.count(".") > MAX_DEPTH:
+            parts = name.count(".") + 1
+            raise SweepFileError(f"{where[:80]}...: {parts} dotted parts; at most {MAX_DEPTH + 1}")
         hint, varies = _resolve(type(settings), name, where)
         if not isinstance(raw, list) or not raw:
             raise SweepFileError(f"{where}: expected a non-empty list of values, got {_kind(raw)}")
@@ -109,13 +114,15 @@ def short_names(names: Sequence[str]) -> dict[str, str]:
     return shown
 
 
-def _flatten(table: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+def _flatten(table: Mapping[str, Any], prefix: str = "", depth: int = 0) -> list[tuple[str, Any]]:
     """Dotted name -> value: quoted dotted keys and nested tables alike."""
+    if depth > MAX_DEPTH:
+        raise SweepFileError(f"[grid.axes] {prefix[:80]}...: tables nest more than {MAX_DEPTH} deep")
     items = []
     for key, value in table.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            items.extend(_flatten(value, f"{name}."))
+            items.extend(_flatten(value, f"{name}.", depth + 1))
         else:
             items.append((name, value))
     return items

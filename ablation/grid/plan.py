@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from ablation.errors import SweepFileError
 from ablation.fsio import write_atomic
 from ablation.grid.axes import plain
 from ablation.grid.cells import EVERY_CELL, Cell, Selection, select
@@ -112,8 +113,41 @@ def plan(sweep: Sweep, root: Path, selection: Selection = EVERY_CELL, write: boo
         else:
             config = done[0].replicate(cell)
             identity = dataclasses.replace(done[1], seed=cell.seed, axes=dict(done[1].axes))
-        path = directory / "configs" / f"{config.name}.py"
-        if write:  # configs are made again whenever they differ: no fsync each (see write_atomic)
-            write_atomic(path, config.text(sweep), durable=False)
-        planned.append(PlannedCell(config, path, identity))
+        planned.append(PlannedCell(config, directory / "configs" / f"{config.name}.py", identity))
+    _check_names(sweep, planned)  # every cell rendered and checked before the first file is written
+    if write:  # configs are made again whenever they differ: no fsync each (see write_atomic)
+        for p in planned:
+            write_atomic(p.path, p.config.text(sweep), durable=False)
     return Plan(sweep=sweep, directory=directory, cells=tuple(planned))
+
+
+# The longest config (and job, and run folder) name: a file name holds 255 bytes, and a name is written
+# with suffixes (``.py``, a temporary ``.<name>.py.<8 hex>.tmp``, a replicate's ``_seed<N>``).
+MAX_NAME_BYTES = 200
+
+
+def _check_names(sweep: Sweep, planned: list[PlannedCell]) -> None:
+    """One name per id and one id per name: two cells under different names that train and measure the
+    same (an axis of a setting that only names cells) would be counted as two; names that fit a file name."""
+    names: dict[str, str] = {}
+    ids: dict[str, str] = {}
+    for p in planned:
+        size = len(p.name.encode())
+        if size > MAX_NAME_BYTES:
+            raise SweepFileError(
+                f"{sweep.path}: cell name {p.name[:60]}... is {size} bytes long, and names files: at most "
+                f"{MAX_NAME_BYTES}; shorten [model] detector, backbone or neck, [schedule] name, [dataset] "
+                "name or the axis values"
+            )
+        other = names.setdefault(p.cell_id, p.config.cell_name)
+        if other != p.config.cell_name:
+            raise SweepFileError(
+                f"{sweep.path}: cells {other} and {p.config.cell_name} would get one id ({p.cell_id}): their "
+                "configs and runs are the same; drop the axis that only renames them"
+            )
+        known = ids.setdefault(p.name, p.cell_id)
+        if known != p.cell_id:
+            raise SweepFileError(
+                f"{sweep.path}: two cells named {p.name} with ids {known} and {p.cell_id}; make the axis "
+                "values differ in letters or digits"
+            )

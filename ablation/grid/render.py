@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ablation.errors import EnvironmentProblem, SweepFileError
+from ablation.grid import owners
 from ablation.grid.axes import labels
 from ablation.grid.cells import Cell
 from ablation.grid.pysource import Ref, assignments
@@ -205,13 +206,19 @@ def render(sweep: Sweep, cell: Cell, base: Base | None = None) -> RenderedConfig
     if base is None or base.given != sweep.model.base_config:
         base = resolve_base(sweep)
     variables: dict[str, Any] = {}
+    overrides = dict(sweep.overrides)
     imports = _imports(sweep, cell)
+    for module in overrides.pop("custom_imports", {}).get("imports", []):  # the user's, after the tool's
+        imports += [module] if module not in imports else []
     if imports:  # mmengine imports these when it loads the config, so mmdet's own tools can run it
         variables["custom_imports"] = dict(imports=imports, allow_failed_imports=False)
     variables["model"] = _model(sweep, cell)
     variables.update(_data(sweep))
     variables.update(_schedule(sweep))
-    _merge(variables, sweep.overrides)
+    # the seed a replicate's config adds (RenderedConfig.text) is [grid] seeds', as the settings' keys are
+    written = {**variables, "randomness": {"seed": cell.seed}} if cell.seed is not None else variables
+    owners.check(sweep.path, written, overrides, (name for name, _ in cell.axes))
+    _merge(variables, overrides)
     name = cell_name(sweep, cell)
     return RenderedConfig(
         cell=cell,

@@ -10,6 +10,7 @@ a whole value (``codes = "all"``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, TypeVar, Union
@@ -93,13 +94,17 @@ def convert(raw: Any, hint: Any, path: str) -> Any:
         return tuple(
             convert(item, arg, f"{path}[{i}]") for i, (item, arg) in enumerate(zip(raw, args, strict=True))
         )
-    if hint is float and isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        return float(raw)
+    if hint is float:  # a number as TOML writes one, never coerced: not a string, not true
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            if not math.isfinite(raw):
+                raise SweepFileError(f"{path}: expected a finite number, got {_kind(raw)}")
+            return float(raw)
+        raise SweepFileError(f"{path}: expected a number, got {_kind(raw)}")
     if hint in (bool, int, str):
         if isinstance(raw, hint) and not (hint is int and isinstance(raw, bool)):
             return raw
         raise SweepFileError(f"{path}: expected {_NAMES[hint]}, got {_kind(raw)}")
-    try:  # a value class that validates a string, e.g. AttentionCode
+    try:  # a value class that validates what it is given, e.g. AttentionCode
         return hint(raw)
     except InputError as error:
         raise SweepFileError(f"{path}: {error}") from None

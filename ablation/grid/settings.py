@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ablation.errors import InputError
+from ablation.grid.limits import check_bounds, check_line, check_sbatch_option, check_slurm_name
 from ablation.grid.schema import free_table, nested, setting
 from ablation.model.codes import ALL_CODES, AttentionCode
 from ablation.model.modules import (
@@ -130,6 +131,17 @@ class AttentionSettings:
         for key in ("num_heads", "kv_stride", "q_stride", "position_magnitude"):
             value = getattr(self, key)
             _check(value is None or value >= 1, f"{key} must be at least 1, got {value}")
+        # mmcv's GeneralizedAttention: -1 is global, 0 or more a window; below -1 it would run global unsaid
+        _check(
+            self.spatial_range is None or self.spatial_range >= -1,
+            f"spatial_range must be -1 (global attention) or at least 0 (a window), got {self.spatial_range}",
+        )
+        dim = self.position_embedding_dim
+        _check(
+            dim is None or (dim >= 4 and dim % 4 == 0),
+            f"position_embedding_dim must be a positive multiple of 4 (sine and cosine per axis), or unset "
+            f"for mmcv's (the input's channels), got {dim}",
+        )
 
     def mmcv_args(self) -> dict[str, int]:
         """The GeneralizedAttention arguments this sweep sets (unset ones keep mmcv's defaults)."""
@@ -312,19 +324,17 @@ class ResourceSettings:
     )
 
     def __post_init__(self) -> None:
-        _check(self.gpus >= 0, f"gpus must be at least 0, got {self.gpus}")
-        _check(self.tasks is None or self.tasks >= 1, f"tasks must be at least 1, got {self.tasks}")
+        for key in ("gpus", "tasks", "images_per_gpu", "workers_per_gpu", "time_limit_min"):
+            if getattr(self, key) is not None:
+                check_bounds(key, getattr(self, key))
         _check(
             self.tasks is None or not self.gpus or self.tasks == self.gpus,
             f"tasks must equal gpus (one process per GPU), got tasks = {self.tasks} with gpus = {self.gpus}",
         )
-        _check(self.time_limit_min >= 1, f"time_limit_min must be at least 1, got {self.time_limit_min}")
         _check(
             self.keep_checkpoints in ("all", "last", "none"),
             f"keep_checkpoints {self.keep_checkpoints!r} is not one of 'all', 'last', 'none'",
         )
-        _check(self.images_per_gpu >= 1, f"images_per_gpu must be at least 1, got {self.images_per_gpu}")
-        _check(self.workers_per_gpu >= 0, f"workers_per_gpu must be at least 0, got {self.workers_per_gpu}")
 
     def task_count(self, gpus: int | None = None) -> int:
         """Processes of one cell (Slurm tasks): one per GPU, else ``tasks`` (1 when unset); ``gpus``, when
@@ -360,15 +370,16 @@ class SlurmSettings:
     setup: tuple[str, ...] = setting((), 'shell lines run before the job, e.g. ["module load cuda/12.1"]')
 
     def __post_init__(self) -> None:
-        _check(
-            self.array_parallelism >= 1, f"array_parallelism must be at least 1, got {self.array_parallelism}"
-        )
-        _check(self.signal_delay_s >= 0, f"signal_delay_s must be at least 0, got {self.signal_delay_s}")
+        for key in ("partition", "account", "qos"):
+            if getattr(self, key) is not None:
+                check_slurm_name(key, getattr(self, key))
+        for key in ("cpus_per_task", "mem_gb", "array_parallelism", "signal_delay_s"):
+            if getattr(self, key) is not None:
+                check_bounds(key, getattr(self, key))
         for option in self.sbatch:
-            _check(
-                option.startswith("--") and len(option) > 2,
-                f"sbatch: {option!r} is not a long sbatch option such as '--constraint=volta32gb'",
-            )
+            check_sbatch_option(option)
+        for line in self.setup:
+            check_line("setup", line)
 
     def sbatch_options(self) -> dict[str, str | bool]:
         """The extra options as submitit's additional_parameters: '--key=value' -> {key: value}."""

@@ -7,19 +7,22 @@ reads it and validates it against them.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import datetime
 import functools
 import keyword
 import math
+import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ablation.errors import InputError, SweepFileError, UnknownSweepError
 from ablation.grid import schema
-from ablation.grid.axes import Axis, apply, labels, parse_axes
+from ablation.grid.axes import MAX_DEPTH, Axis, apply, labels, parse_axes
 from ablation.grid.cells import Cell, expand
 from ablation.grid.schema import free_table, nested, setting
 from ablation.grid.settings import (
@@ -60,16 +63,32 @@ class SweepFile:
     )
 
     def __post_init__(self) -> None:
-        _check_overrides(self.overrides, "")  # the keys and values a config can hold
+        _check_overrides(self.overrides, "", 1)  # the keys and values a config can hold
+        _check_custom_imports(self.overrides.get("custom_imports"))
+        seeded = self.overrides.get("randomness", {})
+        if self.grid.seeds is not None and (not isinstance(seeded, dict) or "seed" in seeded):
+            raise InputError(
+                "[overrides] randomness.seed and [grid] seeds both set the seed; keep [grid] seeds"
+                if isinstance(seeded, dict)
+                else f"[overrides] randomness = {seeded!r}: with [grid] seeds, randomness is a table "
+                "(the seed joins it), e.g. randomness.deterministic = true"
+            )
 
 
 _OVERRIDE_VALUES = "strings, integers, finite numbers, true or false, and lists and tables of those"
 _TOML_TIMES = ((datetime.datetime, "date-time"), (datetime.date, "date"), (datetime.time, "time"))
+# Top-level names a config may not define: mmengine's reserved keys, and Python's builtins (the config calls
+# dict(), and a variable named so would shadow it).
+_RESERVED = frozenset({"filename", "text", "pretty_text", "env_variables"})
+_MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)
 
 
-def _check_overrides(table: dict[str, Any], where: str) -> None:
+def _check_overrides(table: dict[str, Any], where: str, depth: int) -> None:
     """[overrides] becomes Python source in every config: its keys must be Python names (they become config
-    variables and dict keys) and its values plain finite values, or the config would not load."""
+    variables and dict keys), each as Python reads it (NFKC: 'ﬁ' is read as 'fi'), and its values plain
+    finite values, or the config would not load or would load something else."""
+    if depth > MAX_DEPTH:
+        raise InputError(f"[overrides] {where}: tables nest more than {MAX_DEPTH} deep; a config holds fewer")
     for key, value in table.items():
         path = f"{where}.{key}" if where else key
         if not (key.isidentifier() and not keyword.iskeyword(key)):
@@ -79,25 +98,59 @@ def _check_overrides(table: dict[str, Any], where: str) -> None:
                 f"[overrides] key {key!r}{inside} is not a Python name (letters, digits and '_', not "
                 f"starting with a digit, not a keyword): the keys become names in the config{dotted}"
             )
+        read = unicodedata.normalize("NFKC", key)
+        if read != key:
+            raise InputError(f"[overrides] key {path!r}: Python reads it as {read!r} (NFKC); write that")
         if path == "_base_":
             raise InputError("[overrides] key '_base_': set the base config with [model] base_config")
-        _check_override_value(value, path)
+        if not where and (key in _RESERVED or key in vars(builtins)):
+            whose = (
+                "mmengine reserves it" if key in _RESERVED else "it would hide Python's own, as configs use"
+            )
+            raise InputError(f"[overrides] key {key!r} cannot be a config variable: {whose}")
+        _check_override_value(value, path, depth)
 
 
-def _check_override_value(value: Any, path: str) -> None:
+def _check_override_value(value: Any, path: str, depth: int) -> None:
     if isinstance(value, dict):
-        _check_overrides(value, path)
+        _check_overrides(value, path, depth + 1)
     elif isinstance(value, list):
+        if depth > MAX_DEPTH:
+            raise InputError(f"[overrides] {path}: lists nest more than {MAX_DEPTH} deep")
         for i, item in enumerate(value):
-            _check_override_value(item, f"{path}[{i}]")
+            _check_override_value(item, f"{path}[{i}]", depth + 1)
     elif isinstance(value, float) and not math.isfinite(value):
         raise InputError(
             f"[overrides] {path} = {value!r} is not a finite number; values may be {_OVERRIDE_VALUES}"
+        )
+    elif isinstance(value, str) and "{{" in value:
+        raise InputError(
+            f"[overrides] {path} = {value!r}: a string may not hold '{{{{': mmengine would substitute "
+            "what follows when the config loads"
         )
     elif not isinstance(value, (str, int, float, bool)):
         kind = next((name for cls, name in _TOML_TIMES if isinstance(value, cls)), type(value).__name__)
         shown = value.isoformat() if hasattr(value, "isoformat") else repr(value)
         raise InputError(f"[overrides] {path} = {shown} is a TOML {kind}; values may be {_OVERRIDE_VALUES}")
+
+
+def _check_custom_imports(given: Any) -> None:
+    """custom_imports is the tool's (the modules each config's types need): an override may only add
+    modules to it, as custom_imports.imports = ["my.module"] (render merges them with the tool's)."""
+    if given is None:
+        return
+    modules = given.get("imports") if isinstance(given, dict) else None
+    if (
+        not isinstance(given, dict)
+        or set(given) != {"imports"}
+        or not isinstance(modules, list)
+        or not all(isinstance(m, str) and _MODULE.fullmatch(m) for m in modules)
+    ):
+        raise InputError(
+            f"[overrides] custom_imports = {given!r}: the tool writes custom_imports (the modules its own "
+            'types need); add modules as custom_imports.imports = ["my.module"], a list of module names, '
+            "which it merges with its own"
+        )
 
 
 @dataclass(frozen=True)
@@ -211,6 +264,8 @@ def load_sweep(name_or_path: str | Path) -> Sweep:
         raise SweepFileError(f"{path}: cannot read the sweep file: {error}") from None
     except tomllib.TOMLDecodeError as error:
         raise SweepFileError(f"{path}: not valid TOML: {error}") from None
+    except RecursionError:  # tomllib reads nested lists and inline tables recursively
+        raise SweepFileError(f"{path}: lists or tables nest too deep to read") from None
     try:
         settings = schema.build(SweepFile, table)
     except SweepFileError as error:
@@ -227,7 +282,7 @@ def load_sweep(name_or_path: str | Path) -> Sweep:
 
 def _check_axes_vary(path: Path, sweep: Sweep, axes: tuple[Axis, ...]) -> None:
     """Every axis varies some cell (an attention setting with codes = ["0000"] is a mistake), its values
-    give distinct names, every combination of values is a valid setting, and seeds are given once."""
+    give distinct names, and every combination of values is a valid setting."""
     plain = expand(sweep.settings.grid.codes, sweep.settings.grid.dcn)
     for axis in axes:
         if not any(cell.varied_by(axis) for cell in plain):
@@ -246,11 +301,6 @@ def _check_axes_vary(path: Path, sweep: Sweep, axes: tuple[Axis, ...]) -> None:
         except InputError as error:
             shown = ", ".join(f"{name} = {value!r}" for name, value in values)
             raise SweepFileError(f"{path}: [grid.axes] the cells with {shown}: {error}") from None
-    seeded = sweep.settings.overrides.get("randomness")
-    if sweep.settings.grid.seeds is not None and isinstance(seeded, dict) and "seed" in seeded:
-        raise SweepFileError(
-            f"{path}: [overrides] randomness.seed and [grid] seeds both set the seed; keep [grid] seeds"
-        )
 
 
 def _check_sweep_name(path: Path) -> None:

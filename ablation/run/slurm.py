@@ -16,17 +16,19 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ablation.errors import EnvironmentProblem, InputError
+from ablation.grid.limits import check_bounds, check_slurm_name
 from ablation.grid.sweep import Sweep
 
 __all__ = [
     "LIVE_STATES",
     "arrays",
+    "check_options",
     "max_array_size",
     "parameters",
     "parse_max_array_size",
@@ -61,8 +63,45 @@ _MAX_ARRAY_SIZE = re.compile(r"^MaxArraySize\s*=\s*(\d+)\s*$", re.MULTILINE)
 T = TypeVar("T")
 
 
+# The launch options that replace a sweep's settings (``ablation launch --partition ...``), each checked as
+# the setting it replaces: a Slurm name, or an integer in the setting's range (``settings.BOUNDS``).
+OPTIONS: dict[str, str | None] = {
+    "partition": None,
+    "account": None,
+    "qos": None,
+    "gpus": "gpus",
+    "cpus": "cpus_per_task",
+    "mem_gb": "mem_gb",
+    "time_min": "time_limit_min",
+    "array_parallelism": "array_parallelism",
+}
+
+
+def check_options(sweep: Sweep, options: Mapping[str, Any]) -> None:
+    """An ``InputError`` naming the option (``argument``: the CLI shows its flag) when a launch option would
+    not fit the sbatch script: a name that is not a Slurm name (a newline would start another directive), a
+    number out of its setting's range, an unknown option. Call it before anything is written; the sweep's
+    own [slurm] and [resources] values were checked when it loaded. ``parameters`` checks again."""
+    del sweep  # its own [slurm] and [resources] were checked when it loaded; the options stand alone
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key not in OPTIONS:
+            raise InputError(f"{key}: not a launch option; valid: {', '.join(OPTIONS)}", argument=key)
+        bound = OPTIONS[key]
+        try:
+            if bound is None:
+                check_slurm_name(key, value)
+            else:
+                check_bounds(bound, value, key)
+        except InputError as error:
+            raise InputError(str(error), argument=key) from None
+
+
 def parameters(sweep: Sweep, options: dict[str, Any]) -> dict[str, Any]:
-    """submitit SlurmExecutor parameters from the sweep's [slurm] and [resources], ``options`` overriding."""
+    """submitit SlurmExecutor parameters from the sweep's [slurm] and [resources], ``options`` overriding
+    (checked by ``check_options``)."""
+    check_options(sweep, options)
     s, r = sweep.slurm, sweep.resources
     gpus = options.get("gpus", r.gpus)
     cpus = options.get("cpus") or s.cpus_per_task or max(1, r.workers_per_gpu + 1)
