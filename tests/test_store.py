@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ablation.errors import BadCodeError
+from ablation.errors import BadCodeError, InputError
 from ablation.results import store as store_module
 from ablation.results.records import SOURCES, RunRecord
 from ablation.results.store import CACHE_FILE, SCHEMA, SCHEMA_VERSION, Store
@@ -38,8 +39,11 @@ def rows(store: Store) -> list[dict[str, object]]:
 
 texts = st.text(min_size=1, max_size=20)
 maybe_text = st.none() | st.text(max_size=30)
-maybe_float = st.none() | st.floats(allow_nan=False, allow_infinity=False, width=64)
-maybe_int = st.none() | st.integers(min_value=-(2**62), max_value=2**62)
+# every figure in its valid range (records.figure_ranges): a read screens the others out (tested below)
+maybe_fraction = st.none() | st.floats(min_value=0.0, max_value=1.0)
+maybe_positive = st.none() | st.floats(min_value=0.0, exclude_min=True, allow_infinity=False)
+maybe_float = st.none() | st.floats(min_value=0.0, allow_infinity=False, width=64)
+maybe_int = st.none() | st.integers(min_value=0, max_value=2**62)
 moments = st.none() | st.datetimes(
     min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
 )
@@ -53,9 +57,9 @@ records = st.builds(
     code=st.none() | st.sampled_from([f"{i:04b}" for i in range(16)]),
     dcn=st.none() | st.booleans(),
     backbone=maybe_text,
-    bbox_mAP=maybe_float,
-    bbox_mAP_l=maybe_float,
-    fps=maybe_float,
+    bbox_mAP=maybe_fraction,
+    bbox_mAP_l=maybe_fraction,
+    fps=maybe_positive,
     memory_gb=maybe_float,
     memory_kind=st.none() | st.sampled_from(MEMORY_KINDS),
     params=maybe_int,
@@ -112,14 +116,33 @@ def test_factor_columns_follow_the_code(tmp_path: Path) -> None:
 
 def test_upsert_replaces_by_key_and_an_identical_write_changes_nothing(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    assert store.put(run(bbox_mAP=0.1))
-    assert store.put(run(bbox_mAP=0.2))  # same key: replaced
-    assert store.put(run(run_id="other", bbox_mAP=0.3))  # another run of the cell: kept beside it
+    assert store.put(run(bbox_mAP=0.1)) == "new"
+    assert store.put(run(bbox_mAP=0.2)) == "updated"  # same key: replaced
+    assert store.put(run(run_id="other", bbox_mAP=0.3)) == "new"  # another run of the cell: beside it
     assert [(r["run_id"], r["bbox_mAP"]) for r in rows(store)] == [("other", 0.3), ("r", 0.2)]
     path = store.file_for("s", "c", "r")
     before = path.stat().st_mtime_ns
-    assert store.put(run(bbox_mAP=0.2)) is False
+    assert store.put(run(bbox_mAP=0.2)) == "unchanged"
     assert path.stat().st_mtime_ns == before
+    assert Store(tmp_path).put(run(bbox_mAP=0.2)) == "unchanged"  # another object, another process alike
+
+
+def test_a_run_another_process_put_a_moment_before_is_unchanged_not_new(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between this put's look and its write, another process made the file: it is not counted new twice."""
+    store, other = Store(tmp_path), Store(tmp_path)
+    real = store_module.write_new
+
+    def racing(path: Path, data: bytes) -> bool:
+        monkeypatch.setattr(store_module, "write_new", real)
+        assert other.put(run(bbox_mAP=0.5)) == "new"  # the other process wins the race
+        return real(path, data)
+
+    monkeypatch.setattr(store_module, "write_new", racing)
+    assert store.put(run(bbox_mAP=0.5)) == "unchanged"
+    assert [r["bbox_mAP"] for r in rows(store)] == [0.5]
+    assert [p.name for p in store.runs_dir.iterdir()] == [store.file_for("s", "c", "r").name]
 
 
 def test_keys_that_read_alike_get_their_own_files(tmp_path: Path) -> None:
@@ -135,8 +158,12 @@ def test_keys_that_read_alike_get_their_own_files(tmp_path: Path) -> None:
 def _writer(path: str, worker: int, count: int) -> None:
     store = Store(Path(path))
     for i in range(count):
-        store.put(run(sweep="many", cell=f"w{worker:02d}", run_id=f"{i:03d}", bbox_mAP=worker + i / 100))
-        store.put(run(sweep="many", cell="shared", run_id="same", fps=float(worker)))  # all race on one key
+        store.put(
+            run(sweep="many", cell=f"w{worker:02d}", run_id=f"{i:03d}", bbox_mAP=(worker + i / 100) / 100)
+        )
+        store.put(
+            run(sweep="many", cell="shared", run_id="same", fps=float(worker + 1))
+        )  # all race on one key
 
 
 @pytest.mark.slow
@@ -151,9 +178,9 @@ def test_sixteen_processes_writing_at_once_lose_no_row(tmp_path: Path) -> None:
     found = rows(Store(tmp_path))
     assert len(found) == 16 * 25 + 1
     mine = {(r["cell"], r["run_id"]): r["bbox_mAP"] for r in found if r["cell"] != "shared"}
-    assert mine == {(f"w{w:02d}", f"{i:03d}"): w + i / 100 for w in range(16) for i in range(25)}
+    assert mine == {(f"w{w:02d}", f"{i:03d}"): (w + i / 100) / 100 for w in range(16) for i in range(25)}
     (shared,) = [r for r in found if r["cell"] == "shared"]
-    assert shared["fps"] in {float(w) for w in range(16)}  # one whole write won
+    assert shared["fps"] in {float(w + 1) for w in range(16)}  # one whole write won
     assert not [p for p in (tmp_path / "runs").iterdir() if p.suffix == ".tmp"], "temp files left"
 
 
@@ -280,23 +307,124 @@ def test_an_empty_store_reads_as_an_empty_table_of_the_schema(tmp_path: Path) ->
 def test_the_cache_follows_changed_new_and_removed_files(tmp_path: Path) -> None:
     store = Store(tmp_path)
     for i in range(5):
-        store.put(run(cell=f"c{i}", fps=float(i)))
+        store.put(run(cell=f"c{i}", fps=float(i + 1)))
     assert len(rows(store)) == 5 and (tmp_path / CACHE_FILE).exists()
     store.put(run(cell="c1", fps=10.0))  # changed
     store.put(run(cell="c9"))  # new
     store.file_for("s", "c3", "r").unlink()  # removed
     found = {r["cell"]: r["fps"] for r in rows(store)}
-    assert found == {"c0": 0.0, "c1": 10.0, "c2": 2.0, "c4": 4.0, "c9": None}
+    assert found == {"c0": 1.0, "c1": 10.0, "c2": 3.0, "c4": 5.0, "c9": None}
     assert {r["cell"] for r in store.read(cache=False).table.to_pylist()} == set(found)
 
 
-def test_a_broken_cache_is_ignored_and_rebuilt(tmp_path: Path) -> None:
+def test_a_broken_cache_is_named_and_rebuilt(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.put(run(cell="a"))
     store.read()
     (tmp_path / CACHE_FILE).write_bytes(b"broken")
-    assert [r["cell"] for r in rows(store)] == ["a"]
+    result = store.read()
+    assert [r["cell"] for r in result.table.to_pylist()] == ["a"]
+    (problem,) = result.problems
+    assert problem.startswith(f"{tmp_path / CACHE_FILE}: not a readable parquet file (")
+    assert problem.endswith("); rebuilt from the run files")
     assert pq.read_table(tmp_path / CACHE_FILE).num_rows == 1
+    assert [r["cell"] for r in rows(store)] == ["a"]  # rebuilt: no problem left
+
+
+def _cache(store: Store) -> pa.Table:
+    return pq.read_table(store.path / CACHE_FILE)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            lambda cache: cache.slice(0, 3),
+            "holds 3 rows for the 6 run files it lists (3 of them with too few or too many, ",
+        ),
+        (
+            lambda cache: pa.concat_tables([cache, cache.slice(0, 1)]),
+            "holds 7 rows for the 6 run files it lists (1 of them with too few or too many, ",
+        ),
+        (
+            lambda cache: cache.set_column(
+                cache.column_names.index("_file"), "_file", pa.array(["elsewhere.parquet"] * 6)
+            ),
+            "holds rows of 1 run files it does not list (elsewhere.parquet, ...)",
+        ),
+        (
+            lambda cache: cache.set_column(cache.column_names.index("fps"), "fps", pa.array(["fast"] * 6)),
+            "column fps holds string, not fps of double",
+        ),
+        (lambda cache: cache.drop_columns(["_file"]), "no _file column"),
+    ],
+)
+def test_a_cache_that_disagrees_with_its_run_files_is_named_and_rebuilt(
+    tmp_path: Path, change: Callable[[pa.Table], pa.Table], problem: str
+) -> None:
+    """A cache whose rows do not match the run files it lists is not trusted: the run files are read, and
+    the cache written anew (export showed 16 of 32 runs from a cache with half its rows removed)."""
+    store = Store(tmp_path)
+    for i in range(6):
+        store.put(run(cell=f"c{i}", fps=float(i + 1)))
+    afresh = store.read().table
+    cache = _cache(store)
+    pq.write_table(change(cache).replace_schema_metadata(cache.schema.metadata), store.path / CACHE_FILE)
+    result = Store(tmp_path).read()
+    assert result.table.equals(afresh)
+    (line,) = result.problems
+    assert line.startswith(f"{store.path / CACHE_FILE}: {problem}")
+    assert line.endswith("; rebuilt from the run files")
+    assert _cache(store).num_rows == 6 and Store(tmp_path).read().problems == ()
+
+
+def test_a_run_file_of_no_row_is_named_every_read(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.put(run(cell="a"))
+    store.put(run(cell="b"))
+    path = store.file_for("s", "b", "r")
+    pq.write_table(pq.read_table(path).slice(0, 0), path)
+    for _ in range(2):  # not taken into the cache: named again
+        result = Store(tmp_path).read()
+        assert [r["cell"] for r in result.table.to_pylist()] == ["a"]
+        assert result.problems == (f"{path}: holds no run (a run file of no row); left out",)
+    assert Store(tmp_path).get("s", "b", "r") is None
+
+
+def test_figures_out_of_their_range_read_as_missing_and_are_named(tmp_path: Path) -> None:
+    """A run file written by another tool (or an older harvest) with fps inf or a box AP of 1.5: every
+    reader gets the run with that figure missing, and a line naming it."""
+    store = Store(tmp_path)
+    store.put(run(cell="good", fps=10.0, bbox_mAP=0.4))
+    store.put(run(cell="bad", fps=10.0, bbox_mAP=0.4))
+    path = store.file_for("s", "bad", "r")
+    table = pq.read_table(path)
+    for name, value in (("fps", math.inf), ("bbox_mAP", 1.5)):
+        table = table.set_column(table.column_names.index(name), name, pa.array([value]))
+    pq.write_table(table, path)
+    for _ in range(2):  # from the files, then from the cache
+        result = Store(tmp_path).read()
+        found = {r["cell"]: (r["fps"], r["bbox_mAP"]) for r in result.table.to_pylist()}
+        assert found == {"good": (10.0, 0.4), "bad": (None, None)}
+        assert sorted(result.problems) == [
+            "s/bad/r: bbox_mAP = 1.5 is out of range (valid: [0, 1]); left out, read as missing",
+            "s/bad/r: fps = inf is not a finite number (valid: > 0); left out, read as missing",
+        ]
+    record = Store(tmp_path).get("s", "bad", "r")
+    assert record is not None and (record.fps, record.bbox_mAP) == (None, None)
+
+
+def test_a_store_under_a_file_is_a_user_mistake(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a store")
+    for path in (blocker, blocker / "store"):
+        with pytest.raises(InputError, match=rf"^store {path}: {blocker} is a file, not a folder; "):
+            Store(path).read()
+    Store(tmp_path / "store").put(run())
+    (tmp_path / "store" / "runs").rename(tmp_path / "gone")
+    (tmp_path / "store" / "runs").write_text("")
+    with pytest.raises(InputError, match=r"/store/runs is a file, not a folder"):
+        Store(tmp_path / "store").read()
 
 
 def test_nan_metrics_survive_as_missing(tmp_path: Path) -> None:
@@ -318,14 +446,14 @@ def test_a_harvest_s_read_takes_what_it_wrote_from_memory_and_leaves_the_cache_c
     writer = store_with(tmp_path, axis_runs())
     Store(tmp_path / "store").put(run(cell="another process"))  # not this object's: read from its file
     reads: list[Path] = []
-    real = store_module._read_run_file
-    monkeypatch.setattr(store_module, "_read_run_file", lambda path: reads.append(path) or real(path))
+    real = store_module.read_run_file
+    monkeypatch.setattr(store_module, "read_run_file", lambda path: reads.append(path) or real(path))
     from_memory = writer.read()
     assert [p.name for p in reads] == [writer.file_for("s", "another process", "r").name]
-    monkeypatch.setattr(store_module, "_read_run_file", real)
+    monkeypatch.setattr(store_module, "read_run_file", real)
     afresh = Store(tmp_path / "store").read(cache=False)
     assert from_memory.table.equals(afresh.table) and from_memory.table.num_rows == 93
-    monkeypatch.setattr(store_module, "_read_run_file", lambda path: pytest.fail(f"read {path}"))
+    monkeypatch.setattr(store_module, "read_run_file", lambda path: pytest.fail(f"read {path}"))
     assert Store(tmp_path / "store").read().table.equals(afresh.table)  # a restart: the cache alone
 
 

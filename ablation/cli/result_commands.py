@@ -1,5 +1,11 @@
 """The commands on results: ``harvest``, ``import-log``, ``export``, ``effects``, ``report`` and
-``dashboard``, and ``run``'s ending (harvest, table, report)."""
+``dashboard``, and ``run``'s ending (harvest, table, report).
+
+Each names every problem it met on the way in a ``warning:`` line (a run file it could not read, a cache it
+rebuilt, a figure it left out) and then exits 1, having computed and written the rest. A ``--store`` or
+``--root`` that names a file, or a ``--root`` to harvest that is missing, is a user's mistake: one line, exit
+2, before anything is read or written (``checked_store``).
+"""
 
 from __future__ import annotations
 
@@ -20,21 +26,48 @@ if TYPE_CHECKING:
     from ablation.grid.sweep import Sweep
     from ablation.results.store import Store
 
-__all__ = ["COMMANDS", "harvest_and_export"]
+__all__ = ["COMMANDS", "checked_store", "harvest_and_export"]
 
 
-def harvest_and_export(sweep: Sweep, args: argparse.Namespace) -> None:
-    """``ablation run``'s ending: the sweep's runs into the store, then its results table."""
+def checked_store(args: argparse.Namespace, root: bool = False) -> Store:
+    """The command's store (``--store``, $ABLATION_STORE, or ``--root``'s store/). ``InputError`` naming the
+    flag when it, or the ``--root`` it is under, is a file (or under one); ``root`` True checks ``--root`` in
+    any case (the folder harvest searches)."""
+    from ablation.results.store import not_a_folder
+
+    store, env, given_root = store_of(args), os.environ.get("ABLATION_STORE"), getattr(args, "root", None)
+    if args.store is not None:
+        flag, given = "--store", Path(args.store)
+    elif env:
+        flag, given = "$ABLATION_STORE", Path(env)
+    else:
+        flag, given = "--root", Path(given_root if given_root is not None else store.path.parent)
+    checks = []  # (flag, its value, the folder it must give, what to give instead)
+    if given_root is not None and (root or flag == "--root"):
+        checks.append(("--root", Path(given_root), Path(given_root), "give the folder of the sweep folders"))
+    checks.append((flag, given, store.runs_dir, "give the store's folder (made by the first harvest)"))
+    for name, value, folder, hint in checks:
+        blocker = not_a_folder(folder)
+        if blocker is not None:
+            what = "a file" if blocker == value else f"{blocker} is a file"
+            raise InputError(f"{name} {value}: {what}, not a folder; {hint}")
+    return store
+
+
+def harvest_and_export(sweep: Sweep, args: argparse.Namespace) -> int:
+    """``ablation run``'s ending: the sweep's runs into the store, then its results table. 1 when a problem
+    was named on the way (a run or store file not read, a figure left out), else 0."""
     from ablation.grid.plan import sweep_dir
     from ablation.results.export import render
     from ablation.results.harvest import HarvestReport, find_runs, harvest
     from ablation.results.select import select
     from ablation.results.table import TableOptions, results_table
 
-    store = store_of(args)
+    store = checked_store(args)
     report = harvest(store, find_runs(sweep_dir(args.root, sweep)), sweep.name, HarvestReport())
     read = store.read()
-    warn([*report.problems, *read.problems])
+    problems = [*report.lines, *read.problems]
+    warn(problems)
     frame = read.frame()
     chosen = select(frame[frame["sweep"] == sweep.name], sources=["run"])
     table = results_table(chosen, TableOptions(relative_to=store.path.parent))
@@ -45,6 +78,7 @@ def harvest_and_export(sweep: Sweep, args: argparse.Namespace) -> None:
         f"\n{report.summary()} into {where}; this table again: {again} (--format csv or latex, --breakdown)"
     )
     _write_run_report(frame, sweep.name, store)
+    return 1 if problems else 0
 
 
 def _write_run_report(frame: pd.DataFrame, sweep: str, store: Store) -> None:
@@ -69,6 +103,10 @@ def _harvest_targets(args: argparse.Namespace) -> list[tuple[Path, str]]:
     from ablation.grid.sweep import load_sweep
 
     if not args.sweep:
+        if not args.root.is_dir():
+            raise InputError(
+                f"--root {args.root}: no such folder; give the folder the sweeps ran under, or --sweep FOLDER"
+            )
         store = store_of(args).path.resolve()
         folders = sorted(p for p in args.root.glob("*") if p.is_dir() and p.resolve() != store)
         return [(p, p.name) for p in folders]
@@ -93,7 +131,7 @@ def _cmd_harvest(args: argparse.Namespace) -> int:
     from ablation.results.harvest import HarvestReport, find_runs, harvest
     from ablation.results.modelzoo import load_reference
 
-    store, report = store_of(args), HarvestReport()
+    store, report = checked_store(args, root=not args.sweep), HarvestReport()
     for folder, name in _harvest_targets(args):
         harvest(store, counted(list(find_runs(folder)), f"harvesting {name}"), name, report)
     if not args.no_reference:
@@ -101,15 +139,15 @@ def _cmd_harvest(args: argparse.Namespace) -> int:
             report.put(store, record)
     read = store.read()  # also brings the store's cache up to date for the dashboard
     print(f"{report.summary()} into {shown(store.path)} ({read.table.num_rows} runs in the store)")
-    warn([*report.problems, *read.problems])
-    return 1 if report.problems else 0
+    warn([*report.lines, *read.problems])
+    return 1 if report.lines or read.problems else 0
 
 
 def _cmd_import_log(args: argparse.Namespace) -> int:
     from ablation.results.harvest import HarvestReport
     from ablation.results.modelzoo import LOG_SWEEP, import_log
 
-    store, report = store_of(args), HarvestReport()
+    store, report = checked_store(args), HarvestReport()
     dcn = None if args.dcn is None else args.dcn == "on"
     code = str(args.code[0][0]) if args.code else None
     for path in args.files:
@@ -117,10 +155,10 @@ def _cmd_import_log(args: argparse.Namespace) -> int:
             report.put(store, import_log(path, args.as_name or LOG_SWEEP, code=code, dcn=dcn))
         except AblationError as error:
             report.problems.append(str(error))
-    store.read()
+    read = store.read()
     print(f"{report.summary().replace('harvested', 'imported')} into {shown(store.path)}")
-    warn(report.problems)
-    return 1 if report.problems else 0
+    warn([*report.lines, *read.problems])
+    return 1 if report.lines or read.problems else 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -129,7 +167,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from ablation.results.select import select
     from ablation.results.table import TableOptions, results_table
 
-    store = store_of(args)
+    store = checked_store(args)
     read = store.read()
     warn(read.problems)
     options = TableOptions(
@@ -160,22 +198,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
     else:
         write_atomic(args.output, text)
         print(f"wrote {len(table.rows)} rows to {shown(args.output)}", file=sys.stderr)
-    return 0
+    return 1 if read.problems else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from ablation.analysis.report import report_path, write_report
 
-    store = store_of(args)
+    store = checked_store(args)
     read = store.read()
     warn(read.problems)
     path = args.output if args.output is not None else report_path(store.path, args.sweep)
     report = write_report(read.frame(), args.sweep, path, sources=args.source)
     print(f"report: {shown(path)} ({report.runs} runs of {report.cells} cells, {report.charts} charts)")
-    return 0
+    return 1 if read.problems else 0
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> NoReturn:
+    from ablation.cli.arguments import serving_address
     from ablation.errors import EnvironmentProblem
     from ablation.shipped import shipped
 
@@ -184,6 +223,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> NoReturn:
         raise EnvironmentProblem(
             f"the dashboard app is not at {app}; reinstall ablation (pip install . in a checkout)"
         )
+    note = serving_address(args.address, args.port)  # before the server: one line, exit 2, if it cannot
     store = store_of(args)
     env = {
         **os.environ,
@@ -201,6 +241,8 @@ def _cmd_dashboard(args: argparse.Namespace) -> NoReturn:
         f"dashboard: http://{args.address}:{args.port}/ (store {shown(store.path)}; Ctrl-C stops it)",
         flush=True,
     )
+    if note:
+        print(note, flush=True)
     # Streamlit takes this process' place: a signal to `ablation dashboard` (Ctrl-C, a service manager's
     # TERM) reaches the server itself, and no server outlives the command.
     os.execve(sys.executable, command, env)
@@ -212,7 +254,7 @@ def _cmd_effects(args: argparse.Namespace) -> int:
     from ablation.results.select import select
     from ablation.vocabulary import metric
 
-    store = store_of(args)
+    store = checked_store(args)
     read = store.read()
     warn(read.problems)
     runs = Runs(select(read.frame(), sweeps=[args.sweep], sources=args.source))
@@ -226,7 +268,7 @@ def _cmd_effects(args: argparse.Namespace) -> int:
         if wanted is None or analysis.metric.column in wanted
     ]
     print(render_effects(sections, args.format), end="")
-    return 0
+    return 1 if read.problems else 0
 
 
 COMMANDS = {

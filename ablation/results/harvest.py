@@ -9,8 +9,10 @@ Two kinds of run folder are recognised, and a folder of either kind is not searc
   tools/analysis_tools/benchmark.py (``benchmark.log``).
 
 A run whose files are missing, truncated or corrupt is reported with a one-line reason and left out (its
-earlier row in the store, if any, stays as it was); the others are harvested. Harvesting the same folders
-twice changes nothing.
+earlier row in the store, if any, stays as it was); the others are harvested. A figure that is not a finite
+number in its valid range (fps inf, a box AP of 1.5) is left out of its run, which is harvested with the
+figure missing, and reported in a line. Harvesting the same folders twice changes nothing; two harvests of
+the same folders at once count each new run as new in one of them (``Store.put``).
 """
 
 from __future__ import annotations
@@ -37,12 +39,14 @@ _BENCHMARK_SUFFIXES = (".log", ".txt", ".out")
 
 @dataclass
 class HarvestReport:
-    """What one harvest did: keys of runs added, updated and unchanged, and the runs it could not read."""
+    """What one harvest did: keys of runs added, updated and unchanged, the runs it could not read, and the
+    figures it left out of the runs it harvested (a line each)."""
 
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
 
     @property
     def harvested(self) -> int:
@@ -53,15 +57,22 @@ class HarvestReport:
             f"harvested {self.harvested} run{'s' if self.harvested != 1 else ''}: "
             f"{len(self.added)} new, {len(self.updated)} updated, {len(self.unchanged)} unchanged"
         )
-        return text + (f"; {len(self.problems)} not readable" if self.problems else "")
+        text += f"; {len(self.problems)} not readable" if self.problems else ""
+        dropped = len(self.figures)
+        return text + (f"; {dropped} figure{'s' if dropped != 1 else ''} left out" if dropped else "")
+
+    @property
+    def lines(self) -> list[str]:
+        """Every line to warn of: the runs not read, then the figures left out."""
+        return [*self.problems, *self.figures]
 
     def put(self, store: Store, record: RunRecord) -> None:
+        """Put the run, its bad figures left out (and reported), and count it as ``Store.put`` says."""
+        where = f"{record.origin}: " if record.origin else ""  # the file to fix, where there is one
+        self.figures.extend(where + line for line in record.drop_bad_figures())
+        outcome = store.put(record)
         key = f"{record.sweep}/{record.cell}/{record.run_id}"
-        existed = store.file_for(record.sweep, record.cell, record.run_id).exists()
-        if not store.put(record):
-            self.unchanged.append(key)
-        else:
-            (self.updated if existed else self.added).append(key)
+        {"new": self.added, "updated": self.updated, "unchanged": self.unchanged}[outcome].append(key)
 
 
 def find_runs(folder: Path) -> Iterator[Path]:

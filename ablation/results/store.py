@@ -12,51 +12,78 @@ need no lock. Files carry ``schema_version`` (a column, and the schema's metadat
 versions through ``UPGRADES`` and unifies the files' columns, so a column that only some files have is
 kept (null elsewhere) instead of being dropped as pandas' and pyarrow's directory reads do.
 
-Reading 10,000 small files costs seconds, so a read also keeps ``cache.parquet``: the unified table plus the
-name, size and mtime of every run file in it. The next read re-reads only files that are new or changed and
-drops runs whose file is gone. The cache is never the only copy of anything: deleting it loses nothing. Its
-name starts with ``_``, which pyarrow's (and so pandas') directory reads skip: ``pd.read_parquet(store)``
-reads each run once. ``locate`` is the one rule of where the store is when nobody says.
+Reading 10,000 small files costs seconds, so a read also keeps ``_cache.parquet``: the unified table plus
+the name, size, mtime and row count of every run file in it. The next read re-reads only files that are new
+or changed and drops runs whose file is gone. The cache is never the only copy of anything: deleting it
+loses nothing, and a cache that disagrees with itself (rows of a file it does not list, fewer rows of a file
+than it lists, columns of other types) or cannot be read is named in ``problems`` and rebuilt from the run
+files. Its name starts with ``_``, which pyarrow's (and so pandas') directory reads skip:
+``pd.read_parquet(store)`` reads each run once. ``locate`` is the one rule of where the store is when
+nobody says.
+
+Every read names, in ``problems``, each run file it cannot use (unreadable, of a newer schema, a column of
+another type, no row) and each figure that is not a finite number in its valid range, which it reads as
+missing (``records.screen_figures``): every reader gets the rest. The first write of a ``Store`` removes
+the temp files that killed writers left in runs/ (``fsio.remove_stale_temps``), and each cache write those
+beside the cache.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import io
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ablation.errors import StoreError, WriteError
-from ablation.fsio import root_dir, write_atomic
-from ablation.results.records import KEY, RunRecord
+from ablation.errors import InputError, StoreError, WriteError
+from ablation.fsio import remove_stale_temps, root_dir, write_atomic, write_new
+from ablation.results.records import RunRecord, screen_figures
+from ablation.results.runfile import (
+    FILE_COLUMN,
+    SCHEMA,
+    SCHEMA_VERSION,
+    UPGRADES,
+    VERSION_KEY,
+    first_line,
+    read_run_file,
+    unify,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["RUNS_DIR", "SCHEMA", "SCHEMA_VERSION", "UPGRADES", "ReadResult", "Store", "locate"]
+__all__ = [
+    "RUNS_DIR",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "UPGRADES",
+    "Put",
+    "ReadResult",
+    "Store",
+    "locate",
+    "not_a_folder",
+]
 
-SCHEMA_VERSION = 4
+Put = Literal["new", "updated", "unchanged"]  # what Store.put did
+
 RUNS_DIR = "runs"
 CACHE_FILE = "_cache.parquet"
 _OLD_CACHE_FILE = (
     "cache.parquet"  # before schema 4's stores named it with "_"; removed when the cache is written
 )
 STORE_DIR = "store"  # the store's folder under the root of the runs
-_VERSION_KEY = b"ablation.schema_version"
 _CACHE_FILES_KEY = b"ablation.files"
-_FILE_COLUMN = "_file"  # the cache's record of which run file a row came from
 # How a run file is written: one row, so no dictionaries, statistics or compression, which only slow its
 # read (1.8 -> 0.7 ms a file), but for the texts that can be long (a failed run's error and log tail).
 _RUN_FILE_OPTIONS: dict[str, Any] = {
@@ -65,39 +92,6 @@ _RUN_FILE_OPTIONS: dict[str, Any] = {
     "write_statistics": False,
 }
 _KEEP_WRITTEN = 2048  # the runs a Store keeps in memory after writing them, until its next read
-
-
-def _arrow_type(annotation: str) -> pa.DataType:
-    base = annotation.replace(" | None", "")
-    types = {
-        "str": pa.string(),
-        "bool": pa.bool_(),
-        "int": pa.int64(),
-        "float": pa.float64(),
-        "datetime": pa.timestamp("us", tz="UTC"),
-    }
-    return types[base]
-
-
-# The declared schema: the key's columns, then one column per other RunRecord field in its order, then the
-# schema version.
-SCHEMA = pa.schema(
-    [
-        pa.field(f.name, _arrow_type(str(f.type)), nullable=f.name not in KEY)
-        for f in sorted(dataclasses.fields(RunRecord), key=lambda f: f.name not in KEY)
-        if f.name != "axes"  # one column per axis instead, after the declared ones (RunRecord.row)
-    ]
-    + [pa.field("schema_version", pa.int64(), nullable=False)],
-    metadata={_VERSION_KEY: str(SCHEMA_VERSION).encode()},
-)
-
-# UPGRADES[v] turns a table of schema version v into version v + 1 (renames, unit changes, ...).
-# Columns that a newer version only adds need no entry: unifying fills them with nulls.
-UPGRADES: dict[int, Callable[[pa.Table], pa.Table]] = {
-    1: lambda table: table,  # 2 only orders the columns of a cell's identity (ablation.grid.identity) anew
-    2: lambda table: table,  # 3 adds seed and cell_id (null: unseeded, not recorded) and the axis columns
-    3: lambda table: table,  # 4 adds test_s, fps_s and flops_s (null: not recorded)
-}
 
 
 @dataclass(frozen=True)
@@ -117,6 +111,17 @@ class ReadResult:
 def _pandas_types(pd: Any) -> Callable[[pa.DataType], Any]:
     mapping = {pa.bool_(): pd.BooleanDtype(), pa.int64(): pd.Int64Dtype(), pa.string(): pd.StringDtype()}
     return mapping.get
+
+
+def not_a_folder(path: Path) -> Path | None:
+    """The file that keeps ``path`` from being a folder: ``path`` itself or the nearest existing folder above
+    it, when that is a file; None when ``path`` is a folder or can be made one."""
+    for where in (path, *path.parents):
+        if where.is_dir():
+            return None
+        if where.exists() or where.is_symlink():
+            return where
+    return None
 
 
 def locate(path: Path | str | None = None, root: Path | str | None = None) -> Path:
@@ -142,6 +147,7 @@ class Store:
         self.path = Path(path)
         # run file name -> its [size, mtime_ns] once written, and the table written to it
         self._written: dict[str, tuple[list[int], pa.Table]] = {}
+        self._swept = False  # whether this object's first write removed the stale temp files yet
 
     @property
     def runs_dir(self) -> Path:
@@ -161,8 +167,24 @@ class Store:
         sizes = [size for size, _ in files.values()]
         return len(files), sum(sizes), max((mtime for _, mtime in files.values()), default=0)
 
-    def put(self, record: RunRecord) -> bool:
-        """Insert or replace the run; False when the store already held exactly this run."""
+    def check(self) -> None:
+        """``InputError`` when the store's folder, its runs/ or a folder above is a file: nothing can be read
+        or written there."""
+        for folder in (self.runs_dir, self.path):
+            if (blocker := not_a_folder(folder)) is not None:
+                raise InputError(
+                    f"store {self.path}: {blocker} is a file, not a folder; give the store's folder "
+                    "(made by the first harvest)",
+                    argument="store",
+                )
+
+    def put(self, record: RunRecord) -> Put:
+        """Insert or replace the run: "new" when this call made its file, "updated" when it replaced a file
+        that held another version, "unchanged" when the store already held exactly this run. When two
+        processes put the same new run at once, one is told "new" and the other "unchanged"."""
+        if not self._swept:
+            self._swept = True
+            remove_stale_temps(self.runs_dir)
         row = record.row()
         row["schema_version"] = SCHEMA_VERSION
         table = pa.Table.from_pylist([row], schema=SCHEMA)
@@ -172,41 +194,55 @@ class Store:
         pq.write_table(table, buffer, **_RUN_FILE_OPTIONS)
         path = self.file_for(record.sweep, record.cell, record.run_id)
         data = buffer.getvalue()
-        try:  # the same bytes, or (written otherwise, by an earlier version) the same table: unchanged
-            held = path.read_bytes()
-            if held == data or pq.read_table(pa.BufferReader(held)).equals(table):
-                return False
-        except (OSError, pa.ArrowException):  # none, or unreadable: (re)place it
-            pass
-        if not write_atomic(path, data):
-            return False
+        if _holds(path, data, table):
+            return "unchanged"
+        if write_new(
+            path, data
+        ):  # no file there: made by this call alone (a link fails if the name is taken)
+            outcome: Put = "new"
+        elif _holds(path, data, table):  # another process put it a moment ago
+            return "unchanged"
+        else:
+            write_atomic(path, data)
+            outcome = "updated"
         with contextlib.suppress(OSError):  # gone already: the next read finds out
             stat = path.stat()
             self._written[path.name] = ([stat.st_size, stat.st_mtime_ns], table)
         if len(self._written) >= _KEEP_WRITTEN:
             self.read()  # into the cache, out of memory
-        return True
+        return outcome
 
     def get(self, sweep: str, cell: str, run_id: str) -> RunRecord | None:
         path = self.file_for(sweep, cell, run_id)
         if not path.exists():
             return None
-        rows = _read_run_file(path).to_pylist()
-        return RunRecord.from_dict(rows[0]) if rows else None
+        rows = read_run_file(path).to_pylist()
+        if not rows:
+            return None
+        record = RunRecord.from_dict(rows[0])
+        record.drop_bad_figures()
+        return record
 
     def read(self, cache: bool = True) -> ReadResult:
         """Every run, in one table of the declared schema plus any extra columns some file has. Unreadable
-        files are left out and named in ``problems``. ``cache`` False reads every file afresh."""
-        files = _run_files(self.runs_dir)
-        cached, known = self._read_cache() if cache else (None, {})
-        keep = [name for name in files if known.get(name) == files[name]]
-        fresh = [name for name in files if known.get(name) != files[name]]
-        tables, problems, read_files = [], [], {n: files[n] for n in keep}
+        files (and files of no row) are left out, and figures that are not finite numbers in their valid
+        ranges read as missing; each is named in ``problems``, as is a cache rebuilt because it disagreed
+        with itself. ``cache`` False reads every file afresh."""
+        try:
+            files = _run_files(self.runs_dir)
+        except NotADirectoryError:
+            self.check()
+            raise
+        problems: list[str] = []
+        cached, known = self._read_cache(problems) if cache else (None, {})
+        keep = [name for name in files if known.get(name, [])[:2] == files[name]]
+        fresh = [name for name in files if known.get(name, [])[:2] != files[name]]
+        tables, read_files = [], {n: known[n] for n in keep}
         if cached is not None and keep:
             if len(keep) == len(known):
                 tables.append(cached)
             else:
-                mask = pc.is_in(cached[_FILE_COLUMN], value_set=pa.array(keep, pa.string()))
+                mask = pc.is_in(cached[FILE_COLUMN], value_set=pa.array(keep, pa.string()))
                 tables.append(cached.filter(mask))
         # what this object wrote and nobody replaced since: from memory (not with cache=False: every file)
         written = {n: w[1] for n in fresh if cache and (w := self._written.get(n)) and w[0] == files[n]}
@@ -224,26 +260,43 @@ class Store:
             if isinstance(outcome, StoreError):
                 problems.append(str(outcome))
                 continue
+            if not outcome.num_rows:  # read again, and named again, by every read until it is fixed
+                problems.append(f"{self.runs_dir / name}: holds no run (a run file of no row); left out")
+                continue
             rows = pa.array([name] * outcome.num_rows, pa.string())
-            tables.append(outcome.append_column(_FILE_COLUMN, rows))
-            read_files[name] = files[name]
-        table = _unify(tables)
-        if cache and (fresh or len(known) != len(keep)):
+            tables.append(outcome.append_column(FILE_COLUMN, rows))
+            read_files[name] = [*files[name], outcome.num_rows]
+        table = unify(tables)
+        if cache and read_files != known:  # a run file new, changed or gone, or the cache rebuilt
             self._write_cache(table, read_files)
         if cache:
             self._written.clear()  # in the cache now (or, in a store that cannot be written, read again)
-        return ReadResult(table.drop_columns([_FILE_COLUMN]), tuple(problems))
+        screened, dropped = screen_figures(table.drop_columns([FILE_COLUMN]))
+        return ReadResult(screened, (*problems, *dropped))
 
-    def _read_cache(self) -> tuple[pa.Table | None, dict[str, list[int]]]:
+    def _read_cache(self, problems: list[str]) -> tuple[pa.Table | None, dict[str, list[int]]]:
+        """The cache's table and its run files' [size, mtime_ns, rows]; (None, {}) when there is none, it is
+        of another schema version, or it disagrees with itself (named in ``problems``): read the files."""
+        path = self.path / CACHE_FILE
         try:
-            table = pq.read_table(self.path / CACHE_FILE)
-            meta = table.schema.metadata or {}
-            if meta.get(_VERSION_KEY) != str(SCHEMA_VERSION).encode():
-                return None, {}
+            table = pq.read_table(path)
+        except FileNotFoundError:
+            return None, {}
+        except (OSError, pa.ArrowException) as error:
+            problems.append(f"{path}: not a readable parquet file ({first_line(error)}); {_REBUILT}")
+            return None, {}
+        meta = table.schema.metadata or {}
+        if meta.get(VERSION_KEY) != str(SCHEMA_VERSION).encode():
+            return None, {}  # an older version's: rebuilt in this version's
+        try:
             known: dict[str, list[int]] = json.loads(meta[_CACHE_FILES_KEY])
-            return table, known
-        except (OSError, KeyError, ValueError, pa.ArrowException):
-            return None, {}  # no cache, or a broken one: read the files
+            wrong = _cache_disagrees(table, known)
+        except (KeyError, ValueError, TypeError, AttributeError, pa.ArrowException):
+            wrong = "no readable list of the run files it holds"
+        if wrong:
+            problems.append(f"{path}: {wrong}; {_REBUILT}")
+            return None, {}
+        return table, known
 
     def _write_cache(self, table: pa.Table, files: dict[str, list[int]]) -> None:
         meta = dict(SCHEMA.metadata)
@@ -253,6 +306,49 @@ class Store:
         with contextlib.suppress(WriteError):  # a read-only store still reads
             write_atomic(self.path / CACHE_FILE, buffer.getvalue())
             (self.path / _OLD_CACHE_FILE).unlink(missing_ok=True)
+            remove_stale_temps(self.path)
+
+
+_REBUILT = "rebuilt from the run files"
+
+
+def _cache_disagrees(table: pa.Table, known: dict[str, list[int]]) -> str | None:
+    """Why the cache's table does not match the run files it lists, or None: each listed file's rows (a
+    count of them, in caches that recorded one), no row of a file it does not list, the declared columns of
+    their types. About a millisecond for 10,000 runs."""
+    if table.num_columns <= len(SCHEMA) or table.schema.field(len(SCHEMA)).name != FILE_COLUMN:
+        return f"no {FILE_COLUMN} column"
+    for i, declared in enumerate(SCHEMA):
+        if not table.schema.field(i).equals(declared):
+            found = table.schema.field(i)
+            return f"column {found.name} holds {found.type}, not {declared.name} of {declared.type}"
+    counts = pc.value_counts(table[FILE_COLUMN])
+    held = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
+    unlisted = [name for name in held if name not in known]
+    if unlisted:
+        return f"holds rows of {len(unlisted)} run files it does not list ({unlisted[0]}, ...)"
+    # a listed file's rows: as many as it recorded (an older cache recorded no count: at least one)
+    wrong = [n for n, entry in known.items() if not _rows_match(held.get(n, 0), entry)]
+    if wrong:
+        return (
+            f"holds {sum(held.values())} rows for the {len(known)} run files it lists "
+            f"({len(wrong)} of them with too few or too many, {wrong[0]}, ...)"
+        )
+    return None
+
+
+def _rows_match(rows: int, entry: list[int]) -> bool:
+    return rows == entry[2] if len(entry) > 2 else rows >= 1
+
+
+def _holds(path: Path, data: bytes, table: pa.Table) -> bool:
+    """Whether the run file ``path`` holds this run: the same bytes, or (written otherwise, by an earlier
+    version) the same table; False when there is none, or it cannot be read (it is then replaced)."""
+    try:
+        held = path.read_bytes()
+        return held == data or pq.read_table(pa.BufferReader(held)).equals(table)
+    except (OSError, pa.ArrowException):
+        return False
 
 
 def _run_files(folder: Path) -> dict[str, list[int]]:
@@ -274,111 +370,6 @@ def _run_files(folder: Path) -> dict[str, list[int]]:
 
 def _try_read(path: Path) -> pa.Table | StoreError:
     try:
-        return _read_run_file(path)
+        return read_run_file(path)
     except StoreError as error:
         return error
-
-
-def _read_run_file(path: Path) -> pa.Table:
-    """A run file as a table of the current schema version."""
-    try:
-        # one row: pyarrow's read-ahead and threads cost more than they save (bench/scale.py)
-        table = pq.ParquetFile(path, pre_buffer=False).read(use_threads=False)
-    except (OSError, pa.ArrowException) as error:
-        raise StoreError(f"{path}: not a readable parquet file ({_first_line(error)})") from None
-    if _current(table.schema):  # the common case: written by this version
-        return table
-    version = _version(table, path)
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"{path}: written with store schema {version}, newer than this ablation's {SCHEMA_VERSION}; "
-            "upgrade ablation to read it"
-        )
-    while version < SCHEMA_VERSION:
-        if version not in UPGRADES:
-            raise StoreError(f"{path}: store schema {version} has no upgrade to {version + 1}")
-        table = UPGRADES[version](table)
-        version += 1
-    table = table.drop_columns(["schema_version"]) if "schema_version" in table.column_names else table
-    table = table.append_column("schema_version", pa.array([SCHEMA_VERSION] * table.num_rows, pa.int64()))
-    columns, names = [], []
-    for f in SCHEMA:  # the declared columns, in order and of their types; extra columns after them
-        if f.name in table.column_names:
-            try:
-                columns.append(table[f.name].cast(f.type))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                raise StoreError(
-                    f"{path}: column {f.name} holds {table[f.name].type}, not {f.type}"
-                ) from None
-        else:
-            columns.append(pa.nulls(table.num_rows, f.type))
-        names.append(f.name)
-    for name in table.column_names:
-        if name not in SCHEMA.names:
-            columns.append(table[name])
-            names.append(name)
-    return pa.Table.from_arrays(columns, names=names)
-
-
-def _current(schema: pa.Schema) -> bool:
-    """Whether a run file is of this version as written: the declared columns in order and of their
-    types, then only its axes' columns (the version in the schema's metadata, as ``put`` writes it)."""
-    if schema.equals(SCHEMA):
-        return True
-    if (schema.metadata or {}).get(_VERSION_KEY) != SCHEMA.metadata[_VERSION_KEY] or len(schema) < len(
-        SCHEMA
-    ):
-        return False
-    declared = all(schema.field(i).equals(f) for i, f in enumerate(SCHEMA))
-    return declared and not any(name in SCHEMA.names for name in schema.names[len(SCHEMA) :])
-
-
-def _version(table: pa.Table, path: Path) -> int:
-    try:
-        if "schema_version" in table.column_names:
-            return int(table["schema_version"][0].as_py())
-        return int((table.schema.metadata or {})[_VERSION_KEY])
-    except (KeyError, ValueError, TypeError, IndexError):
-        raise StoreError(f"{path}: no schema_version; not a run file of an ablation store") from None
-
-
-def _unify(tables: Iterable[pa.Table]) -> pa.Table:
-    """One table with the declared columns first and every extra column any table has; a column a table
-    lacks is null there. An extra column whose type differs between files becomes text."""
-    groups: dict[pa.Schema, list[pa.Table]] = {}
-    for table in tables:  # most files share one schema: concatenate those first, align each group once
-        groups.setdefault(table.schema.remove_metadata(), []).append(table)
-    tables = [pa.concat_tables(group) for group in groups.values()]
-    extra: dict[str, pa.DataType] = {}
-    for table in tables:
-        for f in table.schema:
-            if f.name not in SCHEMA.names and f.name != _FILE_COLUMN:
-                known = extra.setdefault(f.name, f.type)
-                if known != f.type and not pa.types.is_null(f.type):
-                    extra[f.name] = f.type if pa.types.is_null(known) else pa.string()
-    schema = pa.schema(
-        [*SCHEMA, pa.field(_FILE_COLUMN, pa.string())] + [pa.field(n, t) for n, t in extra.items()]
-    )
-    aligned = []
-    for table in tables:
-        columns = []
-        for f in schema:
-            if f.name not in table.column_names:
-                columns.append(pa.nulls(table.num_rows, f.type))
-                continue
-            column = table[f.name]
-            if column.type != f.type:
-                try:
-                    column = column.cast(f.type)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. a struct: keep it readable
-                    column = pa.array(
-                        [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()],
-                        f.type,
-                    )
-            columns.append(column)
-        aligned.append(pa.Table.from_arrays(columns, schema=schema))
-    return pa.concat_tables(aligned) if aligned else schema.empty_table()
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

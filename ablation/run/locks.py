@@ -3,6 +3,9 @@
 That last property is why they are used for anything a crash must not leave behind: the lock that keeps two
 launchers from editing one manifest, the lock a cell's job holds while it runs (so a second job for the same
 cell steps aside), and the slots that cap how many local jobs compute at once.
+
+A lock file is created as ``open()`` creates a file: mode 0o666 less the process' umask, like every other
+file the package writes (``ablation.fsio``), so that a shared runs/ folder's locks are as shared as its files.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ def open_lock(path: Path) -> int:
     cannot be (a read-only folder, a file where a folder goes, a folder where the lock goes)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as error:
         reason = f"{error.filename} is not a folder" if isinstance(error, FileExistsError) else error.strerror
         raise WriteError(f"cannot write the lock file {path}: {reason or error}") from None
