@@ -6,7 +6,8 @@ Started by ``ablation dashboard [--store DIR] [--root DIR] [--port N]``, which r
 the runs that count, the cells at their replicates' means, the analyses per memory kind), the figures from
 ``ablation.analysis.figures`` and ``effect_charts``, the labels and units from ``ablation.vocabulary``, the
 status table from ``ablation.run.status_table``; this file only lays them out.
-``?page=effects`` (or trade-offs, runs, status, downloads) opens a page directly.
+``?page=effects`` (or trade-offs, runs, status, downloads) opens a page directly. A figure of the store
+that is not a finite number in its valid range is read as missing on every page, and named in a warning.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ablation.analysis.runs import Analysis, Runs
 from ablation.fsio import root_dir
 from ablation.results.curves import training_curves, work_dir_of
 from ablation.results.export import FORMATS, render
-from ablation.results.records import SOURCES
+from ablation.results.records import SOURCES, screen_frame
 from ablation.results.store import Store, locate
 from ablation.results.table import TableOptions
 
@@ -53,7 +54,8 @@ def main() -> None:
     st.set_page_config(page_title="ablation", layout="wide")
     store = Store(STORE)
     frame, problems = load(str(STORE), store.signature())
-    for problem in problems:
+    frame, dropped = screen_frame(frame)  # the store's read screens them too; a page never meets one
+    for problem in (*problems, *dropped):
         st.warning(problem)
 
     wanted = st.query_params.get("page", "trade-offs")

@@ -55,6 +55,7 @@ from ablation.analysis.design import Design, Factor, Setting, Term, centred
 from ablation.analysis.numbers import FACTOR_COLUMNS, check_one_memory_kind
 from ablation.errors import InputError
 from ablation.results.latest import column_values
+from ablation.results.records import screen_frame
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -185,7 +186,8 @@ def half_normal(analysis: FactorialAnalysis) -> pd.DataFrame:
 
 def analyse(frame: pd.DataFrame, metric: str = "box AP", level: float = 0.95) -> FactorialAnalysis:
     """The factorial analysis of ``metric`` (a vocabulary name such as 'box AP', or a store column) over
-    the runs of ``frame`` (one design; see the module), in the metric's display unit."""
+    the runs of ``frame`` (one design; see the module), in the metric's display unit. A figure that is not
+    a finite number in its valid range is read as missing, with a ``BadFigureWarning`` naming it."""
     if not 0.0 < level < 1.0:
         raise InputError(f"level: a confidence level is between 0 and 1, got {level}", argument="level")
     try:
@@ -204,6 +206,7 @@ def analyse(frame: pd.DataFrame, metric: str = "box AP", level: float = 0.95) ->
     if figure.column not in frame:
         have = ", ".join(str(c) for c in frame.columns) or "none"
         raise InputError(f"metric: the frame has no column {figure.column!r}; its columns: {have}")
+    frame, _ = screen_frame(frame, warn=True)
     from threadpoolctl import threadpool_limits
 
     values = frame[figure.column].to_numpy(dtype=np.float64, na_value=np.nan) * figure.scale

@@ -39,7 +39,7 @@ from ablation.errors import BadCodeError
 from ablation.grid.axes import short_names
 from ablation.model.codes import ALL_CODES, FACTORS, AttentionCode
 from ablation.results.latest import column_values
-from ablation.results.records import is_axis_column
+from ablation.results.records import is_axis_column, screen_frame
 from ablation.results.replicates import GROUP, ReplicateGroup, replicate_groups
 
 __all__ = [
@@ -286,9 +286,10 @@ def ap_grid(frame: pd.DataFrame) -> pd.DataFrame:
     A cell that no row has, or whose rows all lack AP, is NaN, never 0. Rows without a code or a DCN setting
     are left out. A cell's replicates are averaged first (:func:`cell_means`); where several cells share a
     slot of the grid (several sweeps, sources, backbones or axis values given), the value is the mean of
-    their APs (the cells with an AP), each cell counted once however many seeds it ran with.
+    their APs (the cells with an AP), each cell counted once however many seeds it ran with. An AP that is
+    not a finite number in its valid range is read as missing, with a ``BadFigureWarning`` naming it.
     """
-    frame = cell_means(frame, ("bbox_mAP",))
+    frame = cell_means(screen_frame(frame, warn=True)[0], ("bbox_mAP",))
     codes = [code.bits for code in ALL_CODES]
     row_of = {code: i for i, code in enumerate(codes)}
     known, on = _flags(frame, "dcn")

@@ -8,7 +8,8 @@ Pareto frontier and, with replicates, error bars of the 95% interval of a cell's
 of ``effects.analyse`` with their intervals (main effects on box AP, fps, memory per kind and GFLOPs, and
 the half-normal plot of the effects on box AP), each with the sentence saying how it was estimated; and the
 results table, the rows ``ablation export --sweep NAME`` gives (over 64 rows: the best cell of each code and
-DCN setting first, the whole table in a collapsed ``<details>``).
+DCN setting first, the whole table in a collapsed ``<details>``). A figure that is not a finite number in its
+valid range is read as missing, and named under the title.
 
 Self-contained: plotly.js is embedded once, inline, in the head; each chart is a div and a script calling
 it; the style sheet is inline. Nothing in the file loads anything from anywhere (plotly.js's own text names
@@ -77,6 +78,7 @@ class Report:
     cells: int
     charts: int  # the Plotly charts in it
     verdict: tuple[str, ...] = ()  # its first words: the verdict on box AP, one per source
+    dropped: tuple[str, ...] = ()  # a line per figure read as missing: not finite, or out of its range
 
 
 def report_path(store: Path, sweep: str) -> Path:
@@ -136,7 +138,8 @@ def build_report(
     page.table(chosen.table(TableOptions(relative_to=relative_to)))
     title, said = _title(sweep, runs, points, chosen.sources, now or datetime.now(UTC)), _verdict(designs)
     title += "".join(f'\n<p class="verdict">{_e(words)}</p>' for words in said)
-    return Report(page.html(sweep, title), sweep, len(runs), len(points), page.charts, verdict=said)
+    title += "".join(f'\n<p class="note">{_e(line)}</p>' for line in chosen.dropped)  # read as missing
+    return Report(page.html(sweep, title), sweep, len(runs), len(points), page.charts, said, chosen.dropped)
 
 
 # --- the page ----------------------------------------------------------------------------------------------
@@ -387,9 +390,6 @@ def _html_table(table: ResultsTable, kind: str = "results") -> str:
                 cells.append(f"<td>{_e(text)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     return f'<table class="{kind}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-
-
-# --- helpers -----------------------------------------------------------------------------------------------
 
 
 def _count(n: int, thing: str) -> str:

@@ -20,7 +20,7 @@ from ablation import vocabulary
 from ablation.analysis.effects import FactorialAnalysis, analyse
 from ablation.analysis.numbers import axis_columns, memory_kinds, replicate_means
 from ablation.results.latest import column_values, latest_runs
-from ablation.results.records import SOURCES
+from ablation.results.records import SOURCES, screen_frame
 from ablation.results.replicates import ReplicateGroup, replicate_groups
 from ablation.results.table import ResultsTable, TableOptions, results_table
 
@@ -44,10 +44,13 @@ class Analysis:
 
 
 class Runs:
-    """The runs of a selection (``frame``: store rows, any status) and what is derived from them."""
+    """The runs of a selection (``frame``: store rows, any status) and what is derived from them. A figure
+    of the frame that is not a finite number in its valid range is read as missing for its run, named in
+    ``dropped`` and in a ``BadFigureWarning`` (``screen_frame``); the rest is computed."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
-        self.frame = frame
+        self.frame, dropped = screen_frame(frame, warn=True)
+        self.dropped = tuple(dropped)
 
     def __len__(self) -> int:
         """The runs that count: the latest done run of each seed of each cell."""

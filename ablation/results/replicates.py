@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ablation.results.latest import GROUP, column_values, latest_runs, plain_values, seed_of
-from ablation.results.records import is_axis_column
+from ablation.results.records import is_axis_column, screen_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -252,11 +252,12 @@ class ReplicateGroup:
 
 def replicate_groups(frame: pd.DataFrame) -> list[ReplicateGroup]:
     """One group per (sweep, source, cell) of ``latest_runs(frame)``, in the order of each group's first
-    row in the frame; a group's rows are ordered by seed (null first), then as in the frame."""
+    row in the frame; a group's rows are ordered by seed (null first), then as in the frame. A figure that is
+    not a finite number in its valid range is read as missing, with a ``BadFigureWarning`` naming it."""
     import numpy as np
     import pandas as pd
 
-    latest = latest_runs(frame)
+    latest, _ = screen_frame(latest_runs(frame), warn=True)
     if latest.empty:
         return []
     columns = _Columns(latest)
