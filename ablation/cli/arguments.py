@@ -7,10 +7,10 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from ablation.errors import BadCodeError
+from ablation.errors import BadCodeError, InputError
 from ablation.model.codes import AttentionCode
 
-__all__ = ["Parser", "axis_value", "codes", "port", "positive", "seeds"]
+__all__ = ["Parser", "axis_value", "codes", "port", "positive", "seeds", "serving_address"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -73,3 +73,52 @@ def port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number 1..65535, got {text!r}")
     return int(text)
+
+
+_ADDRESSES = (
+    "give an address of this machine: 127.0.0.1 (the default: this machine only), ::1, a host name of this "
+    "machine, or 0.0.0.0 (every interface: reachable from other machines)"
+)
+
+
+def serving_address(address: str, port: int) -> str | None:
+    """Check, before a server starts, that it can listen on ``address``:``port``: an empty address (which
+    Streamlit takes as every interface), one that does not resolve or is not this machine's, or a port in
+    use is an ``InputError``. Returns the line to show when the address reaches beyond this machine."""
+    import ipaddress
+    import socket
+
+    if not address.strip():
+        raise InputError(f"address {address!r} is empty; {_ADDRESSES}", argument="address")
+    if all(part.isdigit() for part in address.split(".")):  # no name to look up: 999.1.1.1, 10.1
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError as error:
+            raise InputError(
+                f"address {address!r} is not an IP address ({error}); {_ADDRESSES}", "address"
+            ) from None
+    try:
+        found = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as error:  # socket.gaierror, or a name that IDNA cannot encode
+        reason = getattr(error, "strerror", None) or error
+        raise InputError(
+            f"address {address!r} does not resolve ({reason}); {_ADDRESSES}", "address"
+        ) from None
+    family, kind, proto, _, where = found[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(where)
+        except OSError as error:
+            raise InputError(
+                f"address {address!r}: cannot listen on {where[0]} port {port} ({error.strerror or error}); "
+                f"{_ADDRESSES}, and a free --port",
+                argument="address",
+            ) from None
+    hosts = {str(info[4][0]).partition("%")[0] for info in found}
+    if all(ipaddress.ip_address(host).is_loopback for host in hosts):
+        return None
+    return (
+        f"note: --address {address} is reachable from other machines on its networks: anyone who reaches it "
+        "sees the store (--address 127.0.0.1 keeps it to this machine)"
+    )
