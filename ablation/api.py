@@ -8,7 +8,10 @@ status that the CLI and the dashboard show (they are built on these same calls).
 
 Figures in frames are in the store's units (box AP a fraction, as mmdet reports it); tables, effects and
 status give them in their display units (box AP in AP points): ``ablation.vocabulary`` declares both.
-Errors are ``ablation.AblationError``'s subclasses, each naming the argument and the valid values.
+Errors are ``ablation.AblationError``'s subclasses, each naming the argument and the valid values. A figure
+that is not a finite number in its valid range (``ablation.vocabulary``) is read as missing for its run: a
+store's read names it in ``problems``, and a frame handed to ``effects``, ``results_table`` or ``Runs``
+names it in a ``BadFigureWarning`` (``ablation.results.records``); the rest is computed.
 """
 
 from __future__ import annotations

@@ -9,6 +9,11 @@ Units. The store keeps figures as mmdet reports them (box AP as a fraction, FLOP
 as a count); wherever a person reads one it is in its display unit, ``value * scale``: box AP in AP points
 (0.292 -> 29.2), FLOPs in GFLOPs, parameters in millions. The factorial analysis works in the display unit
 too, so an effect, its interval, Lenth's PSE and an ANOVA sum of squares read in AP points.
+
+Ranges. Each metric and stage declares the values it can hold (``valid``, a :class:`Range` in the store's
+unit: box AP and its breakdown within [0, 1], fps above 0, the rest at least 0); a figure outside its range,
+or not finite, is not a measurement, and ``ablation.results.records`` reads it as missing wherever it meets
+one, naming it.
 """
 
 from __future__ import annotations
