@@ -229,6 +229,10 @@ def test_a_local_dry_run_needs_no_slurm_and_says_what_it_would_submit(
     argv = ("launch", "--sweep", "smoke", "--codes", "0000,1111", "--executor", "local", "--dry-run")
     code, out, err = run_cli(*argv, "--root", "R")
     assert (code, err) == (0, "")
-    assert out == "dry run: would submit 4 of 4 cells of sweep smoke (local); nothing submitted\n"
-    assert not (work / "R" / "smoke" / "manifest.json").exists()
-    assert not (work / "R" / "smoke" / "jobs").exists()
+    at_once = os.cpu_count() or 1  # the smoke sweep has no GPUs: one cell per core
+    assert out == (
+        "dry run: would generate the synthetic dataset in data/smoke, write 4 configs to R/smoke/configs "
+        f"and start 4 of 4 cells of sweep smoke (local, {at_once} at a time); "
+        "nothing written or started\n"
+    )
+    assert list(work.iterdir()) == []  # no dataset, configs, lock, manifest or jobs folder

@@ -15,7 +15,7 @@ from ablation.model.codes import factor_legend
 
 if TYPE_CHECKING:
     from ablation.grid.sweep import Sweep
-    from ablation.run.launch import CellStatus
+    from ablation.run.launch import CellStatus, LaunchReport
 
 __all__ = ["COMMANDS"]
 
@@ -111,13 +111,8 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         dry_run=getattr(args, "dry_run", False),
         selection=selection(args),
     )
-    if report.dry_run:  # Slurm: the sbatch scripts; local: how many jobs it would start
-        print(
-            report.script
-            or f"dry run: would submit {len(report.would_submit)} of {len(report.before)} cells of sweep "
-            f"{sweep.name} ({report.executor}); nothing submitted\n",
-            end="",
-        )
+    if report.dry_run:  # Slurm: the sbatch scripts; local: what it would do, in one line
+        print(report.script or _dry_run_line(report), end="")
         return 0
     skipped = ", ".join(f"{n} {state}" for state, n in sorted(report.skipped.items()))
     again = (
@@ -133,6 +128,20 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         print(f"follow with: ablation status --sweep {args.sweep}" + _root_flag(args))
         return _warn_unreadable(report.before)
     return _wait_and_report(sweep, args, [s.name for s in report.before])
+
+
+def _dry_run_line(report: LaunchReport) -> str:
+    """What a local launch would do: generate the dataset, write the configs, start the cells."""
+    cells, todo = len(report.before), len(report.would_submit)
+    steps = [f"generate the synthetic dataset in {shown(report.generates)}"] if report.generates else []
+    steps.append(
+        f"write {cells} config{'s' if cells != 1 else ''} to {shown(report.plan.directory / 'configs')}"
+    )
+    at_once = f", {report.parallel} at a time" if report.parallel and todo > 1 else ""
+    steps.append(
+        f"start {todo} of {cells} cells of sweep {report.plan.sweep.name} ({report.executor}{at_once})"
+    )
+    return f"dry run: would {', '.join(steps[:-1])} and {steps[-1]}; nothing written or started\n"
 
 
 def _root_flag(args: argparse.Namespace) -> str:

@@ -27,11 +27,19 @@ def data_root(settings: DatasetSettings, cwd: Path) -> Path:
 
 
 def prepare(
-    settings: DatasetSettings, cwd: Path, synthetic: tuple[int, int] | None = None, seed: int = 0
-) -> None:
-    """Generate the synthetic dataset when ``synthetic`` (train, val counts) is given; then ``check``.
+    settings: DatasetSettings,
+    cwd: Path,
+    synthetic: tuple[int, int] | None = None,
+    seed: int = 0,
+    *,
+    write: bool = True,
+) -> Path | None:
+    """Generate the synthetic dataset when ``synthetic`` (train, val counts) is given and its folder does not
+    hold it yet; then ``check``. Returns the folder it generated, or None.
 
-    The synthetic classes are ``settings.classes``, else the three shapes.
+    ``write`` False writes nothing: it returns the folder it would generate (whose arguments it checks, and
+    that it is not someone else's folder), else checks the dataset that is there. The synthetic classes
+    are ``settings.classes``, else the three shapes.
     """
     if synthetic is not None:
         # here, not at the top: the generator loads numpy and OpenCV (0.1 s), which a check never needs
@@ -39,8 +47,9 @@ def prepare(
         from ablation.data.synthetic import ensure as ensure_synthetic
 
         train, val = synthetic
-        ensure_synthetic(
-            data_root(settings, cwd),
+        root = data_root(settings, cwd)
+        generates = ensure_synthetic(
+            root,
             train=train,
             val=val,
             seed=seed,
@@ -49,8 +58,14 @@ def prepare(
             train_images=settings.train_images,
             val_ann=settings.val_ann,
             val_images=settings.val_images,
+            write=write,
         )
+        if generates:
+            if write:
+                check(settings, cwd)
+            return root
     check(settings, cwd)
+    return None
 
 
 def check(settings: DatasetSettings, cwd: Path) -> None:

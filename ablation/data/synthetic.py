@@ -102,8 +102,11 @@ def ensure(
     train_images: str = "train/",
     val_ann: str = "annotations/val.json",
     val_images: str = "val/",
+    write: bool = True,
 ) -> bool:
-    """``generate`` unless ``root``'s stamp records these arguments; True when it generated."""
+    """``generate`` unless ``root``'s stamp records these arguments; True when it generated. ``write`` False
+    writes nothing: True when it would generate, after the checks ``generate`` makes first (its arguments,
+    and that ``root`` is not a folder it did not make)."""
     params = _params(train, val, seed, classes, train_ann, train_images, val_ann, val_images)
     try:
         stamp = json.loads((root / STAMP).read_text(encoding="utf-8"))
@@ -111,6 +114,9 @@ def ensure(
         stamp = None
     if stamp == json.loads(_stamp_text(params, complete=True)):
         return False
+    if not write:
+        _refuse_foreign(root)
+        return True
     generate(
         root,
         train=train,

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ablation.data import dataset
 from ablation.errors import LogFormatError
+from ablation.fsio import write_atomic
 from ablation.grid.cells import EVERY_CELL, Selection
 from ablation.grid.plan import Plan, PlannedCell, plan, sweep_dir
 from ablation.grid.sweep import Sweep
@@ -39,6 +40,7 @@ from ablation.run.executors import backend
 from ablation.run.locks import exclusive
 from ablation.run.manifest import Manifest, Submission, load_manifest, save_manifest
 from ablation.run.result_file import RESULT_FILE, CellResult, load_result
+from ablation.run.slurm import check_options
 from ablation.vocabulary import CELL_STATES
 
 if TYPE_CHECKING:
@@ -86,6 +88,8 @@ class LaunchReport:
     script: str | None = None  # with dry_run: the sbatch script of each array it would submit (Slurm)
     dry_run: bool = False  # nothing was submitted
     would_submit: tuple[str, ...] = ()  # with dry_run: the cells a launch would have submitted
+    generates: Path | None = None  # with dry_run: the synthetic dataset's folder, when it would generate it
+    parallel: int | None = None  # with dry_run, local: how many cells would compute at once
 
     @property
     def skipped(self) -> Counter[str]:
@@ -223,29 +227,36 @@ def launch(
     manifest; after each array, its job ids. A launch killed in between is completed by the next one, which
     finds the jobs by name, so no cell is ever submitted twice."""
     cwd = (cwd or Path.cwd()).resolve()
-    # an unknown executor, or Slurm on a machine without it, is the user's to fix before anything is written
-    going = executor or default_executor(load_manifest(sweep_dir(root, sweep).resolve(), sweep.name))
+    folder = sweep_dir(root, sweep).resolve()
+    # Every check before the first write: an unknown executor, Slurm on a machine without it, a Slurm value
+    # that would not fit the sbatch script, a cell that cannot be planned, a dataset that is not there.
+    going = executor or default_executor(load_manifest(folder, sweep.name))
     backend(going).check(dry_run)
-    planned = plan(sweep, root, selection)
-    dataset.prepare(sweep.dataset, cwd, sweep.dataset.synthetic)
-    folder = planned.directory.resolve()
+    check_options(sweep, options or {})
+    planned = plan(sweep, root, selection, write=False)
+    generates = dataset.prepare(sweep.dataset, cwd, sweep.dataset.synthetic, write=False)
+    wanted = ("planned", *RETRYABLE) if retry_failed else ("planned",)
+    if dry_run:  # it reads the manifest, unlocked, and writes nothing (not even the lock or the configs)
+        before = _states(planned, load_manifest(folder, sweep.name))
+        todo = [s for s in before if s.state in wanted]
+        name = f"ablation-{sweep.name}-DRYRUN"
+        script = backend(going).dry_run(folder / "jobs", sweep, name, todo, options or {}) if todo else None
+        slots = _local_slots(sweep, parallel)[0] if going == "local" else None
+        would = tuple(s.name for s in todo)
+        return LaunchReport(planned, going, (), tuple(before), script, True, would, generates, slots)
+    if generates is not None:
+        dataset.prepare(sweep.dataset, cwd, sweep.dataset.synthetic)
+    for cell in planned.cells:  # as plan writes them; here, once everything was checked
+        write_atomic(cell.path, cell.config.text(sweep), durable=False)
     with exclusive(folder / LAUNCH_LOCK):
         manifest = load_manifest(folder, sweep.name)
         _complete_intents(manifest, folder)
         executor = executor or default_executor(manifest)
         chosen = backend(executor)
-        chosen.check(dry_run)
+        chosen.check(False)
         before = _states(planned, manifest)
-        wanted = ("planned", *RETRYABLE) if retry_failed else ("planned",)
         todo = [s for s in before if s.state in wanted]
         submitted: list[Submission] = []
-        if dry_run:
-            name = f"ablation-{sweep.name}-DRYRUN"
-            script = chosen.dry_run(folder / "jobs", sweep, name, todo, options or {}) if todo else None
-            would = tuple(s.name for s in todo)
-            return LaunchReport(
-                planned, executor, (), tuple(before), script, dry_run=True, would_submit=would
-            )
         if todo:
             from ablation.run.job import CellRunner, now  # here: status and plan never load submitit's job
 
