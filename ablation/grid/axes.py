@@ -205,11 +205,21 @@ def _replace(table: Any, parts: list[str], value: Any) -> Any:
     return dataclasses.replace(table, **{head: inner})
 
 
-def _merged(table: dict[str, Any], parts: list[str], value: Any) -> dict[str, Any]:
+def _merged(table: dict[str, Any], parts: list[str], value: Any, done: str = "") -> dict[str, Any]:
+    """``table`` (the [overrides] so far) with the axis' ``value`` at the key ``parts``; ``InputError`` where
+    it would replace a value [overrides] (or another axis) gives, or a table of them."""
     copy = dict(table)
     head, rest = parts[0], parts[1:]
+    key = f"{done}{head}"
     inner = copy.get(head)
-    copy[head] = _merged(inner if isinstance(inner, dict) else {}, rest, value) if rest else value
+    if head in copy and (not rest or not isinstance(inner, dict)):
+        shown = "a table" if isinstance(inner, dict) else repr(inner)
+        raise InputError(
+            f"[overrides] {key} = {shown} is not a table, so the axis cannot set a key under it; keep one"
+            if rest
+            else f"[overrides] {key} is given too ({shown}); give it once, in [overrides] or as an axis"
+        )
+    copy[head] = _merged(inner if isinstance(inner, dict) else {}, rest, value, f"{key}.") if rest else value
     return copy
 
 

@@ -189,6 +189,8 @@ class Sweep:
             # the same [grid.axes]: the cell's sweep takes this one's parsed axes instead of parsing them
             # again (cell names read them, for every cell at every status poll)
             derived.__dict__["axes"] = self.axes
+            # and is itself for its values: asked again (cell_name of a cell's sweep), none is set twice
+            derived.__dict__["_for_axes"] = {values: derived}
             self._for_axes[values] = derived
         return derived
 
