@@ -267,8 +267,16 @@ def test_every_reader_given_a_frame_reads_a_bad_figure_as_missing(frame: pd.Data
     row = 3
     run = "/".join(str(frame[k].iat[row]) for k in ("sweep", "cell", "run_id"))
 
+    @functools.cache
+    def without(figure: str) -> tuple[Any, pd.DataFrame, Any]:
+        """What the readers give for the frame without that figure of that run: the table, the cells and
+        the effects."""
+        missing = holding(frame, figure, row, None)
+        effects = analyse(missing, effects_metric(figure))
+        return results_table(missing, EVERY_OPTION), Runs(missing).cells, effects
+
     def case(figure: str, value: float) -> list[str]:
-        given, missing = holding(frame, figure, row, value), holding(frame, figure, row, None)
+        given, (expected, expected_cells, analysed) = holding(frame, figure, row, value), without(figure)
         wrong: list[str] = []
 
         def spoken(lines: list[str], where: str) -> None:
@@ -277,7 +285,6 @@ def test_every_reader_given_a_frame_reads_a_bad_figure_as_missing(frame: pd.Data
 
         table, lines = said(lambda: results_table(given, EVERY_OPTION))
         spoken(lines, "results_table")
-        expected = results_table(missing, EVERY_OPTION)
         wrong += ["results_table differs"] * (not same_table(table, expected))
         wrong += [f"{fmt} differs" for fmt in FORMATS if render(table, fmt) != render(expected, fmt)]
         api, lines = said(lambda: ablation.results_table(given, EVERY_OPTION))
@@ -286,18 +293,17 @@ def test_every_reader_given_a_frame_reads_a_bad_figure_as_missing(frame: pd.Data
         runs, lines = said(lambda: Runs(given))
         spoken(list(runs.dropped), "Runs.dropped")
         cells = runs.cells
-        if not cells.equals(Runs(missing).cells):
+        if not cells.equals(expected_cells):
             wrong.append("Runs.cells differ")
         metric = effects_metric(figure)
         found, lines = said(lambda: analyse(given, metric))
         spoken(lines, "analyse")
-        analysed = analyse(missing, metric)
         if not found.effects.equals(analysed.effects) or found.runs != analysed.runs:
             wrong.append(f"effects on {metric} differ")
-        api, lines = said(lambda: ablation.effects(given, metric))
-        spoken(lines, "api.effects")
-        if not api.effects.equals(analysed.effects):
-            wrong.append(f"api.effects on {metric} differ")
+        if metric == figure:  # the API's effects, where the figure is the one analysed
+            api, lines = said(lambda: ablation.effects(given, metric))
+            spoken(lines, "api.effects")
+            wrong += [f"api.effects on {metric} differ"] * (not api.effects.equals(analysed.effects))
         return wrong
 
     for label, figure, value in bad_values():
@@ -458,3 +464,40 @@ def test_export_and_report_name_the_bad_figures_and_go_on(bad_store: Store, tmp_
 def test_a_frame_screen_leaves_a_clean_frame_as_it_is(frame: pd.DataFrame) -> None:
     same, lines = screen_frame(frame)
     assert same is frame and lines == []
+
+
+def test_the_issues_reproduction_a_result_with_infinite_fps(tmp_path: Path) -> None:
+    """A cell's result.json with ``"fps": Infinity`` (and one with a box AP of 40, in points): harvest
+    names both and exits 1, keeping the runs with their other figures; export and report then run on the
+    store (before: ``internal error: ValueError: estimate: a value is not a finite number``)."""
+    from ablation.run.result_file import CellResult, write_result
+
+    folder = tmp_path / "mine"
+    for i, (code, dcn) in enumerate((("0000", False), ("0000", True), ("0010", False), ("0010", True))):
+        result = CellResult(
+            sweep="mine", cell=f"cell-{code}-{int(dcn)}", status="done", cell_id=f"id{i}", code=code, dcn=dcn,
+            config="c.py", config_hash="h", attempt=1, host="h", pid=1, started="2026-01-01T00:00:00",
+            finished="2026-01-01T01:00:00", metrics={"bbox_mAP": 40.0 if i == 2 else 0.30 + 0.01 * i},
+            fps=math.inf if i == 1 else 20.0 - i, memory_mb=4096.0, memory_kind="cuda_peak_allocated",
+        )  # fmt: skip
+        work = folder / "work" / result.cell / result.cell_id
+        work.mkdir(parents=True)
+        write_result(work, result)
+    assert '"fps": Infinity' in (folder / "work" / "cell-0000-1" / "id1" / "result.json").read_text()
+    store = str(tmp_path / "store")
+
+    def command(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [venv_bin("ablation"), *argv], capture_output=True, text=True, check=False, cwd=tmp_path
+        )
+
+    harvested = command("harvest", "--sweep", str(folder), "--store", store, "--no-reference")
+    assert harvested.returncode == 1, harvested.stderr
+    assert "fps = inf is not a finite number (valid: > 0)" in harvested.stderr
+    assert "bbox_mAP = 40.0 is out of range (valid: [0, 1])" in harvested.stderr
+    exported = command("export", "--store", store, "--format", "csv")
+    assert exported.returncode == 0, exported.stderr  # the store holds nothing bad now
+    rows = exported.stdout.splitlines()
+    assert len(rows) == 1 + 4 and "internal error" not in exported.stderr
+    reported = command("report", "--sweep", "mine", "--store", store, "--output", str(tmp_path / "r.html"))
+    assert reported.returncode == 0 and "4 runs of 4 cells" in reported.stdout, reported.stderr
