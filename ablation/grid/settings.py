@@ -307,7 +307,7 @@ class DatasetSettings:
 
 @dataclass(frozen=True)
 class ResourceSettings:
-    gpus: int = setting(8, "GPUs per cell (0: one CPU process)")
+    gpus: int = setting(8, "GPUs per cell, one node's: 0 to 64 (0: one CPU process)")
     tasks: int | None = setting(
         None,
         "processes per cell, training as one (Slurm tasks; batch tasks x images_per_gpu): unset, one per "
@@ -355,7 +355,9 @@ class BenchmarkSettings:
 
 @dataclass(frozen=True)
 class SlurmSettings:
-    partition: str | None = setting(None, "partition of the cells' jobs (unset: the cluster's default)")
+    partition: str | None = setting(
+        None, "partition of the cells' jobs, or a comma-separated list (unset: the cluster's default)"
+    )
     cpus_per_task: int | None = setting(
         None, "CPUs per task (unset: workers_per_gpu + 1 per GPU, at least 1)"
     )
@@ -366,7 +368,11 @@ class SlurmSettings:
     signal_delay_s: int = setting(
         120, "seconds before the time limit at which a job checkpoints and requeues"
     )
-    sbatch: tuple[str, ...] = setting((), 'extra sbatch options, e.g. ["--constraint=volta32gb"]')
+    sbatch: tuple[str, ...] = setting(
+        (),
+        'extra sbatch options, e.g. ["--constraint=volta32gb"] (not those the launch or a setting writes: '
+        "--array, --mem, --partition, ...)",
+    )
     setup: tuple[str, ...] = setting((), 'shell lines run before the job, e.g. ["module load cuda/12.1"]')
 
     def __post_init__(self) -> None:

@@ -59,7 +59,9 @@ class SweepFile:
     slurm: SlurmSettings = nested(SlurmSettings, "the cells' Slurm jobs (ablation launch --executor slurm)")
     overrides: dict[str, Any] = free_table(
         "config values merged over every cell's config, as mmdet's --cfg-options "
-        "(e.g. model.train_cfg.rcnn.sampler.num = 64)"
+        "(e.g. model.train_cfg.rcnn.sampler.num = 64); not the keys a setting writes "
+        "(optim_wrapper.optimizer.lr is [schedule] lr's), and custom_imports only as "
+        'custom_imports.imports = ["my.module"], added to the tool\'s'
     )
 
     def __post_init__(self) -> None:
