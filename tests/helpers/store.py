@@ -101,3 +101,38 @@ def axis_runs(sweep: str = "axes", strides: tuple[int, ...] = (1, 2, 4)) -> list
                 )
             )
     return runs
+
+
+# what a cell's job writes besides its figures
+_JOB: dict[str, Any] = {"config": "c.py", "config_hash": "f" * 64, "attempt": 1, "host": "h", "pid": 1}
+_JOB.update(started="2025-01-01T00:00:00+00:00", finished="2025-01-01T01:00:00+00:00")
+
+
+def write_cells(folder: Path, sweep: str, count: int = 32, fps: float | None = None) -> list[Path]:
+    """The result.json files that ``count`` done cells of ``sweep`` leave under ``folder`` (one work_dir
+    each): the paper's grid in order (16 codes x DCN), then again as further cells, box AP from ``ap_of``,
+    fps ``fps`` or growing with the attention factors. Returns their paths, in the cells' order."""
+    from ablation.run.result_file import CellResult, write_result
+
+    grid = list(itertools.product((str(c) for c in ALL_CODES), (False, True)))
+    paths = []
+    for i in range(count):
+        code, dcn = grid[i % len(grid)]
+        lap = f"-again{i // len(grid)}" if i >= len(grid) else ""
+        result = CellResult(
+            status="done",
+            sweep=sweep,
+            cell=f"faster-rcnn_r50-attn{code}{'-dcn' if dcn else ''}_fpn_1x_coco{lap}",
+            cell_id=f"{i:012x}",
+            code=code,
+            dcn=dcn,
+            backbone="R-50",
+            schedule="1x",
+            dataset="coco",
+            **_JOB,
+            metrics={"bbox_mAP": ap_of(code, dcn)},
+            fps=fps if fps is not None else 20.0 - 2 * code.count("1") - 3 * dcn,
+            epochs=12,
+        )
+        paths.append(write_result(folder / f"cell{i:04d}", result))
+    return paths
