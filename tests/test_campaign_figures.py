@@ -74,6 +74,13 @@ def bad_values() -> Iterator[tuple[str, str, float]]:
             yield f"{figure} {kind}", figure, bad(valid)
 
 
+def with_figure(record: RunRecord, figure: str, value: float) -> RunRecord:
+    """A copy of ``record`` holding ``value`` in ``figure``."""
+    copy = dataclasses.replace(record)
+    setattr(copy, figure, value)
+    return copy
+
+
 def good(record: RunRecord, i: int = 0) -> RunRecord:
     """``record`` with every figure measured and valid, varying a little with ``i``."""
     return dataclasses.replace(
@@ -101,7 +108,9 @@ class Tally:
     """A campaign's counts: cases, exceptions and silent wrong results (each failure kept, to be shown)."""
 
     def __init__(self, name: str) -> None:
-        self.name, self.cases, self.exceptions, self.wrong = name, 0, [], []
+        self.name, self.cases = name, 0
+        self.exceptions: list[str] = []
+        self.wrong: list[str] = []
 
     def check(self, label: str, case: Callable[[], list[str]]) -> None:
         """Run one case: it returns what it got wrong (nothing: right)."""
@@ -137,7 +146,7 @@ def test_the_record_check_drops_each_bad_figure_and_names_it() -> None:
     run = f"{base.sweep}/{base.cell}/{base.run_id}"
 
     def case(figure: str, value: float) -> list[str]:
-        record = dataclasses.replace(base, **{figure: value})
+        record = with_figure(base, figure, value)
         wrong = named(record.drop_bad_figures(), run, figure, value)
         wrong += (
             [f"{figure} kept as {getattr(record, figure)!r}"] if getattr(record, figure) is not None else []
@@ -147,11 +156,12 @@ def test_the_record_check_drops_each_bad_figure_and_names_it() -> None:
 
     for label, figure, value in bad_values():
         tally.check(label, functools.partial(case, figure, value))
+
+    def edge(figure: str, value: float) -> list[str]:
+        return [f"dropped: {line}" for line in with_figure(base, figure, value).drop_bad_figures()]
+
     for figure, value in edges():
-        record = dataclasses.replace(base, **{figure: value})
-        tally.check(
-            f"{figure} edge {value}", lambda r=record: [f"dropped: {line}" for line in r.drop_bad_figures()]
-        )
+        tally.check(f"{figure} edge {value}", functools.partial(edge, figure, value))
     tally.done()
     assert tally.cases == len(FIGURES) * len(CASES) + len(list(edges()))
 
@@ -366,10 +376,7 @@ BAD = {  # one bad figure per run of these cells
 
 
 def bad_runs() -> list[RunRecord]:
-    return [
-        dataclasses.replace(r, **{BAD[r.cell][0]: BAD[r.cell][1]}) if r.cell in BAD else r
-        for r in good_runs()
-    ]
+    return [with_figure(r, *BAD[r.cell]) if r.cell in BAD else r for r in good_runs()]
 
 
 @pytest.fixture
@@ -416,7 +423,7 @@ def test_every_dashboard_page_names_the_bad_figures_and_shows_every_run(
         return wrong + ["runs missing"] * (not shown[name]())
 
     for name in shown:
-        tally.check(name, lambda n=name: page(n))
+        tally.check(name, functools.partial(page, name))
     tally.done()
 
 
