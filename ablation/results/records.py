@@ -221,7 +221,7 @@ def _more(lines: list[str], total: int) -> list[str]:
 
 
 def _run_names(rows: list[dict[str, Any]]) -> list[str]:
-    return ["/".join(str(row.get(k)) for k in KEY) for row in rows]
+    return ["/".join(str(row.get(k, "?")) for k in KEY) for row in rows]
 
 
 def screen_figures(table: pa.Table) -> tuple[pa.Table, list[str]]:
