@@ -211,6 +211,11 @@ VALUES = [
         "[model] base_config 'missing.py': no such config",
     ),
     ('[dataset]\nname = "' + "x" * 300 + '"\n', "cell name faster-rcnn_r50_fpn_1x_xxxx"),
+    (
+        '[dataset]\ndata_root = "{{$DATA:/x}}/"\n',
+        "[dataset] data_root '{{$DATA:/x}}/': a path without '{{' (mmengine would substitute it)",
+    ),
+    ('[dataset]\nclasses = ["a", "a"]\n', "[dataset] classes: a class is listed twice in ['a', 'a']"),
 ]
 
 

@@ -10,7 +10,16 @@ import re
 
 from ablation.errors import InputError
 
-__all__ = ["BOUNDS", "SBATCH_OWNED", "check_bounds", "check_line", "check_sbatch_option", "check_slurm_name"]
+__all__ = [
+    "BOUNDS",
+    "SBATCH_OWNED",
+    "check",
+    "check_bounds",
+    "check_line",
+    "check_path",
+    "check_sbatch_option",
+    "check_slurm_name",
+]
 
 # The ranges of the integer settings that size a job (and the launch options that replace them): a value
 # outside is a typo, which Slurm would refuse only at submission or, worse, accept.
@@ -48,7 +57,8 @@ SBATCH_OWNED: dict[str, str] = {
 }
 
 
-def _check(condition: bool, message: str) -> None:
+def check(condition: bool, message: str) -> None:
+    """An ``InputError`` with ``message`` unless ``condition``."""
     if not condition:
         raise InputError(message)
 
@@ -57,7 +67,7 @@ def check_bounds(key: str, value: int, shown: str | None = None) -> None:
     """An ``InputError`` when the integer setting ``key`` (a key of ``BOUNDS``) is outside its range;
     ``shown`` names it in the message (default: ``key``)."""
     low, high = BOUNDS[key]
-    _check(
+    check(
         isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
         f"{shown or key} must be an integer from {low} to {high}, got {value!r}",
     )
@@ -65,7 +75,7 @@ def check_bounds(key: str, value: int, shown: str | None = None) -> None:
 
 def check_slurm_name(key: str, value: str) -> None:
     """An ``InputError`` unless ``value`` is a Slurm name (or a comma-separated list of them)."""
-    _check(
+    check(
         isinstance(value, str) and len(value) <= 256 and bool(_SLURM_NAME.fullmatch(value)),
         f"{key} {value!r} is not a Slurm name: letters, digits, '_', '.', '-' and '+', names separated by "
         "commas (at most 256 characters)",
@@ -74,9 +84,18 @@ def check_slurm_name(key: str, value: str) -> None:
 
 def check_line(key: str, value: str) -> None:
     """One line of printable text (tabs allowed): a line break would start another sbatch directive."""
-    _check(
+    check(
         all(c == "\t" or c.isprintable() for c in value),
         f"{key}: {value!r} holds a line break or another control character; give one line of text",
+    )
+
+
+def check_path(key: str, value: str) -> None:
+    """A dataset path the tool reads itself and writes into configs: mmengine would substitute '{{...}}' in
+    the config only, so that the two would read different files."""
+    check(
+        "{{" not in value and value.isprintable(),
+        f"{key} {value!r}: a path without '{{{{' (mmengine would substitute it) or control characters",
     )
 
 
@@ -84,13 +103,13 @@ def check_sbatch_option(option: str) -> None:
     """An ``InputError`` unless ``option`` is one long sbatch option (``--constraint=volta32gb``) on one line
     that sets nothing the launch or another setting writes."""
     key = option[2:].partition("=")[0]
-    _check(
+    check(
         option.startswith("--") and bool(_SBATCH_KEY.fullmatch(key)),
         f"sbatch: {option!r} is not a long sbatch option such as '--constraint=volta32gb'",
     )
     check_line("sbatch", option)
     owner = SBATCH_OWNED.get(key.replace("_", "-"))
-    _check(
+    check(
         owner is None,
         f"sbatch: {option!r} sets what {owner} sets; "
         + ("set that instead" if owner != "the launch" else "the launch writes that option itself"),

@@ -13,8 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ablation.errors import InputError
-from ablation.grid.limits import check_bounds, check_line, check_sbatch_option, check_slurm_name
+from ablation.grid import limits
 from ablation.grid.schema import free_table, nested, setting
 from ablation.model.codes import ALL_CODES, AttentionCode
 from ablation.model.modules import (
@@ -43,9 +42,7 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 _STAGES = tuple[bool, bool, bool, bool]
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise InputError(message)
+_check = limits.check
 
 
 def _check_name(key: str, value: str) -> None:
@@ -293,6 +290,12 @@ class DatasetSettings:
         _check_name("name", self.name)
         _check(self.classes is None or len(self.classes) > 0, "classes: give at least one class")
         _check(
+            self.classes is None or len(set(self.classes)) == len(self.classes),
+            f"classes: a class is listed twice in {list(self.classes or ())}",
+        )
+        for key in ("data_root", "train_ann", "train_images", "val_ann", "val_images"):
+            limits.check_path(key, getattr(self, key))
+        _check(
             self.synthetic is None or self.classes is not None,
             'synthetic: also set classes (the synthetic shapes are ["rectangle", "ellipse", "triangle"])',
         )
@@ -326,7 +329,7 @@ class ResourceSettings:
     def __post_init__(self) -> None:
         for key in ("gpus", "tasks", "images_per_gpu", "workers_per_gpu", "time_limit_min"):
             if getattr(self, key) is not None:
-                check_bounds(key, getattr(self, key))
+                limits.check_bounds(key, getattr(self, key))
         _check(
             self.tasks is None or not self.gpus or self.tasks == self.gpus,
             f"tasks must equal gpus (one process per GPU), got tasks = {self.tasks} with gpus = {self.gpus}",
@@ -378,14 +381,14 @@ class SlurmSettings:
     def __post_init__(self) -> None:
         for key in ("partition", "account", "qos"):
             if getattr(self, key) is not None:
-                check_slurm_name(key, getattr(self, key))
+                limits.check_slurm_name(key, getattr(self, key))
         for key in ("cpus_per_task", "mem_gb", "array_parallelism", "signal_delay_s"):
             if getattr(self, key) is not None:
-                check_bounds(key, getattr(self, key))
+                limits.check_bounds(key, getattr(self, key))
         for option in self.sbatch:
-            check_sbatch_option(option)
+            limits.check_sbatch_option(option)
         for line in self.setup:
-            check_line("setup", line)
+            limits.check_line("setup", line)
 
     def sbatch_options(self) -> dict[str, str | bool]:
         """The extra options as submitit's additional_parameters: '--key=value' -> {key: value}."""
