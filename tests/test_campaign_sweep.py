@@ -180,6 +180,10 @@ VALUES = [
     ('[slurm]\nsbatch = ["--mem=4G"]\n', "[slurm] sbatch: '--mem=4G' sets what [slurm] mem_gb sets"),
     ('[slurm]\nsetup = ["echo a\\rb"]\n', "[slurm] setup: 'echo a\\rb' holds a line break"),
     (
+        '[slurm]\nsetup = ["#SBATCH --exclusive"]\n',
+        "[slurm] setup: '#SBATCH --exclusive' is an sbatch directive",
+    ),
+    (
         "[overrides]\n" + ".".join(["a"] * 3000) + " = 1\n",
         "[overrides] " + ".".join(["a"] * 32) + ": tables nest more than 32 deep",
     ),

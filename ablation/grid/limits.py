@@ -83,10 +83,15 @@ def check_slurm_name(key: str, value: str) -> None:
 
 
 def check_line(key: str, value: str) -> None:
-    """One line of printable text (tabs allowed): a line break would start another sbatch directive."""
+    """One line of printable text (tabs allowed): a line break would start another sbatch directive, and so
+    would a setup line that is one (sbatch reads '#SBATCH' lines up to the script's first command)."""
     check(
         all(c == "\t" or c.isprintable() for c in value),
         f"{key}: {value!r} holds a line break or another control character; give one line of text",
+    )
+    check(
+        not value.lstrip().startswith("#SBATCH"),
+        f"{key}: {value!r} is an sbatch directive; give sbatch options in [slurm] sbatch",
     )
 
 
