@@ -337,12 +337,14 @@ def test_lenths_method_flags_the_planted_effects_and_the_null_ones_at_about_its_
 
 def test_effects_are_in_the_display_unit() -> None:
     """Box AP is stored as a fraction and analysed in AP points: the effects, their intervals, Lenth's PSE
-    and margins and the method's sentence read 100x the fractions; FLOPs read in GFLOPs."""
-    fractions = design(BITS, {k: [v / 100 for v in ys] for k, ys in FILTRATION.items()}, "bbox_mAP")
+    and margins and the method's sentence read 100x the fractions; FLOPs read in GFLOPs. (The filtration
+    rates over 200 keep every fraction within box AP's valid range, [0, 1]: the effects read half of them.)"""
+    fractions = design(BITS, {k: [v / 200 for v in ys] for k, ys in FILTRATION.items()}, "bbox_mAP")
     points, raw = analyse(fractions, "box AP"), analyse(design(BITS, FILTRATION), "fps")
-    assert list(points.effects["effect"]) == pytest.approx(list(raw.effects["effect"]))
+    assert list(points.effects["effect"]) == pytest.approx([e / 2 for e in raw.effects["effect"]])
     assert points.lenth is not None and raw.lenth is not None
-    assert points.lenth.pse == pytest.approx(raw.lenth.pse) and points.lenth.me == pytest.approx(raw.lenth.me)
-    assert f"PSE {raw.lenth.pse:.3g} AP points" in points.description
+    assert points.lenth.pse == pytest.approx(raw.lenth.pse / 2)
+    assert points.lenth.me == pytest.approx(raw.lenth.me / 2)
+    assert f"PSE {raw.lenth.pse / 2:.3g} AP points" in points.description
     flops = design(BITS, {k: [v * 1e9 for v in ys] for k, ys in FILTRATION.items()}, "flops")
     assert list(analyse(flops, "GFLOPs").effects["effect"]) == pytest.approx(list(raw.effects["effect"]))
