@@ -468,11 +468,13 @@ FITTING_AXES = [
 ]
 
 
-def nested(keys: list[str], value: Any) -> dict[str, Any]:
-    table = {keys[-1]: value}
-    for key in reversed(keys[:-1]):
-        table = {key: table}
-    return table
+def put(table: dict[str, Any], keys: list[str] | tuple[str, ...], value: Any) -> None:
+    """``value`` at the dotted ``keys`` of ``table``, tables made (or a value replaced) on the way."""
+    for key in keys[:-1]:
+        if not isinstance(table.get(key), dict):
+            table[key] = {}
+        table = table[key]
+    table[keys[-1]] = value
 
 
 @st.composite
@@ -506,23 +508,11 @@ def sweep_files(draw: st.DrawFn) -> tuple[str, list[tuple[str, str, Any]]]:
         overrides: dict[str, Any] = {}
         for _ in range(draw(st.integers(1, 3))):
             if draw(st.integers(0, 2)) > 0:
-                merge(
-                    overrides,
-                    nested(list(draw(st.sampled_from(FITTING_OVERRIDES))), draw(st.integers(1, 512))),
-                )
+                put(overrides, draw(st.sampled_from(FITTING_OVERRIDES)), draw(st.integers(1, 512)))
             else:
-                keys = draw(st.lists(OVERRIDE_KEYS, min_size=1, max_size=3))
-                merge(overrides, nested(keys, draw(VALUES_)))
+                put(overrides, draw(st.lists(OVERRIDE_KEYS, min_size=1, max_size=3)), draw(VALUES_))
         tables["overrides"] = overrides
     return toml_file(tables), [(section, key, value) for (section, key), value in given.items()]
-
-
-def merge(into: dict[str, Any], more: dict[str, Any]) -> None:
-    for key, value in more.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            merge(into[key], value)
-        else:
-            into[key] = value
 
 
 @dataclass
