@@ -196,14 +196,12 @@ class Store:
         data = buffer.getvalue()
         if _holds(path, data, table):
             return "unchanged"
-        if write_new(
-            path, data
-        ):  # no file there: made by this call alone (a link fails if the name is taken)
+        # no file there: made by this call alone (a link fails if the name is taken)
+        if write_new(path, data):
             outcome: Put = "new"
-        elif _holds(path, data, table):  # another process put it a moment ago
+        elif _holds(path, data, table) or not write_atomic(path, data):  # another process put it just now
             return "unchanged"
         else:
-            write_atomic(path, data)
             outcome = "updated"
         with contextlib.suppress(OSError):  # gone already: the next read finds out
             stat = path.stat()
