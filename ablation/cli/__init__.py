@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     ignored: the status is decided, and the interpreter's shutdown has nothing to interrupt."""
     code = 130
     try:
+        import signal
+
+        signal.signal(signal.SIGINT, _CtrlC())
         from ablation.cli.commands import main as command
 
         code = command(argv)
@@ -34,7 +37,24 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+class _CtrlC:
+    """Python's SIGINT handler (a KeyboardInterrupt), which also records that Ctrl-C came (``came``): the
+    command's error is Ctrl-C's when a library turned the KeyboardInterrupt into its own (numpy raises an
+    ImportError when Ctrl-C comes while it loads)."""
+
+    came = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.came = True
+        raise KeyboardInterrupt
+
+
 def _ignore_ctrl_c() -> None:
+    """Ignore Ctrl-C from here on, and have CPython forget a KeyboardInterrupt that escaped an ``exec`` or
+    ``eval`` of a string before a handler caught it (Ctrl-C while a dataclass or namedtuple was being made):
+    under ``python -m`` it would end the process by SIGINT, not with its exit status. Running a string
+    resets that record."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exec("")

@@ -9,6 +9,7 @@ in ``parser``.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -49,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # a bug: one line saying so, and how to see where
         if debug:
             raise
+        if getattr(signal.getsignal(signal.SIGINT), "came", False):  # Ctrl-C, turned into a library's error
+            # (numpy's ImportError mid-import): the entry point's handler (ablation.cli.main) saw it
+            print("interrupted", file=sys.stderr)
+            return 130
         print(
             f"internal error: {type(error).__name__}: {one_line(error)} "
             "(run `ablation --debug ...` or set ABLATION_DEBUG=1 for the traceback)",
