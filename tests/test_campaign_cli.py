@@ -235,3 +235,23 @@ def test_only_an_address_beyond_this_machine_says_it_is_reachable_from_others() 
     assert serving_address("localhost", port) is None
     note = serving_address("0.0.0.0", port)
     assert note is not None and "reachable from other machines" in note and "\n" not in note
+
+
+def test_ctrl_c_that_a_library_turns_into_its_own_error_is_still_interrupted() -> None:
+    """numpy turns a KeyboardInterrupt during its import into an ImportError (with no trace of it): the
+    entry point's SIGINT handler saw Ctrl-C, so the command ends ``interrupted``, 130, not ``internal
+    error``."""
+    code = (
+        "import signal, sys\n"
+        "import ablation.cli.commands as commands\n"
+        "def loading(args):\n"
+        "    try:\n"
+        "        signal.raise_signal(signal.SIGINT)\n"
+        "    except KeyboardInterrupt:\n"
+        "        raise ImportError('Unable to import required dependency numpy') from None\n"
+        "commands.COMMANDS['sweeps'] = loading\n"
+        "from ablation.cli import main\n"
+        "sys.exit(main(['sweeps']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert (result.returncode, result.stderr) == (130, "interrupted\n")
