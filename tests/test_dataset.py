@@ -159,3 +159,21 @@ def test_prepare_refuses_a_real_dataset_folder(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=rf"^synthetic dataset: {re.escape(str(root))}: not empty"):
         prepare(DatasetSettings(), tmp_path, (2, 1))
     assert [p.name for p in root.iterdir()] == ["annotations"]
+
+
+def test_prepare_without_writing_says_what_it_would_generate_and_writes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "data" / "shapes"
+    assert prepare(SHAPES_SETTINGS, tmp_path, (3, 2), write=False) == root
+    assert list(tmp_path.iterdir()) == []
+    assert prepare(SHAPES_SETTINGS, tmp_path, (3, 2)) == root  # generated now
+    assert prepare(SHAPES_SETTINGS, tmp_path, (3, 2), write=False) is None  # there: only checked
+    (root / "annotations" / "val.json").unlink()
+    (root / ".synthetic.json").unlink()  # no longer the generator's folder: refused, not overwritten
+    with pytest.raises(DatasetError, match=r"not empty and has no \.synthetic\.json"):
+        prepare(SHAPES_SETTINGS, tmp_path, (3, 2), write=False)
+
+
+def test_prepare_without_writing_checks_a_dataset_that_is_not_synthetic(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="no such folder"):
+        prepare(SHAPES_SETTINGS, tmp_path, None, write=False)
+    assert list(tmp_path.iterdir()) == []

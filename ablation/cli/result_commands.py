@@ -237,8 +237,9 @@ def _cmd_dashboard(args: argparse.Namespace) -> NoReturn:
         # a local tool: the toolbar without developer options, so no "Deploy" button
         "--client.toolbarMode", "viewer",
     ]  # fmt: skip
+    host = f"[{args.address}]" if ":" in args.address else args.address  # an IPv6 address: in brackets
     print(
-        f"dashboard: http://{args.address}:{args.port}/ (store {shown(store.path)}; Ctrl-C stops it)",
+        f"dashboard: http://{host}:{args.port}/ (store {shown(store.path)}; Ctrl-C stops it)",
         flush=True,
     )
     if note:
