@@ -432,10 +432,13 @@ def test_lock_files_honour_the_umask(tmp_path: Path, umask: int) -> None:
 
 
 def test_import_log_keeps_a_run_with_a_bad_figure_missing_and_names_it(tmp_path: Path) -> None:
-    from .test_modelzoo import _log
-
     name = "faster_rcnn_r50_fpn_attention_1111_1x_coco_20200130_210344.log.json"
-    path = _log(tmp_path / name, header=False, epochs=12)  # the helper's AP grows 0.1 an epoch: past 1
+    path = tmp_path / name  # an mmdet v1 log whose six APs read as percent-like numbers past 1
+    ap = dict(zip(("bbox_mAP", "bbox_mAP_50", "bbox_mAP_75", "bbox_mAP_s", "bbox_mAP_m", "bbox_mAP_l"),
+                  (1.414, 1.591, 1.415, 1.32, 1.435, 1.481), strict=True))  # fmt: skip
+    train = {"mode": "train", "epoch": 12, "iter": 50, "lr": 0.02, "memory": 8029, "loss": 1.2, "time": 0.9}
+    val = {"mode": "val", "epoch": 12, "iter": 7330, "lr": 0.02, **ap}
+    path.write_text(json.dumps(train) + "\n" + json.dumps(val) + "\n")
     store = tmp_path / "store"
     code, out, err = run_cli("import-log", str(path), "--store", str(store))
     assert code == 1 and "imported 1 run: 1 new, 0 updated, 0 unchanged; 6 figures left out" in out

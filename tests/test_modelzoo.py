@@ -17,7 +17,7 @@ from .helpers.tables import table_rows
 
 def test_the_reference_rows_reproduce_mmdetections_table(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    assert run_cli("harvest", "--root", str(tmp_path / "none"), "--store", str(store))[0] == 0
+    assert run_cli("harvest", "--root", str(tmp_path), "--store", str(store))[0] == 0
     code, out, _ = run_cli("export", "--store", str(store), "--source", "reference")
     assert code == 0
     ours = {(row[1], row[2]): row for row in table_rows(out)}

@@ -99,10 +99,14 @@ def _write_run_report(frame: pd.DataFrame, sweep: str, store: Store) -> None:
 
 def _harvest_targets(args: argparse.Namespace) -> list[tuple[Path, str]]:
     """(folder, sweep name) of each --sweep (a folder, or a sweep's name or file), or every sweep folder."""
+    from ablation.fsio import root_dir
     from ablation.grid.plan import sweep_dir
     from ablation.grid.sweep import load_sweep
 
     if not args.sweep:
+        if not args.root.exists() and not os.environ.get("ABLATION_ROOT") and args.root == root_dir():
+            print(f"note: no folder {shown(args.root)} yet: nothing ran here", file=sys.stderr)
+            return []  # the default root, before any run: the reference rows alone
         if not args.root.is_dir():
             raise InputError(
                 f"--root {args.root}: no such folder; give the folder the sweeps ran under, or --sweep FOLDER"

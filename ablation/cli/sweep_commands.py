@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ablation.cli.parser import _default_root, selection
-from ablation.cli.result_commands import harvest_and_export
+from ablation.cli.result_commands import checked_store, harvest_and_export
 from ablation.cli.table import shown, warn
 from ablation.errors import InputError
 from ablation.model.codes import factor_legend
@@ -160,15 +160,16 @@ def _wait_and_report(sweep: Sweep, args: argparse.Namespace, names: list[str]) -
         print(f"\nstopped waiting; the jobs go on (ablation status --sweep {args.sweep}{_root_flag(args)})")
         return 130
     print()
+    problems = 0
     if args.command == "run":  # the study's table, from the store
-        harvest_and_export(sweep, args)
+        problems = harvest_and_export(sweep, args)
         print(f"\n{summary(states)}")
     else:
         _print_states(states, sweep, args)
     bad = [s.name for s in states if s.state != "done"]
     if bad:
         print(f"not done: {', '.join(bad)} (their result.json has the error; relaunch with --retry-failed)")
-    return 1 if bad else 0
+    return 1 if bad or problems else 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -211,6 +212,7 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    checked_store(args)  # a --store or --root that is a file: exit 2 before any cell runs
     args.executor, args.wait = "local", True
     return _cmd_launch(args)
 
