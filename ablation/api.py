@@ -11,7 +11,7 @@ status give them in their display units (box AP in AP points): ``ablation.vocabu
 Errors are ``ablation.AblationError``'s subclasses, each naming the argument and the valid values. A figure
 that is not a finite number in its valid range (``ablation.vocabulary``) is read as missing for its run: a
 store's read names it in ``problems``, and a frame handed to ``effects``, ``results_table`` or ``Runs``
-names it in a ``BadFigureWarning`` (``ablation.results.records``); the rest is computed.
+names it in a ``BadFigureWarning`` (``ablation.errors``); the rest is computed.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@
     ├── WriteError              an output cannot be written (permissions, a file where a folder goes); exit 1
     └── CellFailed              a cell's job failed; its result file holds the error and the log's tail
 
+    BadFigureWarning            a warning, not an error: a figure read as missing (not finite, out of range)
+
 Messages name the offending value and the valid values, so that one line is enough to fix the mistake.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 __all__ = [
     "AblationError",
     "BadCodeError",
+    "BadFigureWarning",
     "CellFailed",
     "DatasetError",
     "EnvironmentProblem",
@@ -92,3 +95,8 @@ class WriteError(AblationError):
 
 class CellFailed(AblationError):
     """A cell's job failed, after writing status=failed, the error and the log's tail to its result file."""
+
+
+class BadFigureWarning(UserWarning):
+    """A reader was given a figure that is not a finite number in its valid range, and read it as missing
+    (the line names the run, the figure, its value and its valid range); the rest is computed."""

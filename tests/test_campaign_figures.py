@@ -27,10 +27,10 @@ from ablation import vocabulary
 from ablation.analysis.effects import analyse
 from ablation.analysis.report import build_report
 from ablation.analysis.runs import Runs
+from ablation.errors import BadFigureWarning
 from ablation.results.export import FORMATS, render
 from ablation.results.records import (
     SCREEN_LINES,
-    BadFigureWarning,
     RunRecord,
     figure_ranges,
     screen_figures,

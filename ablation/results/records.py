@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ablation import vocabulary
+from ablation.errors import BadFigureWarning
 from ablation.grid.identity import CellIdentity
 from ablation.model.codes import FACTORS, AttentionCode
 from ablation.run.result_file import MEMORY_KINDS, METRICS, STATUSES
@@ -42,7 +43,6 @@ __all__ = [
     "SCREEN_LINES",
     "SOURCES",
     "VERSIONED",
-    "BadFigureWarning",
     "RunRecord",
     "figure_ranges",
     "is_axis_column",
@@ -169,11 +169,6 @@ class RunRecord(CellIdentity):
 
 
 _FIELDS = frozenset(f.name for f in fields(RunRecord))
-
-
-class BadFigureWarning(UserWarning):
-    """A reader was given a figure that is not a finite number in its valid range, and read it as missing
-    (the line names the run, the figure, its value and its valid range)."""
 
 
 _FIELD_RANGES = {f.name: f.metadata["valid"] for f in fields(RunRecord) if "valid" in f.metadata}
