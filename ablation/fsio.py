@@ -15,6 +15,7 @@ checked). A pid reused since only keeps its dead writer's file until that age.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -64,6 +65,7 @@ def write_new(path: Path, data: bytes) -> bool:
 def _link(tmp: Path, path: Path) -> bool:
     try:
         os.link(tmp, path)
+        os.unlink(tmp)  # at once: a Ctrl-C between the two is the only way the second name stays
     except FileExistsError:
         return False
     except OSError:  # no hard links here (some network and FUSE file systems): move it, as write_atomic
@@ -89,7 +91,8 @@ def _place(path: Path, data: bytes, durable: bool, move: Callable[[Path, Path], 
     except OSError as error:  # disk full, ...: the old file is still whole
         raise _cannot_write(path, error) from None
     finally:
-        tmp.unlink(missing_ok=True)  # moved (gone), linked (a second name) or failed
+        with contextlib.suppress(FileNotFoundError):  # moved or linked (gone), or failed
+            os.unlink(tmp)
 
 
 def remove_stale_temps(folder: Path, names: Iterable[str] | None = None) -> list[str]:
