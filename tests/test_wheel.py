@@ -183,6 +183,7 @@ def test_sweeps_plan_harvest_and_export_from_the_wheel(installed: Installed) -> 
 def dashboard(installed: Installed) -> Iterator[tuple[str, int]]:
     """``ablation dashboard`` of the wheel, serving the store of the empty folder (the reference rows)."""
     root = installed.cwd / "dash-runs"
+    root.mkdir()  # a --root that does not exist is a mistake (exit 2): an empty one holds no sweep yet
     installed.ablation("harvest", "--root", str(root))
     port = free_port()
     log = (installed.cwd / "dashboard.log").open("w")
