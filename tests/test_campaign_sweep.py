@@ -269,7 +269,7 @@ def test_slurm_options_are_checked_naming_the_flag(
 ) -> None:
     sweep = load_sweep(write(tmp_path, sweep_text()))
     with pytest.raises(InputError) as caught:
-        slurm.check_options(sweep, options)
+        slurm.check_options(options)
     assert str(caught.value).startswith(message)
     assert caught.value.argument == next(iter(options))  # the CLI names the flag: --partition ...
     with pytest.raises(InputError):
@@ -282,7 +282,7 @@ def test_slurm_options_are_checked_naming_the_flag(
         "mem_gb": 64,
         "cpus": 4,
     }
-    slurm.check_options(sweep, good)
+    slurm.check_options(good)
     assert slurm.parameters(sweep, good)["partition"] == "gpu,gpu-long"
 
 

@@ -65,6 +65,12 @@ class Plan:
             )
         return ()
 
+    def write(self) -> None:
+        """Write every cell's config where it goes (again only where it differs). Configs are made again
+        whenever they differ, so no fsync each (see ``write_atomic``)."""
+        for p in self.cells:
+            write_atomic(p.path, p.config.text(self.sweep), durable=False)
+
 
 def cell_identity(sweep: Sweep, cell: Cell, name: str) -> CellIdentity:
     """The identity a cell's job, result file and store row carry (``name``: the cell's, without a seed)."""
@@ -115,10 +121,10 @@ def plan(sweep: Sweep, root: Path, selection: Selection = EVERY_CELL, write: boo
             identity = dataclasses.replace(done[1], seed=cell.seed, axes=dict(done[1].axes))
         planned.append(PlannedCell(config, directory / "configs" / f"{config.name}.py", identity))
     _check_names(sweep, planned)  # every cell rendered and checked before the first file is written
-    if write:  # configs are made again whenever they differ: no fsync each (see write_atomic)
-        for p in planned:
-            write_atomic(p.path, p.config.text(sweep), durable=False)
-    return Plan(sweep=sweep, directory=directory, cells=tuple(planned))
+    result = Plan(sweep=sweep, directory=directory, cells=tuple(planned))
+    if write:
+        result.write()
+    return result
 
 
 # The longest config (and job, and run folder) name: a file name holds 255 bytes, and a name is written

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 from ablation.data import dataset
 from ablation.errors import LogFormatError
-from ablation.fsio import write_atomic
 from ablation.grid.cells import EVERY_CELL, Selection
 from ablation.grid.plan import Plan, PlannedCell, plan, sweep_dir
 from ablation.grid.sweep import Sweep
@@ -232,7 +231,7 @@ def launch(
     # that would not fit the sbatch script, a cell that cannot be planned, a dataset that is not there.
     going = executor or default_executor(load_manifest(folder, sweep.name))
     backend(going).check(dry_run)
-    check_options(sweep, options or {})
+    check_options(options or {})
     planned = plan(sweep, root, selection, write=False)
     generates = dataset.prepare(sweep.dataset, cwd, sweep.dataset.synthetic, write=False)
     wanted = ("planned", *RETRYABLE) if retry_failed else ("planned",)
@@ -246,8 +245,7 @@ def launch(
         return LaunchReport(planned, going, (), tuple(before), script, True, would, generates, slots)
     if generates is not None:
         dataset.prepare(sweep.dataset, cwd, sweep.dataset.synthetic)
-    for cell in planned.cells:  # as plan writes them; here, once everything was checked
-        write_atomic(cell.path, cell.config.text(sweep), durable=False)
+    planned.write()  # here, once everything was checked
     with exclusive(folder / LAUNCH_LOCK):
         manifest = load_manifest(folder, sweep.name)
         _complete_intents(manifest, folder)

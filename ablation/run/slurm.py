@@ -77,12 +77,11 @@ OPTIONS: dict[str, str | None] = {
 }
 
 
-def check_options(sweep: Sweep, options: Mapping[str, Any]) -> None:
+def check_options(options: Mapping[str, Any]) -> None:
     """An ``InputError`` naming the option (``argument``: the CLI shows its flag) when a launch option would
     not fit the sbatch script: a name that is not a Slurm name (a newline would start another directive), a
     number out of its setting's range, an unknown option. Call it before anything is written; the sweep's
     own [slurm] and [resources] values were checked when it loaded. ``parameters`` checks again."""
-    del sweep  # its own [slurm] and [resources] were checked when it loaded; the options stand alone
     for key, value in options.items():
         if value is None:
             continue
@@ -101,7 +100,7 @@ def check_options(sweep: Sweep, options: Mapping[str, Any]) -> None:
 def parameters(sweep: Sweep, options: dict[str, Any]) -> dict[str, Any]:
     """submitit SlurmExecutor parameters from the sweep's [slurm] and [resources], ``options`` overriding
     (checked by ``check_options``)."""
-    check_options(sweep, options)
+    check_options(options)
     s, r = sweep.slurm, sweep.resources
     gpus = options.get("gpus", r.gpus)
     cpus = options.get("cpus") or s.cpus_per_task or max(1, r.workers_per_gpu + 1)
