@@ -16,6 +16,7 @@ checked). A pid reused since only keeps its dead writer's file until that age.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -134,19 +135,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-_OWNER: list[str] = []
-
-
+@functools.cache
 def _owner() -> str:
     """This host and pid namespace, in 8 hex digits: whose pids a temp file's name can be checked against."""
-    if not _OWNER:
-        try:
-            namespace = os.stat("/proc/self/ns/pid").st_ino
-        except OSError:
-            namespace = 0
-        key = f"{socket.gethostname()}\0{namespace}".encode()
-        _OWNER.append(hashlib.sha256(key).hexdigest()[:8])
-    return _OWNER[0]
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return hashlib.sha256(f"{socket.gethostname()}\0{namespace}".encode()).hexdigest()[:8]
 
 
 def _create_temp(path: Path) -> tuple[int, Path]:

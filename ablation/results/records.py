@@ -193,16 +193,12 @@ def _holds(value: object, valid: Range) -> bool:
         return False
 
 
-def _shown(value: object) -> str:
-    return repr(value)
-
-
 def _dropped(run: str, name: str, value: object, valid: Range) -> str:
     """The line saying a figure of a run was left out, and why."""
     finite = isinstance(value, int) and not isinstance(value, bool)
     finite = finite or (isinstance(value, float) and math.isfinite(value))
     why = "is out of range" if finite else "is not a finite number"
-    return f"{run}: {name} = {_shown(value)} {why} (valid: {valid}); left out, read as missing"
+    return f"{run}: {name} = {value!r} {why} (valid: {valid}); left out, read as missing"
 
 
 def _more(lines: list[str], total: int) -> list[str]:
