@@ -302,9 +302,10 @@ def requeued(tmp_path: Path, name: str, **changes: str) -> tuple[dict[str, objec
 @pytest.mark.slurm
 def test_a_requeued_cell_resumes_from_its_checkpoint(cluster: None, tmp_path: Path) -> None:
     """Slurm gives a requeued job KillWait (30 s) to end before killing it: the cell is long enough to be
-    killed mid-training (an epoch of the smoke detector takes about 1 s here, so 60 outlast the 30 s)."""
-    _, _, one = requeued(tmp_path, "requeue", **{"epochs = 2": "epochs = 60"})
-    assert (one["status"], one["epochs"], one["iterations"]) == ("done", 60, 120)
+    killed mid-training (an epoch of the smoke detector takes 0.5-1 s here, by the machine, so 120 outlast
+    the 30 s)."""
+    _, _, one = requeued(tmp_path, "requeue", **{"epochs = 2": "epochs = 120"})
+    assert (one["status"], one["epochs"], one["iterations"]) == ("done", 120, 240)
 
 
 @pytest.mark.slurm
@@ -444,8 +445,9 @@ def test_a_requeued_two_task_cell_resumes_from_its_checkpoint_on_every_rank(
 ) -> None:
     """As test_a_requeued_cell_resumes_from_its_checkpoint, with two tasks: both ranks of the requeued job
     load the checkpoint (a rank that started over would train other iterations than its peer)."""
-    # 1 iteration each, under 1 s here: the 30 s of KillWait after the first checkpoint end well before 80
-    epochs = 80
+    # 1 iteration each, 0.3-1 s here by the machine: 80 once all fitted in the 30 s of KillWait after the
+    # first checkpoint on an idle fast one (the cell never killed mid-training); 200 outlast it
+    epochs = 200
     entry, work, one = requeued(tmp_path, "requeue2", **TWO_TASKS, **{"epochs = 2": f"epochs = {epochs}"})
     assert (one["status"], one["epochs"], one["iterations"], one["tasks"]) == ("done", epochs, epochs, 2)
     for rank in (0, 1):
