@@ -35,6 +35,7 @@ from ablation.errors import LogFormatError
 from ablation.grid.cells import EVERY_CELL, Selection
 from ablation.grid.plan import Plan, PlannedCell, plan, sweep_dir
 from ablation.grid.sweep import Sweep
+from ablation.run.cost import Cost
 from ablation.run.executors import backend
 from ablation.run.locks import exclusive
 from ablation.run.manifest import Manifest, Submission, load_manifest, save_manifest
@@ -72,6 +73,7 @@ class CellStatus:
     submission: Submission | None
     result: CellResult | None
     problem: str | None = None  # why the cell's result file cannot be read
+    cost: Cost | None = None  # what its jobs cost so far, over all their attempts (None: no job yet)
 
     @property
     def name(self) -> str:
@@ -171,6 +173,7 @@ class RecordedCell:
     state: str
     result: CellResult | None
     problem: str | None = None  # why the cell's result file cannot be read
+    cost: Cost | None = None  # what its jobs cost so far, over all their attempts
 
 
 def recorded_status(folder: Path) -> list[RecordedCell]:
