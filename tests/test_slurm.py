@@ -25,7 +25,7 @@ import pytest
 from ablation import load_sweep, plan
 from ablation.run.launch import work_dir
 from ablation.run.result_file import RESULT_FILE, CellResult
-from ablation.run.slurm import LIVE_STATES
+from ablation.run.slurm import LIVE_STATES, SACCT_FORMAT
 
 from .helpers.cli import REPO, run_script, venv_bin, write_sweep
 
@@ -237,7 +237,10 @@ def test_status_from_a_fresh_process_asks_sacct_once_for_both_arrays(
     arrays = {str(e["job_id"]).split("_")[0] for e in manifest(root, MINI)}
     assert len(arrays) == len(ARRAYS)
     (call,) = lines(calls)  # one call for both arrays
-    assert call.startswith("-n -X -P --format=JobID,State -j ") and set(call.split()[-1].split(",")) == arrays
+    assert (
+        call.startswith(f"-n -X -P -D --format={SACCT_FORMAT} -j ")
+        and set(call.split()[-1].split(",")) == arrays
+    )
 
 
 @pytest.mark.slurm

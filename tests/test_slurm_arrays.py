@@ -16,7 +16,7 @@ from ablation.run.slurm import (
     max_array_size,
     parameters,
     parse_max_array_size,
-    sacct_states,
+    sacct_jobs,
     sbatch_script,
     sbatch_scripts,
 )
@@ -89,14 +89,19 @@ def test_one_sacct_call_answers_for_every_array(tmp_path: Path, monkeypatch: pyt
     """The tasks of two arrays and a plain job in one ``-j`` list, a pending range expanded (the only fake is
     the sacct executable, which records its arguments; test_slurm.py counts the real calls)."""
     calls, output = tmp_path / "calls", tmp_path / "output"
-    output.write_text("12_0|COMPLETED\n12_1|RUNNING\n12_2|FAILED\n13_[0-2%3]|PENDING\n14|CANCELLED by 0\n")
+    output.write_text(
+        "12_0|COMPLETED|5|cpu=1\n12_1|RUNNING|3|cpu=1\n12_2|FAILED|1|cpu=1\n13_[0-2%3]|PENDING|0|\n"
+        "14|CANCELLED by 0|0|\n"
+    )
     script = tmp_path / "sacct"
     script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{calls}"\ncat "{output}"\n')
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     ids = ["12_0", "12_1", "12_2", "13_0", "13_1", "13_2", "14"]
-    states = sacct_states(ids)
-    assert calls.read_text().splitlines() == ["-n -X -P --format=JobID,State -j 12,13,14"]
-    assert [states[i] for i in ids] == [
+    jobs = sacct_jobs(ids)
+    assert calls.read_text().splitlines() == [
+        "-n -X -P -D --format=JobID,State,ElapsedRaw,AllocTRES -j 12,13,14"
+    ]
+    assert [jobs[i].state for i in ids] == [
         "COMPLETED", "RUNNING", "FAILED", "PENDING", "PENDING", "PENDING", "CANCELLED",
     ]  # fmt: skip

@@ -1,11 +1,12 @@
-"""Where cells' jobs run: submitit executors made from a sweep, and which of their jobs are still alive.
+"""Where cells' jobs run: submitit executors made from a sweep, which of their jobs are still alive, and
+what they cost.
 
 Every backend submits ``job.run_cell`` through a submitit executor, so local and cluster runs take the same
 code path. A backend also splits a launch into the job arrays it goes out as (Slurm: several where the
 cluster's MaxArraySize is smaller than the launch), answers, for a batch of submissions at once, which jobs
-are still queued or running (for local jobs by looking at their controller processes, for Slurm with one
-sacct call whatever the number of arrays), finds the jobs of a launch that died while submitting, and cancels
-jobs.
+are still queued or running and what they cost so far (for local jobs by looking at their controller
+processes and their cells' attempt records, for Slurm with one sacct call whatever the number of arrays),
+finds the jobs of a launch that died while submitting, and cancels jobs.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import os
 import shutil
 import signal
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from ablation.errors import InputError
 from ablation.grid.sweep import Sweep
+from ablation.run.cost import Cost, job_cost
 from ablation.run.manifest import Submission
 from ablation.run.submitit_internals import (
     dump_submission,
@@ -28,9 +31,17 @@ from ablation.run.submitit_internals import (
     submitted_pickle,
 )
 
-__all__ = ["BACKENDS", "Backend", "LocalBackend", "SlurmBackend", "backend"]
+__all__ = ["BACKENDS", "Backend", "JobInfo", "LocalBackend", "SlurmBackend", "backend"]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What a poll tells of one job: whether it is still queued or running, and what it cost so far."""
+
+    alive: bool
+    cost: Cost
 
 
 class Backend(Protocol):
@@ -56,8 +67,9 @@ class Backend(Protocol):
         """A submitit executor for the sweep's cells ``specs`` (the array's CellJobs), its files under
         ``folder``, its jobs named ``name``."""
 
-    def alive(self, submissions: Sequence[Submission]) -> set[str]:
-        """The job ids, among ``submissions``, of jobs still queued or running."""
+    def poll(self, submissions: Sequence[Submission]) -> dict[str, JobInfo]:
+        """Job id -> whether the job is still queued or running, and what it cost so far (all its attempts),
+        for each of ``submissions``, asked at once (Slurm: one sacct call)."""
 
     def track(self, job: Any) -> None:
         """Keep what this process needs of a job it just submitted."""
@@ -125,8 +137,9 @@ class LocalBackend:
         )
         return executor
 
-    def alive(self, submissions: Sequence[Submission]) -> set[str]:
-        return {s.job_id for s in submissions if self._runs(s.job_id)}
+    def poll(self, submissions: Sequence[Submission]) -> dict[str, JobInfo]:
+        """Alive: its controller process runs; its cost: its cell's ``attempts.json`` entries."""
+        return {s.job_id: JobInfo(self._runs(s.job_id), job_cost(s, {})) for s in submissions}
 
     def find(self, name: str, since: str) -> list[str]:
         return []  # a local job's id is its process id, known only once started: nothing to find
@@ -165,7 +178,7 @@ def _controller_runs(job_id: str) -> bool:
 
 class SlurmBackend:
     """Jobs on a Slurm cluster: one job array per launch, or several of at most the cluster's MaxArraySize
-    cells each, states from one sacct call per poll."""
+    cells each, states and costs from one sacct call per poll."""
 
     name = "slurm"
     GRACE = timedelta(minutes=2)  # a job sbatch just accepted may not be in the accounting database yet
@@ -227,16 +240,21 @@ class SlurmBackend:
 
         release({str(job.job_id).split("_")[0] for job in jobs})
 
-    def alive(self, submissions: Sequence[Submission]) -> set[str]:
-        from ablation.run.slurm import LIVE_STATES, sacct_states
+    def poll(self, submissions: Sequence[Submission]) -> dict[str, JobInfo]:
+        """States and costs from one sacct call; a job sacct does not know yet is alive for ``GRACE`` after
+        its submission."""
+        from ablation.run.slurm import LIVE_STATES, sacct_jobs
 
-        states = sacct_states(s.job_id for s in submissions)
+        jobs = sacct_jobs(s.job_id for s in submissions)
         now = datetime.now(UTC)
         return {
-            s.job_id
+            s.job_id: JobInfo(
+                alive=jobs[s.job_id].state in LIVE_STATES
+                if s.job_id in jobs
+                else now - datetime.fromisoformat(s.submitted) < self.GRACE,
+                cost=job_cost(s, jobs),
+            )
             for s in submissions
-            if states.get(s.job_id) in LIVE_STATES
-            or (s.job_id not in states and now - datetime.fromisoformat(s.submitted) < self.GRACE)
         }
 
     def track(self, job: Any) -> None:

@@ -1,5 +1,5 @@
 """Slurm through submitit: the executor's parameters from a sweep, the job arrays a launch goes out as, and
-job states from batched sacct calls.
+job states and attempts from batched sacct calls.
 
 A cluster refuses an array larger than its MaxArraySize (the largest index is MaxArraySize - 1; 0 disables
 arrays), read with one ``scontrol show config`` per launch: a launch of more cells goes out as several arrays
@@ -7,8 +7,11 @@ of at most that many cells (one-cell plain jobs where arrays are disabled), each
 
 One sacct call answers for any number of jobs (``-j`` takes a comma-separated list; array jobs are asked for
 by their array id and come back one line per task, or one line per range while still pending), so a poll
-costs one call whatever the size of the grid. A job sbatch accepted a moment ago may not be in the
-accounting database yet; ``squeue``, which asks the controller, finds it.
+costs one call whatever the size of the grid. With ``-D`` it also gives each start of a job (a requeue, by
+Slurm or by submitit at a time limit, or a node failure, starts the same job id again): the current state
+is that of the last record, and each record with an allocation is an attempt, with its elapsed seconds and
+allocated CPUs and GPUs (the compute accounting, ``cost``). A job sbatch accepted a moment ago may not be
+in the accounting database yet; ``squeue``, which asks the controller, finds it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,15 +31,19 @@ from ablation.grid.sweep import Sweep
 
 __all__ = [
     "LIVE_STATES",
+    "SACCT_FORMAT",
+    "SlurmAttempt",
+    "SlurmJob",
     "arrays",
     "check_options",
     "max_array_size",
     "parameters",
     "parse_max_array_size",
+    "parse_sacct",
     "release",
     "require",
     "sacct_ids",
-    "sacct_states",
+    "sacct_jobs",
     "sbatch_script",
     "sbatch_scripts",
     "scancel",
@@ -58,6 +66,8 @@ LIVE_STATES = frozenset(
         "STAGE_OUT",
     }
 )
+# What each poll asks sacct of every job (with -D: one line per start of a job).
+SACCT_FORMAT = "JobID,State,ElapsedRaw,AllocTRES"
 _ARRAY = re.compile(r"^(?P<base>\d+)_\[(?P<ranges>[^\]]+)\]$")
 _MAX_ARRAY_SIZE = re.compile(r"^MaxArraySize\s*=\s*(\d+)\s*$", re.MULTILINE)
 T = TypeVar("T")
@@ -223,18 +233,69 @@ def _expand(job_id: str) -> list[str]:
     return ids
 
 
-def sacct_states(job_ids: Iterable[str]) -> dict[str, str]:
-    """Job id -> state (e.g. 'RUNNING', 'CANCELLED') for the jobs sacct knows, in one call."""
+@dataclass(frozen=True)
+class SlurmAttempt:
+    """One start of a job, as the accounting database records it: its elapsed seconds (still growing while
+    it runs) and the CPUs and GPUs allocated to it."""
+
+    elapsed_s: int
+    cpus: int
+    gpus: int
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    """A job (an array task, one by one) as sacct knows it: its current state (that of its last record)
+    and its attempts, one per start (a requeued job has one record per start; a record without an
+    allocation, such as a pending job's, is no attempt)."""
+
+    state: str
+    attempts: tuple[SlurmAttempt, ...] = ()
+
+
+def sacct_jobs(job_ids: Iterable[str]) -> dict[str, SlurmJob]:
+    """Job id -> its state and attempts, for the jobs sacct knows, in one call whatever their number (array
+    jobs asked for by their array id; ``-D``: every start of a requeued job)."""
     bases = sorted({job_id.split("_")[0] for job_id in job_ids})
     if not bases:
         return {}
-    out = _run(["sacct", "-n", "-X", "-P", "--format=JobID,State", "-j", ",".join(bases)])
-    states = {}
+    return parse_sacct(
+        _run(["sacct", "-n", "-X", "-P", "-D", f"--format={SACCT_FORMAT}", "-j", ",".join(bases)])
+    )
+
+
+def parse_sacct(out: str) -> dict[str, SlurmJob]:
+    """The jobs in the output of ``sacct -n -X -P -D --format=JobID,State,ElapsedRaw,AllocTRES``, in the
+    order sacct prints a job's records (oldest start first): a pending array range (``12_[0-3%2]``) stands
+    for each of its tasks."""
+    records: dict[str, list[tuple[str, SlurmAttempt | None]]] = {}
     for line in out.splitlines():
-        job_id, _, state = line.partition("|")
+        if not line.strip():
+            continue
+        job_id, state, elapsed, tres = [*line.split("|"), "", "", ""][:4]
+        words = state.split()
+        attempt = _attempt(elapsed, tres)
         for one in _expand(job_id.strip()):
-            states[one] = state.split()[0] if state.split() else "UNKNOWN"
-    return states
+            records.setdefault(one, []).append((words[0] if words else "UNKNOWN", attempt))
+    return {
+        job_id: SlurmJob(found[-1][0], tuple(a for _, a in found if a is not None))
+        for job_id, found in records.items()
+    }
+
+
+def _attempt(elapsed: str, tres: str) -> SlurmAttempt | None:
+    """A record's attempt, from its ElapsedRaw and AllocTRES (``billing=2,cpu=2,gres/gpu=1,node=1``); None
+    without an allocation. GPUs: ``gres/gpu=N``, else the sum of the typed ``gres/gpu:TYPE=N``."""
+    allocated = dict(item.partition("=")[::2] for item in tres.split(",") if "=" in item)
+    if "cpu" not in allocated:
+        return None
+    typed = [value for key, value in allocated.items() if key.startswith("gres/gpu:")]
+    gpus = _count(allocated["gres/gpu"]) if "gres/gpu" in allocated else sum(map(_count, typed))
+    return SlurmAttempt(_count(elapsed), _count(allocated["cpu"]), gpus)
+
+
+def _count(text: str) -> int:
+    return int(text) if text.strip().isdigit() else 0
 
 
 def squeue_ids(name: str) -> list[str]:
