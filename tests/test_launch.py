@@ -50,7 +50,7 @@ def result(status: str, attempt: int) -> CellResult:
     ],
 )
 def test_state(submission: Submission | None, found: CellResult | None, alive: bool, state: str) -> None:
-    assert _state(submission, found, None, {"42"} if alive else set()) == state
+    assert _state(submission, found, None, alive) == state
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_state(submission: Submission | None, found: CellResult | None, alive: b
 def test_an_unreadable_result_file_fails_the_cell(
     submission: Submission | None, alive: bool, state: str
 ) -> None:
-    assert _state(submission, None, "w/result.json: not readable JSON", {"42"} if alive else set()) == state
+    assert _state(submission, None, "w/result.json: not readable JSON", alive) == state
 
 
 def test_progress_comes_from_the_newest_log_s_last_training_line(tmp_path: Path) -> None:
