@@ -37,10 +37,12 @@ def _stderr_console() -> Any:
 
 
 class Watcher:
-    """Shows how many of ``total`` cells have finished; feed it each poll's states with ``update``."""
+    """Shows how many of ``total`` cells have finished and when all should have (``ablation.run.eta``; with
+    ``array_parallelism``, the sweep's, for cells on Slurm); feed it each poll's states with ``update``."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, array_parallelism: int | None = None) -> None:
         self.total = total
+        self.array_parallelism = array_parallelism
         self.reported: set[str] = set()
         self.live = sys.stderr.isatty()
         self._progress: Any = None
@@ -67,7 +69,7 @@ class Watcher:
         counts = Counter(s.state for s in states)
         finished = sum(counts[state] for state in _FINISHED)
         if self._progress is not None:
-            running = f"{counts['running']} running, {counts['pending']} pending"
+            running = f"{counts['running']} running, {counts['pending']} pending{self._finish(states)}"
             self._progress.update(self._task, completed=finished, description=f"cells ({running})")
             return
         for s in states:
@@ -77,7 +79,17 @@ class Watcher:
                 box = vocabulary.metric("bbox_mAP")
                 figure = f" {box.name} {box.format(box.display(ap))}" if ap is not None else ""
                 print(
-                    f"[{len(self.reported)}/{self.total}] {s.state} {s.name}{figure}",
+                    f"[{len(self.reported)}/{self.total}] {s.state} {s.name}{figure}{self._finish(states)}",
                     file=sys.stderr,
                     flush=True,
                 )
+
+    def _finish(self, states: Sequence[CellStatus]) -> str:
+        """'; all in ~3m' while cells run or wait and their finish can be told, else ''."""
+        from ablation.run.eta import parallelism, sweep_eta
+        from ablation.run.status_table import duration
+
+        eta = sweep_eta(states, parallelism(states, self.array_parallelism))
+        if eta.left_s is None or not (eta.running or eta.waiting):
+            return ""
+        return f"; all in ~{duration(eta.left_s)}"

@@ -74,13 +74,15 @@ def _print_states(states: Sequence[CellStatus], sweep: Sweep, args: argparse.Nam
     """Each cell's row (or, for a grid of more than ``LIST_AT_MOST``, the counts of its states by code, DCN,
     axis value and seed), then the summary line."""
     from ablation.cli.table import text_table
-    from ablation.run.status_table import breakdown, summary, table
+    from ablation.run.status_table import breakdown, summary, sweep_lines, table
 
     if _listed(args, len(states)):
         print(text_table(*table(states, sweep.axes)))
     else:
         print(text_table(*breakdown([s.planned.cell for s in states], sweep.axes, [s.state for s in states])))
     print(f"\n{summary(states)}")
+    for line in sweep_lines(states, sweep.slurm.array_parallelism):
+        print(line)
     _every_cell(args, len(states))
     _warn_unreadable(states)
 
@@ -154,7 +156,7 @@ def _wait_and_report(sweep: Sweep, args: argparse.Namespace, names: list[str]) -
     from ablation.run.status_table import summary
 
     try:
-        with Watcher(len(names)) as watcher:
+        with Watcher(len(names), sweep.slurm.array_parallelism) as watcher:
             states = wait(sweep, args.root, names, on_poll=watcher.update)
     except KeyboardInterrupt:  # the jobs are not ours to stop: they go on
         print(f"\nstopped waiting; the jobs go on (ablation status --sweep {args.sweep}{_root_flag(args)})")
@@ -184,6 +186,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
         if args.watch and sys.stdout.isatty():
             print("\033[2J\033[H", end="")  # a live view: redraw in place
         _print_states(states, sweep, args)
+        if states and all(s.submission is None and s.result is None for s in states):
+            print(
+                f"no run of sweep {sweep.name!r} under {args.root.resolve()} "
+                "(launched elsewhere? --root DIR or $ABLATION_ROOT)"
+            )
         unreadable = 1 if any(s.problem for s in states) else 0
         if not args.watch or not any(s.state in UNFINISHED for s in states):
             return unreadable

@@ -5,7 +5,7 @@ Status page and ``ablation.status()`` all show this one table."""
 
 from __future__ import annotations
 
-import re
+import datetime
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +14,16 @@ from typing import TYPE_CHECKING, Any
 from ablation import vocabulary
 from ablation.grid.axes import Axis
 from ablation.grid.cells import Cell
+from ablation.run.cost import Cost
+from ablation.run.eta import (
+    CellProgress,
+    SweepEta,
+    after_training_s,
+    cell_progress,
+    newest_log,
+    parallelism,
+    sweep_eta,
+)
 from ablation.run.result_file import CellResult
 from ablation.vocabulary import CELL_STATES, MISSING
 
@@ -23,18 +33,20 @@ if TYPE_CHECKING:  # launching loads submitit and the job; plan's summary needs 
 __all__ = [
     "LIST_AT_MOST",
     "breakdown",
+    "cost_line",
+    "duration",
+    "eta_line",
     "figures",
     "grid_columns",
     "headers",
     "progress",
     "rows",
     "summary",
+    "sweep_lines",
     "table",
 ]
 
 LIST_AT_MOST = 100  # the terminal lists the cells of a grid up to this size; above, ``breakdown`` first
-_TRAIN_LINE = re.compile(rb"Epoch\(train\)\s+\[(\d+)\]\[\s*(\d+)/(\d+)\]")
-_TAIL_BYTES = 65536
 
 
 def headers() -> tuple[str, ...]:
@@ -70,36 +82,107 @@ def _stored(result: CellResult, column: str) -> float | None:
 
 def progress(work_dir: Path) -> str:
     """'epoch 2 iter 5/8' from the last training line of the newest mmengine log, or '-'."""
-    logs = sorted(work_dir.glob("*/*.log"), key=lambda p: p.stat().st_mtime)
-    if not logs:
-        return MISSING
-    with logs[-1].open("rb") as log:
-        log.seek(max(0, logs[-1].stat().st_size - _TAIL_BYTES))
-        found = _TRAIN_LINE.findall(log.read())
-    if not found:
-        return "starting"
-    epoch, done, total = (int(x) for x in found[-1])
-    return f"epoch {epoch} iter {done}/{total}"
+    return _progress_text(work_dir, cell_progress(work_dir))
+
+
+def _progress_text(work_dir: Path, found: CellProgress | None) -> str:
+    if found is not None:
+        return found.text
+    return MISSING if newest_log(work_dir) is None else "starting"
 
 
 def table(
     states: Sequence[CellStatus], axes: Sequence[Axis] = ()
 ) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    """The status table: its headers (cell, code, dcn, the grid's axes and seed, state, progress, then the
-    figures) and rows."""
+    """The status table: its headers (cell, code, dcn, the grid's axes and seed, state, progress, s/it and
+    time left of a running cell, then the figures) and rows."""
     extra, values = grid_columns([s.planned.cell for s in states], axes)
-    head = ("cell", "code", "dcn", *extra, "state", "progress", *headers())
+    head = ("cell", "code", "dcn", *extra, "state", "progress", "s/it", "left", *headers())
     return head, [(*row[:3], *more, *row[3:]) for row, more in zip(rows(states), values, strict=True)]
 
 
 def rows(states: Sequence[CellStatus]) -> list[tuple[str, ...]]:
     found: list[tuple[str, ...]] = []
+    rest = after_training_s(states)  # what follows training, by the done cells
     for s in states:
         result = s.result if s.result is not None and s.state in ("done", "failed", "running") else None
         cell = s.planned.cell
-        where = progress(Path(s.submission.work_dir)) if s.state == "running" and s.submission else MISSING
-        found.append((s.name, str(cell.code), "on" if cell.dcn else "off", s.state, where, *figures(result)))
+        where: tuple[str, ...] = (MISSING, MISSING, MISSING)
+        if s.state == "running" and s.submission:
+            folder = Path(s.submission.work_dir)
+            at = cell_progress(folder, rest)
+            where = (_progress_text(folder, at), *_speed(at))
+        found.append((s.name, str(cell.code), "on" if cell.dcn else "off", s.state, *where, *figures(result)))
     return found
+
+
+def _speed(at: CellProgress | None) -> tuple[str, str]:
+    """A running cell's seconds per iteration and time left ('-': not known yet)."""
+    if at is None:
+        return MISSING, MISSING
+    per = MISSING if at.s_per_iter is None else f"{at.s_per_iter:.3g}"
+    return per, MISSING if at.left_s is None else duration(at.left_s)
+
+
+def duration(seconds: float) -> str:
+    """'45s', '3m', '1h20m', '2d4h': a time left, to the unit that matters."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{round(s / 60)}m"
+    if s < 86400:
+        h, m = divmod(round(s / 60), 60)
+        return f"{h}h{m:02d}m" if m else f"{h}h"
+    d, h = divmod(round(s / 3600), 24)
+    return f"{d}d{h}h" if h else f"{d}d"
+
+
+def sweep_lines(states: Sequence[CellStatus], array_parallelism: int | None) -> list[str]:
+    """The lines under a sweep's summary: when it should finish (``eta_line``) and what it costs
+    (``cost_line``), those that can be told. ``array_parallelism``: the sweep's, for cells on Slurm."""
+    eta = sweep_eta(states, parallelism(states, array_parallelism))
+    return [line for line in (eta_line(eta), cost_line(eta)) if line is not None]
+
+
+def eta_line(eta: SweepEta) -> str | None:
+    """'expected to finish in ~1h20m (at 14:05 CET), 2 running at once, 6 waiting', or that it cannot be
+    told yet; None when no cell is running or pending (planned cells are named, not counted: they do not
+    start by themselves)."""
+    if not eta.running and not eta.pending:
+        return None
+    at_once = f" (up to {eta.at_once} at once)" if eta.at_once > eta.running else " at once"
+    waiting = f", {eta.planned} not launched" if eta.planned else ""
+    cells = f"{eta.running} running{at_once}, {eta.pending} waiting{waiting}"
+    if eta.left_s is None or eta.finish is None:
+        return f"finish not known yet (no cell has finished or logged its time left), {cells}"
+    return f"expected to finish in ~{duration(eta.left_s)} (at {_clock(eta.finish)}), {cells}"
+
+
+def _clock(moment: datetime.datetime) -> str:
+    """A moment in local time: '14:05 CET', with its date when it is not today."""
+    local = moment.astimezone()
+    today = datetime.datetime.now(local.tzinfo).date()
+    return local.strftime("%H:%M %Z" if local.date() == today else "%Y-%m-%d %H:%M %Z")
+
+
+def cost_line(eta: SweepEta) -> str | None:
+    """'compute so far: 12 attempts, 3.4 GPU-hours, 27.1 CPU-hours, 5.2 h wall; still to run: ~2.1
+    GPU-hours (6 cells at the done cells' mean)'; None when no cost is known."""
+    if eta.spent is None:
+        return None
+    line = f"compute so far: {_count(eta.spent.attempts, 'attempt')}, {_hours(eta.spent)}"
+    if eta.to_spend is not None and eta.cells_left > 0:
+        cells = f"{eta.cells_left:.1f}".removesuffix(".0")
+        gpu = eta.to_spend.gpu_hours
+        left = f"{gpu:.1f} GPU-hours" if gpu is not None else f"{eta.to_spend.cpu_hours:.1f} CPU-hours"
+        line += f"; still to run: ~{left} ({cells} cells at the done cells' mean)"
+    return line
+
+
+def _hours(cost: Cost) -> str:
+    gpu = "" if cost.gpu_hours is None else f"{cost.gpu_hours:.1f} GPU-hours, "
+    return f"{gpu}{cost.cpu_hours:.1f} CPU-hours, {cost.wall_hours:.1f} h wall"
 
 
 def summary(states: Sequence[CellStatus]) -> str:
