@@ -11,7 +11,8 @@
     ├── ManifestError           a sweep folder's manifest.json that cannot be read (corrupt, newer); exit 1
     ├── LogFormatError          a log or metrics file that is not what its name says (harvest, import-log)
     ├── WriteError              an output cannot be written (permissions, a file where a folder goes); exit 1
-    └── CellFailed              a cell's job failed; its result file holds the error and the log's tail
+    ├── CellFailed              a cell's job failed; its result file holds the error and the log's tail
+    └── Diverged                a cell's training loss diverged (NaN, infinite, too high): its job stops
 
     BadFigureWarning            a warning, not an error: a figure read as missing (not finite, out of range)
 
@@ -26,6 +27,7 @@ __all__ = [
     "BadFigureWarning",
     "CellFailed",
     "DatasetError",
+    "Diverged",
     "EnvironmentProblem",
     "InputError",
     "LogFormatError",
@@ -95,6 +97,11 @@ class WriteError(AblationError):
 
 class CellFailed(AblationError):
     """A cell's job failed, after writing status=failed, the error and the log's tail to its result file."""
+
+
+class Diverged(AblationError):
+    """A cell's training loss diverged (``ablation.run.divergence``); ``str(error)`` is the reason the job
+    records: "diverged at iteration 7: loss nan"."""
 
 
 class BadFigureWarning(UserWarning):

@@ -40,6 +40,7 @@ __all__ = [
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 _STAGES = tuple[bool, bool, bool, bool]
+EARLY_LOSSES = 50  # the iterations whose median loss is [schedule] divergence_factor's reference
 
 
 _check = limits.check
@@ -231,11 +232,10 @@ class ScheduleSettings:
     )
     milestones: tuple[int, ...] = setting((8, 11), "epochs after which the learning rate drops 10x")
     warmup_iters: int = setting(500, "iterations of linear warm-up from 0.001 x lr")
-    val_interval: int = setting(
-        1,
-        "validate every this many epochs (0: never while training; the job's test still scores val)",
-    )
+    val_interval: int = setting(1, "validate every this many epochs (0: never; the test still scores val)")
     log_interval: int | None = setting(None, "log every this many iterations (unset: the base config's, 50)")
+    stop_on_divergence: bool = setting(True, "fail a cell at the first iteration whose loss is NaN or inf")
+    divergence_factor: float | None = setting(None, f"also stop at this x the first {EARLY_LOSSES}'s median")
 
     def __post_init__(self) -> None:
         _check_name("name", self.name)
@@ -260,6 +260,7 @@ class ScheduleSettings:
             0 <= self.val_interval <= self.epochs, f"val_interval must be 0..epochs, got {self.val_interval}"
         )
         _check(self.log_interval is None or self.log_interval >= 1, "log_interval must be at least 1")
+        _check(self.divergence_factor is None or self.divergence_factor > 1, "divergence_factor must be > 1")
 
 
 @dataclass(frozen=True)

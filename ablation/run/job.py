@@ -29,10 +29,10 @@ from typing import Any
 
 import submitit
 
-from ablation.errors import CellFailed
+from ablation.errors import CellFailed, Diverged
 from ablation.fsio import write_atomic
 from ablation.grid.identity import CellIdentity
-from ablation.run import distributed
+from ablation.run import attempts, distributed
 from ablation.run.locks import one_slot_of, try_exclusive
 from ablation.run.quiet import Quiet
 from ablation.run.result_file import METRICS, CellResult, write_result
@@ -63,6 +63,10 @@ class CellJob(CellIdentity):
     parallel: int = 1  # how many slots
     tasks: int = 1  # processes of one cell, one per GPU (Slurm tasks); the job runs with as many as it has
     keep_checkpoints: str = "all"  # "all", "last", or "none" (removed once the cell is done)
+    stop_on_divergence: bool = (
+        True  # fail at the first iteration whose loss is NaN or infinite (``divergence``)
+    )
+    divergence_factor: float | None = None  # also at a loss over this x the early median; None: no such rule
 
 
 def checkpoints(work_dir: Path) -> list[Path]:
@@ -200,6 +204,41 @@ def _blank(job: CellJob) -> CellResult:
 
 
 def _attempt(job: CellJob, work_dir: Path) -> CellResult:
+    """Rank 0's attempt at the cell, recorded in its attempts.json from its start to its end, whatever the
+    end: done, failed, diverged, or leaving for a requeue (``SystemExit``)."""
+    import torch
+
+    attempts.begin(
+        work_dir, attempt=job.attempt, executor=os.environ.get("SUBMITIT_EXECUTOR", "local"),
+        job_id=_job_id(), processes=job.tasks, threads=_threads(job),
+        gpus=job.tasks if torch.cuda.is_available() else 0,
+    )  # fmt: skip
+    try:
+        return _run_attempt(job, work_dir)
+    finally:
+        attempts.end(work_dir)
+
+
+def _job_id() -> str:
+    """The executor's id of this job: an array task's ``<array job>_<task>``, as Slurm and sacct name it."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    with contextlib.suppress(Exception):  # no submitit job: ``ablation run`` in the foreground
+        return env.get("SLURM_JOB_ID") or str(submitit.JobEnvironment().job_id)
+    return ""
+
+
+def _threads(job: CellJob) -> int:
+    """Sets the torch threads the job asks for; the threads torch computes with."""
+    import torch
+
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    return int(torch.get_num_threads())
+
+
+def _run_attempt(job: CellJob, work_dir: Path) -> CellResult:
     os.chdir(job.cwd)
     result = _blank(job)
     write_result(work_dir, result)
@@ -211,8 +250,9 @@ def _attempt(job: CellJob, work_dir: Path) -> CellResult:
         if exit_ is not None:  # not a failure: the job was requeued and is leaving; its next start resumes
             raise exit_ from None
         result.status = "failed"
-        result.error = f"{type(error).__name__}: {error}".strip()
-        result.log_tail = _log_tail(work_dir, traceback.format_exc())
+        diverged = isinstance(error, Diverged)  # its reason ends the log's tail, without a traceback
+        result.error = str(error) if diverged else f"{type(error).__name__}: {error}".strip()
+        result.log_tail = _log_tail(work_dir, result.error if diverged else traceback.format_exc())
         result.finished = now()
         result.timings["total_s"] = time.perf_counter() - began
         write_result(work_dir, result)
@@ -259,6 +299,7 @@ def _train_test_measure(job: CellJob, result: CellResult, measure: bool = True) 
     from ablation import __version__
     from ablation.model.checkpoints import allow_mmengine_checkpoints
     from ablation.model.measure import PeakCudaMemory, complexity, device_name, inference_fps, peak_rss_mb
+    from ablation.run.divergence import DivergenceStop
 
     result.versions = {
         "torch": torch.__version__,
@@ -268,8 +309,7 @@ def _train_test_measure(job: CellJob, result: CellResult, measure: bool = True) 
         "ablation": __version__,
     }
     allow_mmengine_checkpoints()
-    if job.threads:
-        torch.set_num_threads(job.threads)
+    _threads(job)
 
     cfg = Config.fromfile(job.config)
     cfg.work_dir = job.work_dir
@@ -291,13 +331,19 @@ def _train_test_measure(job: CellJob, result: CellResult, measure: bool = True) 
     runner = Runner.from_cfg(cfg)
     peak = PeakCudaMemory()
     runner.register_hook(peak, priority="ABOVE_NORMAL")  # before the logger resets the CUDA peak
+    beats: list[float] = []  # rank 0 refreshes its attempt record from the training loop
+    beat = (lambda: attempts.beat(Path(job.work_dir), beats)) if measure else None
+    stop = DivergenceStop(stop=job.stop_on_divergence, factor=job.divergence_factor, on_iteration=beat)
+    runner.register_hook(stop, priority="LOW")  # after the logger: the diverged iteration's line is logged
     quiet = Quiet(Path(job.slots)) if job.slots and measure else None  # local jobs: fps timed alone
     if quiet is not None:
         runner.register_hook(quiet.hook(), priority="VERY_HIGH")
 
-    with _timed(result, "train_s"):
-        runner.train()
-    result.epochs, result.iterations = runner.epoch, runner.iter
+    try:
+        with _timed(result, "train_s"):
+            runner.train()
+    finally:  # a diverged run's too: the epochs and iterations it completed
+        result.epochs, result.iterations = runner.epoch, runner.iter
     if job.tasks > 1:
         print(f"ablation: {job.cell}: rank {rank} trained to epoch {runner.epoch}, iteration {runner.iter}")
     model = getattr(runner.model, "module", runner.model)

@@ -395,6 +395,8 @@ def _job(
         parallel=parallel or 1,
         tasks=1 if parallel is not None else sweep.resources.task_count(),  # local: one process
         keep_checkpoints=sweep.resources.keep_checkpoints,
+        stop_on_divergence=sweep.schedule.stop_on_divergence,
+        divergence_factor=sweep.schedule.divergence_factor,
     )
 
 
