@@ -45,8 +45,9 @@ MISSING = "-"  # how a figure nobody measured reads
 PLUS_MINUS = "±"  # between a mean and the half-width of its interval (or its sd)
 # What a figure is shown as (Metric.roles): 'main' in every results table, 'breakdown' and 'complexity'
 # in the tables that ask for them, 'status' in the status table, 'tradeoff' as a trade-off chart's x axis,
-# 'effects' analysed for its factor effects (the report, the dashboard, ``ablation effects``).
-ROLES = ("main", "breakdown", "complexity", "status", "tradeoff", "effects")
+# 'effects' analysed for its factor effects (the report, the dashboard, ``ablation effects``), 'cost' in the
+# tables that ask for the compute a run cost (``export --cost``: a cell's sum over its runs, a sweep's total).
+ROLES = ("main", "breakdown", "complexity", "status", "tradeoff", "effects", "cost")
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,26 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         "params", "params", "Params (M)", "M", 1e-6, decimals=2, higher_is_better=False,
         roles=("complexity", "status"),
+    ),
+    # The compute of a run's jobs over ALL their attempts (requeues, time-outs, node failures included): on
+    # Slurm from sacct's accounting, locally wall seconds x processes x threads (``ablation.run.cost``).
+    # GPU-hours are missing, not 0, where no attempt had a GPU (a CPU grid: ``tradeoff_axes`` then draws
+    # box AP against CPU-hours instead).
+    Metric(
+        "attempts", "attempts", "Attempts", "attempts", decimals=0, higher_is_better=False, roles=("cost",),
+        axis_title="attempts (the cell's jobs, every start)",
+    ),
+    Metric(
+        "gpu_hours", "GPU-hours", "GPU-h", "GPU-hours", decimals=1, significant=2, higher_is_better=False,
+        roles=("cost", "tradeoff"), axis_title="GPU-hours (the cell's jobs, all attempts)",
+    ),
+    Metric(
+        "cpu_hours", "CPU-hours", "CPU-h", "CPU-hours", decimals=1, significant=2, higher_is_better=False,
+        roles=("cost", "tradeoff"), axis_title="CPU-hours (the cell's jobs, all attempts)",
+    ),
+    Metric(
+        "wall_hours", "wall hours", "Wall (h)", "wall hours", decimals=1, significant=2,
+        higher_is_better=False, roles=("cost",), axis_title="wall hours (the cell's jobs, all attempts)",
     ),
 )  # fmt: skip
 # CocoMetric's box figures, in its order: the keys of a result file's metrics and of mmdet's logs.

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ablation import vocabulary
 from ablation.errors import BadCodeError, InputError
 from ablation.results import store as store_module
 from ablation.results.records import SOURCES, RunRecord
@@ -269,6 +270,21 @@ def test_a_version_3_file_reads_with_no_stage_timings_but_training(tmp_path: Pat
     (row,) = rows(store)
     assert row == {**current.to_pylist()[0], "test_s": None, "fps_s": None, "flops_s": None}
     assert row["train_s"] == 90.0
+
+
+def test_a_version_4_file_reads_with_no_cost(tmp_path: Path) -> None:
+    """Version 5 adds the compute of a run's jobs over all attempts (null before: not known)."""
+    store = Store(tmp_path)
+    store.put(run(cell="c", train_s=90.0, attempts=2, gpu_hours=1.5, cpu_hours=3.0, wall_hours=0.75))
+    (path,) = store.runs_dir.glob("*.parquet")
+    current = pq.read_table(path)
+    cost = [m.column for m in vocabulary.metrics("cost")]
+    assert set(cost) <= set(current.column_names) and current.to_pylist()[0]["attempts"] == 2
+    old = current.drop_columns([*cost, "schema_version"])
+    _write_raw(store, path.name, old.append_column("schema_version", pa.array([4], pa.int64())))
+    (row,) = rows(store)
+    assert row == {**current.to_pylist()[0], **dict.fromkeys(cost)}
+    assert row["train_s"] == 90.0 and row["schema_version"] == SCHEMA_VERSION
 
 
 def test_unreadable_files_are_named_and_the_rest_is_read(tmp_path: Path) -> None:

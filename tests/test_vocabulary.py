@@ -15,6 +15,7 @@ from ablation import vocabulary
 from ablation.analysis import effect_charts, figures
 from ablation.analysis.effects import analyse
 from ablation.analysis.effects_text import effects_rows
+from ablation.analysis.numbers import tradeoff_axes
 from ablation.analysis.report import build_report
 from ablation.analysis.runs import Runs
 from ablation.results.export import render
@@ -22,6 +23,7 @@ from ablation.results.records import RunRecord
 from ablation.results.store import SCHEMA
 from ablation.results.table import TableOptions, results_table
 from ablation.run import status_table
+from ablation.run.cost import Cost
 from ablation.run.result_file import MEMORY_KINDS, CellResult
 from ablation.vocabulary import MemoryKind, Metric, Stage
 
@@ -37,6 +39,43 @@ def test_every_metric_and_stage_is_a_field_of_the_store_record_and_a_column_of_i
     assert tuple(k.key for k in vocabulary.MEMORY_KINDS) == MEMORY_KINDS
     for kind in vocabulary.MEMORY_KINDS:  # the store takes every kind
         RunRecord(sweep="s", cell="c", run_id="r", source="run", memory_gb=1.0, memory_kind=kind.key)
+
+
+def test_the_cost_figures_are_fields_read_from_a_cost_and_never_effects_or_status() -> None:
+    cost = vocabulary.metrics("cost")
+    assert [m.column for m in cost] == ["attempts", "gpu_hours", "cpu_hours", "wall_hours"]
+    for figure in cost:
+        assert figure.higher_is_better is False and not figure.interval and figure.valid.holds(0.0)
+        assert not {"effects", "status", "main"} & set(figure.roles)
+        assert not figure.valid.holds(-1.0)
+    spent = Cost(attempts=1, wall_s=1800.0, cpu_s=7200.0, gpu_s=3600.0) + Cost(1, 900.0, 900.0, None)
+    record = RunRecord(sweep="s", cell="c", run_id="r", source="run")
+    record.set_cost(spent)
+    assert (record.attempts, record.wall_hours, record.cpu_hours, record.gpu_hours) == (
+        2,
+        spent.wall_s / 3600,
+        spent.cpu_s / 3600,
+        spent.gpu_s / 3600,  # type: ignore[operator]
+    )
+    record.set_cost(Cost(attempts=1, wall_s=60.0, cpu_s=120.0))  # a CPU job: no GPU-hours, not 0
+    assert record.gpu_hours is None and record.cpu_hours == 120.0 / 3600
+    record.set_cost(None)  # not launched by ablation: no cost at all
+    assert all(getattr(record, m.column) is None for m in cost)
+
+
+def test_the_cost_tradeoff_is_gpu_hours_or_on_a_cpu_grid_cpu_hours() -> None:
+    gpu, cpu = vocabulary.metric("GPU-hours"), vocabulary.metric("CPU-hours")
+    base = pd.DataFrame({"bbox_mAP": [0.3, 0.4], "fps": [1.0, 2.0]})
+    axes = {
+        "gpu": tradeoff_axes(base.assign(gpu_hours=[None, 2.0], cpu_hours=[4.0, 8.0])),
+        "cpu": tradeoff_axes(base.assign(gpu_hours=[None, None], cpu_hours=[4.0, 8.0])),
+        "none": tradeoff_axes(base),
+    }
+    assert gpu in axes["gpu"] and cpu not in axes["gpu"]
+    assert cpu in axes["cpu"] and gpu not in axes["cpu"]
+    assert gpu in axes["none"] and cpu not in axes["none"]
+    others = [m for m in vocabulary.metrics("tradeoff") if "cost" not in m.roles]
+    assert all([m for m in found if "cost" not in m.roles] == others for found in axes.values())
 
 
 def test_a_timing_the_record_has_no_field_for_is_an_error_not_dropped(

@@ -56,6 +56,7 @@ __all__ = [
     "pareto_front",
     "replicate_columns",
     "replicate_means",
+    "tradeoff_axes",
 ]
 
 # The five two-level factors of the grid: the code's four attention factors in bit order, then DCN.
@@ -274,6 +275,17 @@ def pareto_front(
     kept = valid[keep]
     order = np.lexsort((ys[kept], xs[kept]))
     return frame.iloc[kept[order]]
+
+
+def tradeoff_axes(points: pd.DataFrame) -> tuple[vocabulary.Metric, ...]:
+    """The x axes that box AP is drawn against for these points (store rows or cells), in the vocabulary's
+    order: its 'tradeoff' metrics, of the 'cost' ones among them only one, the first that some point has a
+    value of (GPU-hours; on a CPU grid, where no run has GPU-hours, CPU-hours), else the first (a chart
+    then says no cell has it). The report and the dashboard both draw these."""
+    costs = [m for m in vocabulary.metrics("tradeoff") if "cost" in m.roles]
+    held = [m for m in costs if not np.isnan(_floats(points, m.column, required=False)).all()]
+    cost = held[0] if held else costs[0] if costs else None
+    return tuple(m for m in vocabulary.metrics("tradeoff") if "cost" not in m.roles or m is cost)
 
 
 # --- the AP grid -----------------------------------------------------------------------------------------

@@ -3,13 +3,14 @@
 What it holds, from the store's runs of one sweep (``latest_runs``: the latest finished run of each seed of
 each cell): a title with the sweep, the date and how many runs and cells, then first the verdict on box AP
 (which effects are resolved from noise, and what seeds would resolve the rest); the trade-off charts the
-dashboard draws (box AP against fps, against training memory per memory kind, against GFLOPs, with the
-Pareto frontier and, with replicates, error bars of the 95% interval of a cell's mean); the factor effects
-of ``effects.analyse`` with their intervals (main effects on box AP, fps, memory per kind and GFLOPs, and
-the half-normal plot of the effects on box AP), each with the sentence saying how it was estimated; and the
+dashboard draws (``Runs.tradeoff_axes``: box AP against fps, training memory per memory kind, GFLOPs and
+the GPU-hours of a cell's jobs over all attempts, CPU-hours on a CPU grid, with the Pareto frontier and,
+with replicates, error bars of the 95% interval of a cell's mean); the factor effects of
+``effects.analyse`` with their intervals (main effects on box AP, fps, memory per kind and GFLOPs, and the
+half-normal plot of the effects on box AP), each with the sentence saying how it was estimated; and the
 results table, the rows ``ablation export --sweep NAME`` gives (over 64 rows: the best cell of each code and
-DCN setting first, the whole table in a collapsed ``<details>``). A figure that is not a finite number in its
-valid range is read as missing, and named under the title.
+DCN setting first, all of it in a collapsed ``<details>``; where a run has a cost, ``--cost``'s columns and
+each sweep's total). A figure not finite or out of its valid range is read as missing, named under the title.
 
 Self-contained: plotly.js is embedded once, inline, in the head; each chart is a div and a script calling
 it; the style sheet is inline. Nothing in the file loads anything from anywhere (plotly.js's own text names
@@ -135,7 +136,7 @@ def build_report(
     page = _Page()
     page.tradeoffs(chosen)
     page.effects(designs)
-    page.table(chosen.table(TableOptions(relative_to=relative_to)))
+    page.table(chosen.table(TableOptions(relative_to=relative_to, cost=chosen.costed)))
     title, said = _title(sweep, runs, points, chosen.sources, now or datetime.now(UTC)), _verdict(designs)
     title += "".join(f'\n<p class="verdict">{_e(words)}</p>' for words in said)
     title += "".join(f'\n<p class="note">{_e(line)}</p>' for line in chosen.dropped)  # read as missing
@@ -232,7 +233,7 @@ class _Page:
             "imported logs, open stars: the published model zoo. Dashed: the Pareto frontier. Hover over a "
             "point for its cell.</p>",
         )
-        for across in vocabulary.metrics("tradeoff"):
+        for across in runs.tradeoff_axes:  # GPU-hours, or CPU-hours on a CPU grid
             heading = f"<h3>Box AP against {_e(across.axis_title.split(' (')[0])}"
             if across.column != "memory_gb":
                 self.add(heading + "</h3>")
@@ -325,8 +326,7 @@ class _Page:
                 _html_table(table),
                 "</details>",
             )
-        if table.note:
-            self.add(f'<p class="note">{_e(table.note)}</p>')
+        self.add(*(f'<p class="note">{_e(note)}</p>' for note in (table.note, table.cost_note) if note))
         if table.left_out:
             self.add(
                 f'<p class="note">{_count(table.left_out, "run")} of the sweep not shown: not done, '

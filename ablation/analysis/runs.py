@@ -18,7 +18,7 @@ import pandas as pd
 
 from ablation import vocabulary
 from ablation.analysis.effects import FactorialAnalysis, analyse
-from ablation.analysis.numbers import axis_columns, memory_kinds, replicate_means
+from ablation.analysis.numbers import axis_columns, memory_kinds, replicate_means, tradeoff_axes
 from ablation.results.latest import column_values, latest_runs
 from ablation.results.records import SOURCES, screen_frame
 from ablation.results.replicates import ReplicateGroup, replicate_groups
@@ -82,6 +82,18 @@ class Runs:
         """The memory kinds of the runs that have a memory figure, in the vocabulary's order."""
         held = set(memory_kinds(self.latest))
         return tuple(k.key for k in vocabulary.MEMORY_KINDS if k.key in held)
+
+    @functools.cached_property
+    def tradeoff_axes(self) -> tuple[vocabulary.Metric, ...]:
+        """What box AP is drawn against for these cells (``numbers.tradeoff_axes``: the vocabulary's
+        'tradeoff' metrics, GPU-hours or, on a CPU grid, CPU-hours)."""
+        return tradeoff_axes(self.cells)
+
+    @functools.cached_property
+    def costed(self) -> bool:
+        """Whether some run that counts has a 'cost' figure (a cell ablation launched)."""
+        figures = [m.column for m in vocabulary.metrics("cost") if m.column in self.latest]
+        return bool(figures) and bool(self.latest[figures].notna().any().any())
 
     @functools.cached_property
     def axes(self) -> list[str]:

@@ -250,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="add the seconds of each cell's training, test, fps and FLOPs",
         )
         p.add_argument(
+            "--cost",
+            action="store_true",
+            help="add each cell's compute over all attempts of its jobs (attempts, GPU-hours, CPU-hours, "
+            "wall hours; summed over its runs) and each sweep's total",
+        )
+        p.add_argument(
             "--baseline",
             type=lambda text: str(codes(text)[0]),
             metavar="CODE",

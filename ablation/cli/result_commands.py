@@ -178,6 +178,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         breakdown=args.breakdown,
         complexity=args.complexity,
         timing=args.timing,
+        cost=args.cost,
         baseline=args.baseline,
         spread=args.spread,
         relative_to=store.path.parent,

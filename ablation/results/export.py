@@ -10,6 +10,11 @@ or sd, empty where there is none); with a baseline, ``Δ box AP no interval`` fo
 sweep, the dataset and how many runs and cells (and, with a difference marked †, ending with the note):
 text columns left-aligned, numbers right-aligned in their own columns, LaTeX's special characters escaped,
 ± as ``$\\pm$`` and † as ``\\textdagger{}``, without the Config column (papers do not link configs).
+
+With the cost columns (``TableOptions.cost``, ``export --cost``: a row's sums over its runs), the note saying
+what they hold, with each sweep's total, follows the markdown table (after a blank line) and ends LaTeX's
+caption; CSV ends with a row per sweep, ``total of sweep <name>`` in its first column and the sweep's totals
+in the cost columns.
 """
 
 from __future__ import annotations
@@ -63,8 +68,8 @@ def _markdown(table: ResultsTable) -> str:
     out = [join([c.center(w) for c, w in zip(lines[0], widths, strict=True)])]
     out.append(join([":" + "-" * (w - 2) + ":" for w in widths]))
     out += [join([c.center(w) for c, w in zip(line, widths, strict=True)]) for line in lines[1:]]
-    if table.note:  # a blank line first: a line right below a table would read as one of its rows
-        out += ["", table.note]
+    for note in (table.note, table.cost_note):  # a blank line first: it would read as a row of the table
+        out += ["", note] if note else []
     return "\n".join(out) + "\n"
 
 
@@ -88,6 +93,12 @@ def _csv(table: ResultsTable) -> str:
             if flagged and header == DELTA:
                 fields.append("yes" if table.no_interval and table.no_interval[i] else "")
         writer.writerow(fields)
+    for total in table.totals:  # a sweep's cost: its name first, its totals in the cost columns
+        fields = []
+        for header, value, spread in zip(table.headers, total, carries, strict=True):
+            fields += ["" if value is None else value] + ([""] if spread else [])
+            fields += [""] if flagged and header == DELTA else []
+        writer.writerow(fields)
     return buffer.getvalue()
 
 
@@ -104,7 +115,7 @@ def _latex(table: ResultsTable) -> str:
 
     out = [r"\begin{table}", r"\centering"]
     marked = table.note if table.note and any(table.no_interval or ()) else ""  # what † means, said there
-    caption = " ".join(part for part in (table.caption, marked) if part)
+    caption = " ".join(part for part in (table.caption, marked, table.cost_note) if part)
     if caption:
         out.append(f"\\caption{{{latex_escape(caption)}}}")
     out += [f"\\begin{{tabular}}{{{spec}}}", r"\toprule", line(table.headers), r"\midrule"]

@@ -4,6 +4,10 @@ A run is keyed by (sweep, cell, run_id). ``source`` says where its figures come 
 result file, or a work_dir that mmengine's tools/train.py and tools/test.py wrote), ``log`` (an imported
 mmdet 2.x ``.log.json``) or ``reference`` (the published model-zoo numbers in experiments/reference/).
 
+The compute a run cost (``attempts``, ``gpu_hours``, ``cpu_hours``, ``wall_hours``: the vocabulary's 'cost'
+figures, over every attempt of the run's jobs) is known only for a cell run by ``ablation launch``; an
+imported log, a model-zoo entry or a plain mmengine work_dir has none (None).
+
 Figures are as mmdet reports them: box AP and its breakdown as fractions (0.400 is 40.0 AP), memory in GB
 (MB / 1024) together with its kind, fps in images per second at batch 1. A figure nobody measured is None,
 never 0. Every metric and stage of ``ablation.vocabulary`` has a field here (tests/test_vocabulary.py ties
@@ -31,6 +35,7 @@ from ablation import vocabulary
 from ablation.errors import BadFigureWarning
 from ablation.grid.identity import CellIdentity
 from ablation.model.codes import FACTORS, AttentionCode
+from ablation.run.cost import Cost
 from ablation.run.result_file import MEMORY_KINDS, METRICS, STATUSES
 from ablation.vocabulary import NON_NEGATIVE, STAGES, Range
 
@@ -86,6 +91,11 @@ class RunRecord(CellIdentity):
     test_s: float | None = None
     fps_s: float | None = None
     flops_s: float | None = None
+    # the compute of the run's jobs over all their attempts (vocabulary's 'cost' metrics; None: not known)
+    attempts: int | None = None
+    gpu_hours: float | None = None  # None where no attempt had a GPU
+    cpu_hours: float | None = None
+    wall_hours: float | None = None
     error: str | None = None
     log_tail: str | None = None
     config: str | None = None  # the config's path or address
@@ -144,6 +154,12 @@ class RunRecord(CellIdentity):
         """Set the seconds of the job's stages (``vocabulary.STAGES``) from a result file's timings."""
         for stage in STAGES:
             self._set(stage.column, timings.get(stage.column))
+
+    def set_cost(self, cost: Cost | None) -> None:
+        """Set the vocabulary's 'cost' figures (attempts, GPU-, CPU- and wall hours) from the ``Cost`` of the
+        run's jobs, each read from the Cost's attribute of the figure's column; None: all missing."""
+        for figure in vocabulary.metrics("cost"):
+            self._set(figure.column, None if cost is None else getattr(cost, figure.column))
 
     def _set(self, name: str, value: object) -> None:
         """Set a figure's field; a name of the vocabulary without a field here is an error, never dropped."""

@@ -28,7 +28,7 @@ __all__ = [
     "unify",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 VERSION_KEY = b"ablation.schema_version"
 FILE_COLUMN = "_file"  # the store cache's record of which run file a row came from
 
@@ -63,6 +63,7 @@ UPGRADES: dict[int, Callable[[pa.Table], pa.Table]] = {
     1: lambda table: table,  # 2 only orders the columns of a cell's identity (ablation.grid.identity) anew
     2: lambda table: table,  # 3 adds seed and cell_id (null: unseeded, not recorded) and the axis columns
     3: lambda table: table,  # 4 adds test_s, fps_s and flops_s (null: not recorded)
+    4: lambda table: table,  # 5 adds attempts, gpu_hours, cpu_hours and wall_hours (null: cost not known)
 }
 
 

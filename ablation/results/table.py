@@ -17,7 +17,11 @@ Columns, in this order (bracketed: only when asked for or needed); the figures' 
 precision are the vocabulary's (:mod:`ablation.vocabulary`), so a new metric there appears here::
 
     [Sweep] [Source] Backbone | Attention Component | DCN | Lr schd | [axes...] | <'main' metrics>
-    [Mem kind] [n] [Δ box AP] [<'breakdown' metrics>] [<'complexity' metrics>] [<stages>] Config
+    [Mem kind] [n] [Δ box AP] [<'breakdown' metrics>] [<'complexity' metrics>] [<stages>] [<'cost' metrics>]
+    Config
+
+The 'cost' metrics (``TableOptions.cost``: attempts, GPU-, CPU- and wall hours) are a row's sums over its
+runs, with a total per sweep (``totals``; :mod:`ablation.results.costs`).
 
 ``Sweep`` appears when the frame holds runs of more than one sweep, ``Source`` when of more than one source.
 Each axis of ``[grid.axes]`` that some shown row has a value on gets a column headed by the shortest
@@ -51,6 +55,7 @@ from ablation import vocabulary
 from ablation.errors import InputError
 from ablation.grid.axes import short_names
 from ablation.model.codes import AttentionCode
+from ablation.results.costs import cost_cell, cost_notes
 from ablation.results.records import SOURCES
 from ablation.results.replicates import SPREADS, ReplicateGroup, difference, replicate_groups
 from ablation.results.select import axis_text, column
@@ -102,6 +107,7 @@ class TableOptions:
     baseline: str | None = None  # an attention code such as '0000': add "Δ box AP" against it
     spread: str = "ci"  # what ± shows for replicates: "ci" (95% interval of the mean) or "sd"
     relative_to: Path | None = None  # configs are shown relative to this folder (None: the working dir)
+    cost: bool = False  # the 'cost' metrics, a row's sums over its runs, and each sweep's total
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,8 @@ class ResultsTable:
     note: str | None = None  # what ± is: the line below the markdown table
     no_interval: tuple[bool, ...] | None = None  # per row: whether its Δ is marked NO_INTERVAL (None: no Δ)
     caption: str = ""  # which runs: sweeps, datasets, runs and cells (LaTeX's caption)
+    cost_note: str | None = None  # with the cost columns: what they hold, and each sweep's total
+    totals: tuple[tuple[object, ...], ...] = ()  # with them: a row per sweep, its totals (CSV's last rows)
 
     def numeric(self, header: str) -> bool:
         """Whether a column holds numbers (right-aligned in LaTeX)."""
@@ -202,10 +210,13 @@ def results_table(
             columns += [(m.header, _figure(m, spread)) for m in vocabulary.metrics(role)]
     if options.timing:
         columns += [(stage.header, _seconds(stage.column)) for stage in vocabulary.STAGES]
+    if options.cost:
+        columns += [(m.header, _cost(m)) for m in vocabulary.metrics("cost")]
     columns.append((CONFIG, _config(options.relative_to)))
 
     cells = [[cell(line) for _, cell in columns] for line in lines]
     headers = tuple(header for header, _ in columns)
+    costed = cost_notes(frame, headers) if options.cost else (None, ())
     spread_headers = tuple(h for h in headers if replicated and _carries_spread(h))
     note = _NOTES[options.spread] + (_DELTA_NOTE if baseline is not None else "") if replicated else None
     marked = None
@@ -224,7 +235,13 @@ def results_table(
         note=note,
         no_interval=marked,
         caption=_caption(groups),
+        cost_note=costed[0],
+        totals=costed[1],
     )
+
+
+def _cost(metric: Metric) -> Cell:
+    return lambda line: cost_cell(line.group, metric)
 
 
 def _no_interval_note(groups: Sequence[ReplicateGroup]) -> str:
