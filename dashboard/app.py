@@ -6,14 +6,18 @@ Started by ``ablation dashboard [--store DIR] [--root DIR] [--port N]``, which r
 the runs that count, the cells at their replicates' means, the analyses per memory kind), the figures from
 ``ablation.analysis.figures`` and ``effect_charts``, the labels and units from ``ablation.vocabulary``, the
 status table from ``ablation.run.status_table``; this file only lays them out.
-``?page=effects`` (or trade-offs, runs, status, downloads) opens a page directly. A figure of the store
+``?page=effects`` (or trade-offs, runs, live, status, downloads) opens a page directly. The Live curves page
+draws the training curves of a launched sweep's cells from their work_dirs as they train, and reads them
+again every few seconds while a cell runs. A figure of the store
 that is not a finite number in its valid range is read as missing on every page, and named in a warning.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
@@ -24,22 +28,30 @@ from ablation.analysis import numbers as analysis
 from ablation.analysis.effects_text import EFFECT_HEADERS, error_lines, method, sections, verdict
 from ablation.analysis.runs import Analysis, Runs
 from ablation.fsio import root_dir
-from ablation.results.curves import training_curves, work_dir_of
+from ablation.results.curves import SECONDS, training_curves, work_dir_of
 from ablation.results.export import FORMATS, render
 from ablation.results.records import SOURCES, screen_frame
 from ablation.results.store import Store, locate
 from ablation.results.table import TableOptions
 
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from ablation.run.launch import RecordedCell
+
 PAGES = {
     "trade-offs": "Trade-offs",
     "effects": "Factor effects",
     "runs": "Runs",
+    "live": "Live curves",
     "status": "Status",
     "downloads": "Downloads",
 }
 SUMMARY_OVER = 64  # a table of more rows is summarised first, the whole of it in an expander
 STORE = locate()
 ROOT = root_dir()
+REFRESH_S = 5.0  # the Live curves page reads the cells' logs again this often while one runs
+LIVE_AT_MOST = 6  # with no cell picked, the page overlays the running cells, or this many of the others
 
 
 @st.cache_data(show_spinner="reading the store", max_entries=4)
@@ -72,8 +84,8 @@ def main() -> None:
         st.caption(f"store: `{STORE}` ({len(frame)} runs)")
         chosen = filters(frame)
 
-    if page == "status":
-        status_page()
+    if page in ("status", "live"):
+        status_page() if page == "status" else live_page()
         return
     if frame.empty:
         st.info(
@@ -338,7 +350,7 @@ def show_run(frame: pd.DataFrame, key: tuple[str, ...]) -> None:
         st.error(run.get("error") or "failed")
         if _clean(run.get("log_tail")):
             st.code(str(run["log_tail"]), language="text")
-    work_dir = work_dir_of(_clean(run.get("origin")))
+    work_dir = work_dir_of(_clean(run.get("origin")), (ROOT, STORE))
     if work_dir is None:
         return
     try:
@@ -356,6 +368,138 @@ def _clean(value: Any) -> Any:
     return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
 
 
+# --- live curves -----------------------------------------------------------------------------------------
+
+
+def sweep_folders() -> list[Path]:
+    """The sweeps launched under the root: the folders with a manifest."""
+    return sorted(p.parent for p in ROOT.glob("*/manifest.json"))
+
+
+def live_page() -> None:
+    st.header("Live curves")
+    folders = sweep_folders()
+    if not folders:
+        st.info(f"No sweep has been launched under `{ROOT}` (`ablation launch --sweep NAME`).")
+        return
+    folder = st.selectbox("sweep", folders, format_func=lambda p: p.name, key="live-sweep")
+    running = any(c.state == "running" for c in _recorded(folder))
+    # while a cell runs, the section reads the logs again every REFRESH_S seconds, alone (a fragment)
+    st.fragment(run_every=REFRESH_S if running else None)(live_section)(folder, running)
+
+
+def _recorded(folder: Path) -> list[RecordedCell]:
+    from ablation.run.launch import recorded_status
+
+    try:
+        return recorded_status(folder)
+    except Exception as error:  # an unreadable manifest: said, and no cells
+        st.warning(f"{folder}: {error}")
+        return []
+
+
+def live_section(folder: Path, was_running: bool) -> None:
+    """The picked cells' curves; once no cell runs any more, the whole page again (which stops the
+    refreshing)."""
+    cells = [c for c in _recorded(folder) if c.state in ("running", "done", "failed")]
+    running = [c.submission.cell for c in cells if c.state == "running"]
+    if was_running and not running:
+        st.rerun()
+    names = [c.submission.cell for c in cells]
+    picked = st.multiselect(
+        "cells to overlay (none picked: the running cells, else the first few)",
+        names,
+        key=f"live-cells-{folder.name}",
+    )
+    shown = picked or running or names[:LIVE_AT_MOST]
+    if not shown:
+        st.info(f"No cell of `{folder.name}` has started yet.")
+        return
+    curves = {}
+    for cell in cells:
+        if cell.submission.cell not in shown:
+            continue
+        try:
+            curves[cell.submission.cell] = training_curves(Path(cell.submission.work_dir), seconds=True)
+        except Exception as error:  # one corrupt log must not hide the other cells' curves
+            st.warning(f"{cell.submission.cell}: training curves unavailable: {error}")
+    st.plotly_chart(live_figure(curves), width="stretch", key="live-curves")
+    states = {c.submission.cell: c.state for c in cells}
+    st.dataframe(live_table(curves, states), hide_index=True, width="stretch")
+    when = datetime.now().strftime("%H:%M:%S")
+    st.caption(
+        f"{len(curves)} cells; read at {when}"
+        + (f", again every {REFRESH_S:.0f} s while a cell runs ({len(running)} now)" if running else "")
+    )
+
+
+def live_table(curves: dict[str, tuple[pd.DataFrame, pd.DataFrame]], states: dict[str, str]) -> pd.DataFrame:
+    """A row per drawn cell: its state and its last logged iteration, loss, learning rate and seconds per
+    iteration."""
+    rows = []
+    for cell, (train, _) in curves.items():
+        last = train.iloc[-1] if not train.empty else None
+        rows.append(
+            {
+                "cell": cell,
+                "state": states[cell],
+                "iteration": None if last is None else int(last["iter"]),
+                "loss": None if last is None else float(last["loss"]),
+                "lr": None if last is None else float(last["lr"]),
+                "s/iter": None if last is None else float(last[SECONDS]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+LIVE_PANELS = ("training loss", "learning rate", "seconds per iteration", "box AP per validation")
+
+
+def live_figure(curves: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> go.Figure:
+    """The cells' training loss, learning rate and seconds per iteration against the iteration, and their
+    box AP per validation against the epoch: a panel each, a colour per cell (its legend entry shows or hides
+    all its lines)."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
+
+    ap = vocabulary.metric("bbox_mAP")
+    figure = make_subplots(rows=2, cols=2, subplot_titles=LIVE_PANELS, vertical_spacing=0.14)
+    palette = qualitative.Plotly
+    for number, (cell, (train, val)) in enumerate(curves.items()):
+        colour = palette[number % len(palette)]
+        iters = train["iter"].astype(float).tolist()
+        lines: Sequence[tuple[int, int, list[float], list[float]]] = (
+            (1, 1, iters, train["loss"].astype(float).tolist()),
+            (1, 2, iters, train["lr"].astype(float).tolist()),
+            (2, 1, iters, train[SECONDS].astype(float).tolist()),
+            (2, 2, val["epoch"].astype(float).tolist(), (val["bbox_mAP"].astype(float) * ap.scale).tolist()),
+        )
+        for row, col, x, y in lines:
+            figure.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    name=cell,
+                    legendgroup=cell,
+                    showlegend=(row, col) == (1, 1),
+                    mode="lines+markers" if (row, col) == (2, 2) or len(x) < 30 else "lines",
+                    line={"color": colour},
+                    hovertemplate=f"{cell}<br>%{{x}}: %{{y:.4g}}<extra></extra>",
+                ),
+                row=row,
+                col=col,
+            )
+    for col in (1, 2):
+        figure.update_xaxes(title_text="iteration", row=1, col=col)
+    figure.update_xaxes(title_text="iteration", row=2, col=1)
+    figure.update_xaxes(title_text="epoch", row=2, col=2)
+    figure.update_yaxes(title_text="s / iteration", row=2, col=1)
+    figure.update_yaxes(title_text=ap.axis_title, row=2, col=2)
+    figure.update_layout(height=640, margin={"t": 40}, legend={"title": {"text": "cell"}})
+    return figure
+
+
 # --- status ----------------------------------------------------------------------------------------------
 
 
@@ -364,7 +508,7 @@ def status_page() -> None:
     from ablation.run.launch import STATES, recorded_status
 
     st.header("Live sweeps")
-    folders = sorted(p.parent for p in ROOT.glob("*/manifest.json"))
+    folders = sweep_folders()
     if not folders:
         st.info(f"No sweep has been launched under `{ROOT}` (`ablation launch --sweep NAME`).")
         return

@@ -16,6 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ablation.model.codes import ALL_CODES
+from ablation.results.curves import work_dir_of
 from ablation.results.modelzoo import load_reference
 from ablation.results.records import RunRecord
 from ablation.results.store import Store
@@ -667,6 +668,91 @@ def test_status_page_reads_the_manifests(
     assert problem.startswith(f"{folder / 'work' / 'cell3' / 'id' / RESULT_FILE}: not readable JSON")
     assert at.subheader[0].value == "live"
     assert "seed" not in table.columns  # unseeded cells on no axis: no such columns
+
+
+def scalars(work: Path, folder: str, lines: list[dict[str, Any]]) -> None:
+    """mmengine's scalars.json of one start (``folder``, a timestamp) of the run in ``work``."""
+    path = work / folder / "vis_data" / "scalars.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def logged(cell: int, iters: int) -> list[dict[str, Any]]:
+    """A cell's training lines (loss, lr, seconds per iteration differ by cell), a validation per 2 iters."""
+    lines: list[dict[str, Any]] = []
+    for i in range(1, iters + 1):
+        loss = 3.0 - 0.1 * i - cell
+        lines.append({"lr": 0.01 * i, "loss": loss, "time": 0.5 + cell, "epoch": 1, "iter": i})
+        if i % 2 == 0:
+            lines.append({"coco/bbox_mAP": 0.01 * i, "step": i // 2})
+    return lines
+
+
+def test_the_live_curves_page_overlays_the_picked_cells(
+    monkeypatch: pytest.MonkeyPatch, store: Store, tmp_path: Path
+) -> None:
+    root = tmp_path / "runs"
+    folder = root / "live"
+    manifest = Manifest(sweep="live")
+    for i, status in enumerate(("done", "failed", "done", None)):
+        work = live_cell(manifest, folder, f"cell{i}", str(999_980 + i), status)
+        if status:
+            scalars(work, "20260101_000000", logged(i, 4 + i))
+    (folder / "work" / "cell2" / "id" / "20260101_000000" / "vis_data" / "scalars.json").write_text("{not")
+    save_manifest(folder, manifest)
+    at = open_app(monkeypatch, store, root=root, page="live")
+    assert at.header[0].value == "Live curves"
+    (warning,) = [w.value for w in at.warning if "cell2" in w.value]  # its corrupt log, the others drawn
+    assert "line 1 is not JSON" in warning
+    (figure,) = figures(at)
+    drawn: dict[tuple[str, str], dict[str, Any]] = {}
+    for trace in figure["data"]:
+        drawn[trace["name"], trace.get("xaxis", "x")] = trace
+    # cell3 has no result (lost): not a cell to draw; loss, lr, s/iter, box AP panels per cell
+    assert {name for name, _ in drawn} == {"cell0", "cell1"}
+    assert drawn["cell1", "x"]["y"] == pytest.approx([3.0 - 0.1 * i - 1 for i in range(1, 6)])
+    assert drawn["cell1", "x2"]["y"] == pytest.approx([0.01 * i for i in range(1, 6)])
+    assert drawn["cell1", "x3"]["y"] == pytest.approx([1.5] * 5)
+    assert drawn["cell1", "x4"]["x"] == [1, 2] and drawn["cell1", "x4"]["y"] == pytest.approx([2.0, 4.0])
+    table = at.dataframe[0].value
+    assert dict(zip(table["cell"], table["iteration"], strict=True)) == {"cell0": 4, "cell1": 5}
+    assert list(table["s/iter"]) == pytest.approx([0.5, 1.5])
+    at.multiselect(key="live-cells-live").set_value(["cell0"]).run()
+    assert not at.exception
+    assert {trace["name"] for trace in figures(at)[0]["data"]} == {"cell0"}
+    assert "again every" not in at.caption[-1].value  # no cell runs: the page does not refresh itself
+
+
+def test_a_relative_origin_is_found_from_another_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """harvest stored the origin relative to the folder it ran in; the dashboard runs elsewhere, with --root
+    (and the store beside it): the Runs page finds the work_dir through them, not through its own folder."""
+    project = tmp_path / "project"
+    work = project / "runs" / "grid" / "work" / "cell" / "id"
+    scalars(work, "20260101_000000", logged(0, 3))
+    (work / RESULT_FILE).write_text("{}")
+    origin = str(Path("runs") / "grid" / "work" / "cell" / "id" / RESULT_FILE)
+    store = Store(project / "runs" / "store")
+    store.put(RunRecord(sweep="grid", cell="cell", run_id="r1", source="run", status="done", code="0000",
+                        dcn=False, bbox_mAP=0.3, origin=origin))  # fmt: skip
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert work_dir_of(origin) is None  # not from this folder alone
+    assert work_dir_of(origin, [project / "runs"]) == work  # the root's parent
+    assert work_dir_of(origin, [project / "runs" / "store"]) == work  # the store's folder's parent's parent
+    assert work_dir_of(str(work / RESULT_FILE), [elsewhere]) == work  # absolute: as it is
+    assert work_dir_of("runs/grid/work/gone/result.json", [project / "runs"]) is None
+    monkeypatch.chdir(project)
+    assert work_dir_of(origin) == work  # the current folder, as before
+    monkeypatch.chdir(elsewhere)
+    at = open_app(monkeypatch, store, root=project / "runs", page="runs")
+    at.session_state["selected_run"] = ["grid", "cell", "r1", "run"]
+    at.run()
+    assert not at.exception
+    (curves,) = figures(at)
+    assert traces(curves)["loss"]["y"] == pytest.approx([2.9, 2.8, 2.7])
 
 
 def test_downloads_are_what_export_writes(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:

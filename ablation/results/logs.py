@@ -22,8 +22,9 @@ The formats:
 ``vis_data/scalars.json`` of mmengine (:func:`read_scalars`); ``vis_data/<timestamp>.json`` is the same
     One JSON object per line, each with the "step" mmengine's visualizer adds. Training lines,
     ``{"lr": 0.01, "loss": 2.5, "time": 0.9, "epoch": 2, "iter": 5, "memory": 3912, "step": 5}``, have
-    "iter", the global iteration (and "step" equal to it), "epoch" when training runs by epoch, and "memory"
-    only on CUDA: the peak in MB since the previous line, so the run's peak is their maximum. Validation
+    "iter", the global iteration (and "step" equal to it), "epoch" when training runs by epoch, "time" the
+    seconds per iteration (averaged over the logging interval), and "memory" only on CUDA: the peak in MB
+    since the previous line, so the run's peak is their maximum. Validation
     lines, ``{"coco/bbox_mAP": 0.002, ..., "coco/bbox_mAP_l": 0.0, "data_time": 0.003, "time": 0.2,
     "step": 2}``, have the CocoMetric figures under a "coco/" prefix and the epoch as "step".
     :func:`read_scalars` reads the file into typed lines (:class:`Scalars`); two readers build on them:
@@ -259,6 +260,7 @@ class TrainingLine:
     loss: float | None  # None: the line has none; NaN and infinity kept (a diverged loss is a fact)
     lr: float | None  # None: the line has none; NaN and infinity kept
     memory_mb: float | None  # "memory": the CUDA peak in MB since the previous line; None on CPU
+    seconds: float | None = None  # "time": seconds per iteration over the logging interval; None: none
 
 
 @dataclass(frozen=True)
@@ -285,12 +287,12 @@ def read_scalars(path: Path) -> Scalars:
 
     A line with a "coco/" figure of METRICS is a validation line; any other line with "iter" is a training
     line; the rest (none that mmengine writes) are counted in ``records`` only. The figures a line has are
-    checked as they are read: iter, epoch and step must be whole numbers (1.0 as well as 1), loss, lr, memory
-    and the box figures numbers, else LogFormatError naming the file and the line. Box figures and memory go
-    through :func:`figure` (pycocotools' -1, NaN and infinity become None); loss and lr keep NaN and
-    infinity. An epoch, lr or box figure of null is none. A line of mmdet 2.x (with "mode") is read like the
-    others; ``mmdet2_line`` says where the first one is. An empty file (or one of blank lines) has no lines:
-    ``records`` 0.
+    checked as they are read: iter, epoch and step must be whole numbers (1.0 as well as 1), loss, lr, time,
+    memory and the box figures numbers, else LogFormatError naming the file and the line. Box figures, time
+    and memory go through :func:`figure` (pycocotools' -1, NaN and infinity become None); loss and lr keep
+    NaN and infinity. An epoch, lr, time or box figure of null is none. A line of mmdet 2.x (with "mode") is
+    read like the others; ``mmdet2_line`` says where the first one is. An empty file (or one of blank lines)
+    has no lines: ``records`` 0.
     """
     training: list[TrainingLine] = []
     validation: list[ValidationLine] = []
@@ -305,7 +307,9 @@ def read_scalars(path: Path) -> Scalars:
             metrics = {k: None if v is None else figure(v, path, number, _COCO + k) for k, v in found.items()}
             validation.append(ValidationLine(line=number, step=step, metrics=metrics))
         elif "iter" in entry:
-            epoch, loss, lr, memory = (entry.get(key) for key in ("epoch", "loss", "lr", "memory"))
+            epoch, loss, lr, memory, seconds = (
+                entry.get(key) for key in ("epoch", "loss", "lr", "memory", "time")
+            )
             training.append(
                 TrainingLine(
                     line=number,
@@ -314,6 +318,7 @@ def read_scalars(path: Path) -> Scalars:
                     loss=None if "loss" not in entry else _as_logged(loss, path, number, "loss"),
                     lr=None if lr is None else _as_logged(lr, path, number, "lr"),
                     memory_mb=None if "memory" not in entry else figure(memory, path, number, "memory"),
+                    seconds=None if seconds is None else figure(seconds, path, number, "time"),
                 )
             )
     return Scalars(
