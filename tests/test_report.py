@@ -435,6 +435,7 @@ def test_ablation_run_ends_with_the_report_beside_the_store(tmp_path: Path) -> N
         "tradeoff-memory_gb-cpu_peak_rss",
         "tradeoff-fps",
         "tradeoff-flops",
+        "tradeoff-cpu_hours",  # a CPU cell: its jobs' CPU-hours (no GPU-hours)
     ]  # the vocabulary's order
     assert "No factor effects to show: no factor or setting has two levels among the runs." in html
     assert "1 cell, one run each" in html and "faster-rcnn_r50-attn0010-dcn_fpn_2e_shapes.py" in html

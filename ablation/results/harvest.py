@@ -8,6 +8,13 @@ Two kinds of run folder are recognised, and a folder of either kind is not searc
   one-line ``<timestamp>.json`` of tools/test.py, the dumped config, and perhaps the text output of
   tools/analysis_tools/benchmark.py (``benchmark.log``).
 
+A cell's work_dir under a sweep folder that has a manifest (``<sweep folder>/work/<cell>/<cell_id>``) gets
+the compute its jobs cost over all their attempts (:func:`ablation.run.cost.sweep_costs`, asked once per
+sweep folder per harvest: one sacct call for its Slurm jobs); any other run (no manifest entry: an imported
+log, a plain mmengine work_dir) has no cost. A manifest or an accounting that cannot be read is named in a
+line, and its runs are harvested without a cost. A run's ``origin`` is stored absolute (resolved), so that
+any reader finds its work_dir wherever it runs.
+
 A run whose files are missing, truncated or corrupt is reported with a one-line reason and left out (its
 earlier row in the store, if any, stays as it was); the others are harvested. A figure that is not a finite
 number in its valid range (fps inf, a box AP of 1.5) is left out of its run, which is harvested with the
@@ -24,11 +31,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ablation.errors import LogFormatError
+from ablation.errors import AblationError, LogFormatError
 from ablation.results import logs
 from ablation.results.configtext import cell_name, config_facts, name_facts
 from ablation.results.records import RunRecord
 from ablation.results.store import Store
+from ablation.run.cost import Cost, sweep_costs
+from ablation.run.manifest import MANIFEST_FILE
 from ablation.run.result_file import RESULT_FILE, CellResult, load_result
 
 __all__ = ["HarvestReport", "find_runs", "harvest", "record_from_result", "record_from_work_dir", "run_id"]
@@ -98,10 +107,12 @@ def harvest(
     """Read the run folders ``runs`` (see ``find_runs``) into ``store``. ``sweep`` names the sweep of runs
     that mmengine wrote; a cell's own result file names its sweep."""
     report = report if report is not None else HarvestReport()
+    costs = _Costs(report)
     for run in runs:
         try:
             if (run / RESULT_FILE).exists():
                 record = record_from_result(run)
+                record.set_cost(costs.of(run, record))
             else:
                 record = record_from_work_dir(run, sweep)
         except LogFormatError as error:
@@ -114,10 +125,34 @@ def harvest(
     return report
 
 
+class _Costs:
+    """The cost of each cell of the sweep folders a harvest meets, asked once per folder."""
+
+    def __init__(self, report: HarvestReport) -> None:
+        self.report = report
+        self.folders: dict[Path, dict[tuple[str, str], Cost]] = {}
+
+    def of(self, work_dir: Path, record: RunRecord) -> Cost | None:
+        """The cost of a cell's work_dir (``<sweep folder>/work/<cell>/<cell_id>``) from its sweep folder's
+        manifest; None for a run that no manifest lists."""
+        work = work_dir.resolve().parent.parent
+        if record.cell_id is None or work.name != "work":
+            return None
+        folder = work.parent
+        if folder not in self.folders:
+            self.folders[folder] = {}
+            if (folder / MANIFEST_FILE).is_file():
+                try:
+                    self.folders[folder] = sweep_costs(folder)
+                except AblationError as error:
+                    self.report.problems.append(f"{folder}: no cost of its cells: {error}")
+        return self.folders[folder].get((record.cell, record.cell_id))
+
+
 def record_from_result(work_dir: Path) -> RunRecord:
     """The store's row for a cell's work_dir with a ``result.json``."""
     result = load_result(work_dir)
-    return _from_cell_result(result, origin=work_dir / RESULT_FILE)
+    return _from_cell_result(result, origin=work_dir.resolve() / RESULT_FILE)
 
 
 def _from_cell_result(result: CellResult, origin: Path) -> RunRecord:
@@ -210,9 +245,9 @@ def record_from_work_dir(work_dir: Path, sweep: str) -> RunRecord:
         memory_kind="cuda_peak_allocated" if memory else None,
         epochs=trained.epochs if trained else None,
         iterations=trained.iterations if trained else None,
-        config=str(work_dir / f"{name}.py") if name else None,
+        config=str(work_dir.resolve() / f"{name}.py") if name else None,
         finished=_mtime(latest) if latest else None,
-        origin=str(work_dir),
+        origin=str(work_dir.resolve()),
     )
     record.set_metrics(metrics.metrics)
     return record
