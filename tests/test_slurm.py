@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from ablation import load_sweep, plan
-from ablation.run.launch import work_dir
+from ablation.run.cost import Cost
+from ablation.run.launch import status, work_dir
 from ablation.run.result_file import RESULT_FILE, CellResult
 from ablation.run.slurm import LIVE_STATES, SACCT_FORMAT
 
@@ -302,17 +303,38 @@ def requeued(tmp_path: Path, name: str, **changes: str) -> tuple[dict[str, objec
     return entry, work, one
 
 
+def polled_cost(tmp_path: Path, name: str, job_id: str, monkeypatch: pytest.MonkeyPatch) -> Cost:
+    """The cost of a one-cell sweep's cell once its job is over, as a status poll in this process gives it
+    with a counting sacct: one sacct call, and the sum of what sacct itself says of each start of the job
+    (-D: one record per start; elapsed seconds x allocated CPUs; no GPUs)."""
+    wait_for(lambda: sacct("--format=State", "-j", job_id)[0][0] not in LIVE_STATES, 60, "the job to end")
+    records = [(int(e), int(c)) for e, c in sacct("-D", "--format=ElapsedRaw,AllocCPUS", "-j", job_id)]
+    env, calls = counted(tmp_path, "sacct")
+    monkeypatch.setenv("PATH", env["PATH"])
+    (cell,) = status(load_sweep(tmp_path / f"{name}.toml"), tmp_path / "runs")
+    assert len(lines(calls)) == 1  # the one call of the poll gave states and costs
+    wall, cpu = sum(e for e, _ in records), sum(e * c for e, c in records)
+    expected = Cost(attempts=len(records), wall_s=wall, cpu_s=cpu, gpu_s=None)
+    assert cell.cost == expected
+    return expected
+
+
 @pytest.mark.slurm
-def test_a_requeued_cell_resumes_from_its_checkpoint(cluster: None, tmp_path: Path) -> None:
+def test_a_requeued_cell_resumes_from_its_checkpoint(
+    cluster: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Slurm gives a requeued job KillWait (30 s) to end before killing it: the cell is long enough to be
     killed mid-training (an epoch of the smoke detector takes 0.5-1 s here, by the machine, so 120 outlast
-    the 30 s)."""
-    _, _, one = requeued(tmp_path, "requeue", **{"epochs = 2": "epochs = 120"})
+    the 30 s). Its cost counts both starts of its job."""
+    entry, _, one = requeued(tmp_path, "requeue", **{"epochs = 2": "epochs = 120"})
     assert (one["status"], one["epochs"], one["iterations"]) == ("done", 120, 240)
+    assert polled_cost(tmp_path, "requeue", str(entry["job_id"]), monkeypatch).attempts == 2
 
 
 @pytest.mark.slurm
-def test_a_cell_at_its_time_limit_is_requeued_and_finishes(cluster: None, tmp_path: Path) -> None:
+def test_a_cell_at_its_time_limit_is_requeued_and_finishes(
+    cluster: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sweep, root = single_cell(
         tmp_path,
         "timeout",
@@ -335,6 +357,7 @@ def test_a_cell_at_its_time_limit_is_requeued_and_finishes(cluster: None, tmp_pa
     (entry,) = manifest(root, "timeout")
     work = Path(str(entry["work_dir"]))
     assert len(list(work.glob("*/*.log"))) >= 2  # more than one attempt: it was requeued
+    assert polled_cost(tmp_path, "timeout", str(entry["job_id"]), monkeypatch).attempts >= 2
 
 
 @pytest.mark.slurm
