@@ -20,7 +20,7 @@ from ablation.run.manifest import Submission, load_manifest
 if TYPE_CHECKING:
     from ablation.run.slurm import SlurmJob
 
-__all__ = ["Cost", "attempts_cost", "job_cost", "slurm_cost", "sweep_costs", "sweeps_costs"]
+__all__ = ["Cost", "attempts_cost", "by_cell", "job_cost", "slurm_cost", "sweep_costs", "sweeps_costs"]
 
 _HOUR = 3600.0
 
@@ -103,13 +103,15 @@ def sweeps_costs(sweep_folders: Sequence[Path]) -> dict[Path, dict[tuple[str, st
     }
     slurm_ids = [s.job_id for js in jobs.values() for s in js if s.executor == "slurm"]
     accounted = sacct_jobs(slurm_ids) if slurm_ids and shutil.which("sacct") else {}
-    costs: dict[Path, dict[tuple[str, str], Cost]] = {}
-    for folder, submissions in jobs.items():
-        summed: dict[tuple[str, str], Cost] = defaultdict(Cost)
-        for s in submissions:
-            summed[(s.cell, s.cell_id)] += job_cost(s, accounted)
-        costs[folder] = dict(summed)
-    return costs
+    return {folder: by_cell((s, job_cost(s, accounted)) for s in js) for folder, js in jobs.items()}
+
+
+def by_cell(costs: Iterable[tuple[Submission, Cost]]) -> dict[tuple[str, str], Cost]:
+    """(cell, cell_id) -> the sum of the costs of its jobs."""
+    summed: dict[tuple[str, str], Cost] = defaultdict(Cost)
+    for submission, cost in costs:
+        summed[(submission.cell, submission.cell_id)] += cost
+    return dict(summed)
 
 
 def sweep_costs(sweep_folder: Path) -> dict[tuple[str, str], Cost]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,8 +22,8 @@ from typing import Any, Protocol, TypeVar
 
 from ablation.errors import InputError
 from ablation.grid.sweep import Sweep
-from ablation.run.cost import Cost, job_cost
-from ablation.run.manifest import Submission
+from ablation.run.cost import Cost, by_cell, job_cost
+from ablation.run.manifest import Manifest, Submission
 from ablation.run.submitit_internals import (
     dump_submission,
     is_local_controller,
@@ -31,7 +31,7 @@ from ablation.run.submitit_internals import (
     submitted_pickle,
 )
 
-__all__ = ["BACKENDS", "Backend", "JobInfo", "LocalBackend", "SlurmBackend", "backend"]
+__all__ = ["BACKENDS", "Backend", "JobInfo", "LocalBackend", "Poll", "SlurmBackend", "backend", "poll"]
 
 T = TypeVar("T")
 
@@ -285,3 +285,29 @@ def backend(name: str) -> Backend:
     if name not in BACKENDS:
         raise InputError(f"unknown executor {name!r}; valid executors: {', '.join(BACKENDS)}")
     return BACKENDS[name]
+
+
+@dataclass(frozen=True)
+class Poll:
+    """One poll of the executors about the jobs of some cells."""
+
+    jobs: dict[tuple[str, str], JobInfo]  # (executor, job id) -> alive, cost
+    costs: dict[tuple[str, str], Cost]  # (cell, cell_id) -> the sum over its jobs
+
+    def alive(self, submission: Submission | None) -> bool:
+        """Whether this job is still queued or running (False for none, or one not polled)."""
+        info = None if submission is None else self.jobs.get((submission.executor, submission.job_id))
+        return info is not None and info.alive
+
+
+def poll(manifest: Manifest, cells: Iterable[tuple[str, str]]) -> Poll:
+    """Every recorded job of the manifest for the ``cells`` (cell, cell_id), each asked of the executor it
+    went to, all of an executor's at once (Slurm: one sacct call): whether it is alive, and what it cost;
+    each cell's cost is the sum over all its jobs (first run, reruns), each over all its attempts."""
+    wanted = set(cells)
+    recorded = [s for s in manifest.history if s.recorded and (s.cell, s.cell_id) in wanted]
+    jobs: dict[tuple[str, str], JobInfo] = {}
+    for name in sorted({s.executor for s in recorded}):
+        answers = backend(name).poll([s for s in recorded if s.executor == name])
+        jobs.update({(name, job_id): info for job_id, info in answers.items()})
+    return Poll(jobs, by_cell((s, jobs[(s.executor, s.job_id)].cost) for s in recorded))

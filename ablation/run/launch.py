@@ -25,7 +25,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +36,7 @@ from ablation.grid.cells import EVERY_CELL, Selection
 from ablation.grid.plan import Plan, PlannedCell, plan, sweep_dir
 from ablation.grid.sweep import Sweep
 from ablation.run.cost import Cost
-from ablation.run.executors import JobInfo, backend
+from ablation.run.executors import backend, poll
 from ablation.run.locks import exclusive
 from ablation.run.manifest import Manifest, Submission, load_manifest, save_manifest
 from ablation.run.result_file import RESULT_FILE, CellResult, load_result
@@ -110,32 +110,6 @@ def status(sweep: Sweep, root: Path, selection: Selection = EVERY_CELL) -> list[
     return _states(planned, load_manifest(planned.directory, sweep.name))
 
 
-def _poll(submissions: Iterable[Submission]) -> dict[tuple[str, str], JobInfo]:
-    """(executor, job id) -> whether the job is alive and what it cost, for the recorded ``submissions``,
-    each asked of the executor it was submitted to (one call per executor: on Slurm, one sacct call)."""
-    recorded = [s for s in submissions if s.recorded]
-    polled: dict[tuple[str, str], JobInfo] = {}
-    for name in sorted({s.executor for s in recorded}):
-        answers = backend(name).poll([s for s in recorded if s.executor == name])
-        polled.update({(name, job_id): info for job_id, info in answers.items()})
-    return polled
-
-
-def _alive(submission: Submission | None, polled: dict[tuple[str, str], JobInfo]) -> bool:
-    info = polled.get((submission.executor, submission.job_id)) if submission is not None else None
-    return info is not None and info.alive
-
-
-def _costs(jobs: Iterable[Submission], polled: dict[tuple[str, str], JobInfo]) -> dict[tuple[str, str], Cost]:
-    """(cell, cell_id) -> the sum of what its polled ``jobs`` cost."""
-    costs: dict[tuple[str, str], Cost] = {}
-    for s in jobs:
-        info = polled.get((s.executor, s.job_id))
-        if info is not None:
-            costs[(s.cell, s.cell_id)] = costs.get((s.cell, s.cell_id), Cost()) + info.cost
-    return costs
-
-
 def default_executor(manifest: Manifest) -> str:
     """Where a sweep's new jobs go when no executor is given: where its latest job went ("local" for a
     sweep with none)."""
@@ -146,22 +120,19 @@ def default_executor(manifest: Manifest) -> str:
 def _states(planned: Plan, manifest: Manifest) -> list[CellStatus]:
     """Each planned cell's state, from one poll of its executors that also gives its cost: the sum over
     every job submitted for the cell with its config (the latest judges its state)."""
-    configs = {(p.name, p.cell_id) for p in planned.cells}
-    jobs = [s for s in manifest.history if s.recorded and (s.cell, s.cell_id) in configs]
     current = {
         p.name: s
         for p in planned.cells
         if (s := manifest.latest.get(p.name)) is not None and s.cell_id == p.cell_id
     }
-    polled = _poll(jobs)
-    costs = _costs(jobs, polled)
+    polled = poll(manifest, ((p.name, p.cell_id) for p in planned.cells))
     started = _listed(planned.directory / "work")  # one listing, not a look for each cell's result file
     states = []
     for p in planned.cells:
         submission = current.get(p.name)
         result, problem = _result(work_dir(planned.directory, p), p.cell_id) if p.name in started else NONE
-        state = _state(submission, result, problem, _alive(submission, polled))
-        cost = costs.get((p.name, p.cell_id)) if submission is not None else None
+        state = _state(submission, result, problem, polled.alive(submission))
+        cost = polled.costs.get((p.name, p.cell_id)) if submission is not None else None
         states.append(CellStatus(p, state, submission, result, problem, cost))
     return states
 
@@ -204,15 +175,12 @@ def recorded_status(folder: Path) -> list[RecordedCell]:
     executor once which of its jobs are alive: what the dashboard shows of sweeps it has no sweep file of."""
     manifest = load_manifest(folder, folder.name)
     latest = [s for s in manifest.latest.values() if s.recorded]
-    configs = {(s.cell, s.cell_id) for s in latest}
-    jobs = [s for s in manifest.history if s.recorded and (s.cell, s.cell_id) in configs]
-    polled = _poll(jobs)
-    costs = _costs(jobs, polled)
+    polled = poll(manifest, ((s.cell, s.cell_id) for s in latest))
     cells = []
     for submission in latest:
         result, problem = _result(Path(submission.work_dir), submission.cell_id)
-        state = _state(submission, result, problem, _alive(submission, polled))
-        cost = costs.get((submission.cell, submission.cell_id), Cost())
+        state = _state(submission, result, problem, polled.alive(submission))
+        cost = polled.costs.get((submission.cell, submission.cell_id), Cost())
         cells.append(RecordedCell(submission, state, result, problem, cost))
     return cells
 
