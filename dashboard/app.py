@@ -33,10 +33,12 @@ from ablation.results.export import FORMATS, render
 from ablation.results.records import SOURCES, screen_frame
 from ablation.results.store import Store, locate
 from ablation.results.table import TableOptions
+from ablation.vocabulary import MISSING
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
+    from ablation.run.cost import Cost
     from ablation.run.launch import RecordedCell
 
 PAGES = {
@@ -129,10 +131,16 @@ def tradeoffs_page(frame: pd.DataFrame) -> None:
         f"{which}. Colour: DCN; circles: own runs, diamonds: imported logs, open stars: the published model "
         "zoo. Dashed: the Pareto frontier. Select a point to open its run."
     )
-    across = vocabulary.metrics("tradeoff")
+    across = runs.tradeoff_axes  # fps, memory, GFLOPs and GPU-hours (CPU-hours on a CPU grid)
     tabs = st.tabs([f"AP vs {m.name}" for m in across])
     for tab, metric in zip(tabs, across, strict=True):
         with tab:
+            if "cost" in metric.roles and not _held(points, metric.column):
+                st.info(
+                    f"No cell has {metric.name}: the store keeps a run's compute for the cells that "
+                    "`ablation launch` ran and harvested."
+                )
+                continue
             if metric.column != "memory_gb":
                 tradeoff_chart(points, metric)
                 continue
@@ -145,6 +153,10 @@ def tradeoffs_page(frame: pd.DataFrame) -> None:
     if selected:
         st.subheader("Selected run")
         show_run(frame, tuple(selected))
+
+
+def _held(points: pd.DataFrame, column: str) -> bool:
+    return column in points and bool(pd.to_numeric(points[column], errors="coerce").notna().any())
 
 
 def tradeoff_chart(points: pd.DataFrame, metric: vocabulary.Metric, memory_kind: str | None = None) -> None:
@@ -505,6 +517,7 @@ def live_figure(curves: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> go.Figu
 
 def status_page() -> None:
     from ablation.run import status_table
+    from ablation.run.eta import after_training_s, parallelism, sweep_eta
     from ablation.run.launch import STATES, recorded_status
 
     st.header("Live sweeps")
@@ -522,20 +535,26 @@ def status_page() -> None:
         finished = counts["done"] + counts["failed"] + counts["lost"]
         st.subheader(folder.name)
         st.progress(finished / max(1, len(cells)), text=", ".join(f"{n} {s}" for s, n in counts.items() if n))
+        # the expected finish (Slurm's array parallelism is the sweep file's: here the running cells) and
+        # the compute spent and still to spend
+        eta = sweep_eta(cells, parallelism(cells, None))
+        for line in (status_table.eta_line(eta), status_table.cost_line(eta)):
+            if line:
+                st.markdown(line)
+        rest = after_training_s(cells)
         figures_of = status_table.headers()
         table = pd.DataFrame(
             [
                 {
                     "cell": c.submission.cell,
                     "state": c.state,
-                    "progress": status_table.progress(Path(c.submission.work_dir))
-                    if c.state == "running"
-                    else "",
+                    **running_progress(c, rest),
                     "attempt": c.submission.attempt,
                     "executor": c.submission.executor,
                     "job": c.submission.job_id,
                     "submitted": c.submission.submitted,
                     **dict(zip(figures_of, status_table.figures(c.result), strict=True)),
+                    **cost_figures(c.cost),
                     "problem": c.problem or "",
                 }
                 for c in cells
@@ -550,6 +569,35 @@ def status_page() -> None:
             dtype=object,  # an integer axis stays integers beside the cells without a result
         )
         st.dataframe(with_replicate_columns(table, settings), hide_index=True, width="stretch")
+
+
+def running_progress(cell: RecordedCell, after_training: float | None) -> dict[str, str]:
+    """A running cell's epoch and iteration, seconds per iteration and time left (``ablation.run.eta``);
+    blank for the others."""
+    from ablation.run import status_table
+    from ablation.run.eta import cell_progress
+
+    if cell.state != "running":
+        return {"progress": "", "s/iter": "", "time left": ""}
+    folder = Path(cell.submission.work_dir)
+    at = cell_progress(folder, after_training)
+    if at is None:
+        return {"progress": status_table.progress(folder), "s/iter": MISSING, "time left": MISSING}
+    return {
+        "progress": at.text,
+        "s/iter": MISSING if at.s_per_iter is None else f"{at.s_per_iter:.3g}",
+        "time left": MISSING if at.left_s is None else status_table.duration(at.left_s),
+    }
+
+
+def cost_figures(cost: Cost | None) -> dict[str, str]:
+    """A cell's compute so far, over all its jobs' attempts: the vocabulary's 'cost' figures (attempts,
+    GPU-, CPU- and wall hours) in their display precision."""
+    shown = {}
+    for metric in vocabulary.metrics("cost"):
+        value = None if cost is None else getattr(cost, metric.column)
+        shown[metric.name] = metric.format(None if value is None else metric.display(value))
+    return shown
 
 
 # --- downloads -------------------------------------------------------------------------------------------

@@ -4,9 +4,11 @@ the figures' data checked against the store, computed here independently of ``ab
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ablation import vocabulary
 from ablation.model.codes import ALL_CODES
 from ablation.results.curves import work_dir_of
 from ablation.results.modelzoo import load_reference
@@ -168,6 +171,46 @@ def test_trade_offs_plot_every_cell_and_the_pareto_frontier(
     for figure in (fps, memory, flops):
         assert not any("error_x" in t or "error_y" in t for t in figure["data"])
     assert not any("mean of" in h for t in fps["data"] for h in t.get("hovertext") or [])
+
+
+def rounded(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    return sorted((round(x, 9), round(y, 9)) for x, y in points)
+
+
+@pytest.mark.parametrize("gpu", [True, False])
+def test_the_cost_trade_off_is_gpu_hours_else_cpu_hours(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gpu: bool
+) -> None:
+    """Box AP against the cells' GPU-hours, or their CPU-hours on a CPU grid, with its Pareto front."""
+    runs = [
+        dataclasses.replace(
+            r, attempts=1 + i % 2, gpu_hours=(1.0 + (i * 7) % 5) if gpu else None, cpu_hours=3.0 + (i * 3) % 4
+        )
+        for i, r in enumerate(grid_runs())
+    ]
+    at = open_app(monkeypatch, store_with(tmp_path, runs))
+    name = "GPU-hours" if gpu else "CPU-hours"
+    others = [f"AP vs {m.name}" for m in vocabulary.metrics("tradeoff") if "cost" not in m.roles]
+    assert [tab.label for tab in at.tabs] == [*others, f"AP vs {name}"]
+    cost = figures(at)[-1]
+    assert cost["layout"]["xaxis"]["title"]["text"].startswith(name)
+    column = "gpu_hours" if gpu else "cpu_hours"
+    points = [(getattr(r, column), r.bbox_mAP * 100) for r in runs]
+    plotted = [
+        (x, y)
+        for trace_name, t in traces(cost).items()
+        if trace_name.startswith("own runs")
+        for x, y in zip(t["x"], t["y"], strict=True)
+    ]
+    assert rounded(plotted) == rounded(points)
+    front = traces(cost)["Pareto frontier"]
+    assert rounded(zip(front["x"], front["y"], strict=True)) == rounded(brute_front(points, higher_x=False))
+
+
+def test_a_store_without_costs_says_so_on_the_cost_tab(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
+    at = open_app(monkeypatch, store)
+    assert at.tabs[-1].label == "AP vs GPU-hours"
+    assert any("No cell has GPU-hours" in i.value for i in at.info)
 
 
 def test_replicates_are_one_point_per_cell_with_error_bars(
