@@ -175,14 +175,19 @@ def cost_line(eta: SweepEta) -> str | None:
     if eta.to_spend is not None and eta.cells_left > 0:
         cells = f"{eta.cells_left:.1f}".removesuffix(".0")
         gpu = eta.to_spend.gpu_hours
-        left = f"{gpu:.1f} GPU-hours" if gpu is not None else f"{eta.to_spend.cpu_hours:.1f} CPU-hours"
-        line += f"; still to run: ~{left} ({cells} cells at the done cells' mean)"
+        left = f"{_h(gpu)} GPU-hours" if gpu is not None else f"{_h(eta.to_spend.cpu_hours)} CPU-hours"
+        line += f"; still to run: ~{left} ({cells} cell{'' if cells == '1' else 's'} at the done cells' mean)"
     return line
 
 
 def _hours(cost: Cost) -> str:
-    gpu = "" if cost.gpu_hours is None else f"{cost.gpu_hours:.1f} GPU-hours, "
-    return f"{gpu}{cost.cpu_hours:.1f} CPU-hours, {cost.wall_hours:.1f} h wall"
+    gpu = "" if cost.gpu_hours is None else f"{_h(cost.gpu_hours)} GPU-hours, "
+    return f"{gpu}{_h(cost.cpu_hours)} CPU-hours, {_h(cost.wall_hours)} h wall"
+
+
+def _h(hours: float) -> str:
+    """Hours to a tenth, or to two figures below 0.1 (a small grid's minutes are not 0.0)."""
+    return f"{hours:.1f}" if hours >= 0.1 or hours == 0 else f"{hours:.2g}"
 
 
 def summary(states: Sequence[CellStatus]) -> str:
