@@ -72,7 +72,7 @@ def _every_cell(args: argparse.Namespace, rows: int) -> None:
 
 def _print_states(states: Sequence[CellStatus], sweep: Sweep, args: argparse.Namespace) -> None:
     """Each cell's row (or, for a grid of more than ``LIST_AT_MOST``, the counts of its states by code, DCN,
-    axis value and seed), then the summary line."""
+    axis value and seed), when the sweep should finish and what it costs, then the summary line."""
     from ablation.cli.table import text_table
     from ablation.run.status_table import breakdown, summary, sweep_lines, table
 
@@ -80,9 +80,10 @@ def _print_states(states: Sequence[CellStatus], sweep: Sweep, args: argparse.Nam
         print(text_table(*table(states, sweep.axes)))
     else:
         print(text_table(*breakdown([s.planned.cell for s in states], sweep.axes, [s.state for s in states])))
-    print(f"\n{summary(states)}")
-    for line in sweep_lines(states, sweep.slurm.array_parallelism):
+    print()
+    for line in sweep_lines(states, sweep.slurm.array_parallelism):  # the summary stays last: scripts read it
         print(line)
+    print(summary(states))
     _every_cell(args, len(states))
     _warn_unreadable(states)
 
