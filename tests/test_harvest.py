@@ -19,6 +19,7 @@ from ablation.cli.commands import main
 from ablation.results import logs
 from ablation.results.harvest import find_runs, harvest, record_from_work_dir
 from ablation.results.store import Store
+from ablation.run.attempts import read_attempts
 from ablation.run.result_file import METRICS
 
 from .helpers.cli import REPO, in_folder, replaced, run_cli, write_sweep
@@ -100,6 +101,13 @@ def test_run_ends_with_the_harvested_table(made: Made) -> None:
     assert row["torch_version"] and row["mmdet_version"] == "3.3.0" and row["git_commit"]
     assert row["started"] <= row["finished"] and row["train_s"] > 0
     assert row["test_s"] > 0 and row["fps_s"] > 0 and row["flops_s"] > 0
+    # its cost: the local attempt its job recorded (wall x processes x threads; no GPU), origin absolute
+    origin = Path(row["origin"])
+    assert origin.is_absolute() and origin.name == "result.json" and origin.is_file()
+    found = read_attempts(origin.parent)
+    assert row["attempts"] == len(found) >= 1 and row["gpu_hours"] is None
+    assert row["wall_hours"] == pytest.approx(sum(a.wall_s for a in found) / 3600)
+    assert row["cpu_hours"] == pytest.approx(sum(a.wall_s * a.processes * a.threads for a in found) / 3600)
 
 
 @pytest.mark.slow
@@ -120,6 +128,8 @@ def test_a_work_dir_of_mmdet_tools_is_harvested(made: Made) -> None:
     assert {m: getattr(record, m) for m in METRICS} == {m: made.test_json[f"coco/{m}"] for m in METRICS}
     assert record.fps == 13.8
     assert record.memory_gb is None and record.memory_kind is None  # mmengine logs memory on CUDA only
+    assert record.attempts is None and record.cpu_hours is None  # no manifest lists it: no cost
+    assert record.origin == str(work.resolve())
     assert record.run_id == sorted(p.name for p in work.iterdir() if p.is_dir())[0]
 
 
