@@ -161,6 +161,7 @@ def test_the_cost_so_far_and_still_to_spend() -> None:
         "compute so far: 4 attempts, 3.5 GPU-hours, 20.0 CPU-hours, 2.5 h wall; "
         "still to run: ~3.0 GPU-hours (2 cells at the done cells' mean)"
     )
+    assert cost_line(sweep_eta([cell("pending", cost=Cost())], parallel=1)) is None  # nothing started
     cpu_only = [cell("done", total_s=10, cost=Cost(1, hour, 2 * hour)), cell("pending")]
     assert cost_line(sweep_eta(cpu_only, parallel=1)) == (
         "compute so far: 1 attempt, 2.0 CPU-hours, 1.0 h wall; "

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CellProgress",
     "SweepEta",
+    "Tracked",
     "after_training_s",
     "cell_progress",
     "local_slots",
@@ -49,8 +50,8 @@ _TAIL_BYTES = 65536
 _RECENT = 10  # training lines whose s/iter make the median
 
 
-class _Cell(Protocol):
-    """What the estimates need of a cell: CellStatus and RecordedCell both have it."""
+class Tracked(Protocol):
+    """What the estimates need of a cell: CellStatus and RecordedCell (the dashboard's) both have it."""
 
     @property
     def state(self) -> str: ...
@@ -129,7 +130,7 @@ def _max_epochs(work_dir: Path) -> int | None:
     return None
 
 
-def after_training_s(cells: Sequence[_Cell]) -> float | None:
+def after_training_s(cells: Sequence[Tracked]) -> float | None:
     """The mean seconds a done cell's job spent beyond training (its ``total_s`` less ``train_s``: testing,
     FLOPs, fps, start-up); None with no done cell that timed both."""
     spent = [
@@ -180,7 +181,7 @@ class SweepEta:
         return self.pending + self.planned
 
 
-def sweep_eta(cells: Sequence[_Cell], parallel: int, now: float | None = None) -> SweepEta:
+def sweep_eta(cells: Sequence[Tracked], parallel: int, now: float | None = None) -> SweepEta:
     """The expected finish of ``cells`` (CellStatus or RecordedCell) with ``parallel`` of them computing at
     once: on Slurm the sweep's ``[slurm] array_parallelism``, locally ``local_slots`` (either way at least
     the cells running now); ``now``: the clock (seconds since the epoch) to count from."""
@@ -216,16 +217,16 @@ def sweep_eta(cells: Sequence[_Cell], parallel: int, now: float | None = None) -
     )
 
 
-def _progress_of(cell: _Cell, rest: float | None) -> CellProgress | None:
+def _progress_of(cell: Tracked, rest: float | None) -> CellProgress | None:
     return None if cell.submission is None else cell_progress(Path(cell.submission.work_dir), rest)
 
 
-def _total_s(cell: _Cell) -> float | None:
+def _total_s(cell: Tracked) -> float | None:
     """A done cell's whole duration (its job's ``total_s``)."""
     return cell.result.timings.get("total_s") if cell.state == "done" and cell.result is not None else None
 
 
-def _projected_total(cell: _Cell, progress: CellProgress | None, now: float) -> float | None:
+def _projected_total(cell: Tracked, progress: CellProgress | None, now: float) -> float | None:
     """A running cell's whole duration: its time so far (from its result file's start) plus its time left."""
     if progress is None or progress.left_s is None or cell.result is None:
         return None
@@ -257,7 +258,7 @@ def _total(costs: Sequence[Cost | None]) -> Cost | None:
     return sum(known, Cost()) if known else None
 
 
-def _to_spend(cells: Sequence[_Cell], cells_left: float) -> Cost | None:
+def _to_spend(cells: Sequence[Tracked], cells_left: float) -> Cost | None:
     """The done cells' mean cost per cell, times ``cells_left`` (None: no done cell has a cost)."""
     done = [c.cost for c in cells if c.state == "done" and c.cost is not None]
     total = _total(done)
@@ -268,7 +269,7 @@ def _to_spend(cells: Sequence[_Cell], cells_left: float) -> Cost | None:
     return Cost(0, total.wall_s * share, total.cpu_s * share, gpu)
 
 
-def parallelism(cells: Sequence[_Cell], array_parallelism: int | None) -> int:
+def parallelism(cells: Sequence[Tracked], array_parallelism: int | None) -> int:
     """How many of ``cells`` compute at once: on Slurm (a live cell's job went there) the sweep's
     ``array_parallelism`` (None: not known, the running cells); locally the launch's slots (``local_slots``
     of the sweep folder, found from a cell's work_dir); at least the cells running now, and at least 1."""

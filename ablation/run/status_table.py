@@ -18,6 +18,7 @@ from ablation.run.cost import Cost
 from ablation.run.eta import (
     CellProgress,
     SweepEta,
+    Tracked,
     after_training_s,
     cell_progress,
     newest_log,
@@ -138,7 +139,7 @@ def duration(seconds: float) -> str:
     return f"{d}d{h}h" if h else f"{d}d"
 
 
-def sweep_lines(states: Sequence[CellStatus], array_parallelism: int | None) -> list[str]:
+def sweep_lines(states: Sequence[Tracked], array_parallelism: int | None) -> list[str]:
     """The lines under a sweep's summary: when it should finish (``eta_line``) and what it costs
     (``cost_line``), those that can be told. ``array_parallelism``: the sweep's, for cells on Slurm."""
     eta = sweep_eta(states, parallelism(states, array_parallelism))
@@ -168,8 +169,8 @@ def _clock(moment: datetime.datetime) -> str:
 
 def cost_line(eta: SweepEta) -> str | None:
     """'compute so far: 12 attempts, 3.4 GPU-hours, 27.1 CPU-hours, 5.2 h wall; still to run: ~2.1
-    GPU-hours (6 cells at the done cells' mean)'; None when no cost is known."""
-    if eta.spent is None:
+    GPU-hours (6 cells at the done cells' mean)'; None when no cost is known or no job has started."""
+    if eta.spent is None or not eta.spent.attempts:  # no job has started
         return None
     line = f"compute so far: {_count(eta.spent.attempts, 'attempt')}, {_hours(eta.spent)}"
     if eta.to_spend is not None and eta.cells_left > 0:
