@@ -28,6 +28,7 @@ from ablation.run.divergence import DivergenceStop, verdict
 from ablation.run.result_file import RESULT_FILE
 
 from .helpers.cli import REPO, in_folder, replaced, run_cli, run_script, write_sweep
+from .helpers.ranks import run_ranks
 
 # 1. The rule ------------------------------------------------------------------------------------------------
 
@@ -135,7 +136,7 @@ SWEEP = replaced(
     ("dcn = [false, true]", "dcn = [false]"),
     ("lr = 0.01", "lr = 1e6"),  # NaN by the third iteration
     ("epochs = 2", "epochs = 20"),
-    ("log_interval = 2", "log_interval = 1"),
+    ("log_interval = 2", "log_interval = 1\nval_interval = 0"),  # every iteration logged; no validation
     ("synthetic = [6, 3]", "synthetic = [4, 2]"),
 )
 REASON = re.compile(r"diverged at iteration (\d+): loss (nan|-?inf|\S+ \(over .*\))")
@@ -240,11 +241,25 @@ def test_retry_failed_runs_the_diverged_cell_again(diverged: Cell, tmp_path: Pat
 def test_with_the_stop_off_the_same_cell_trains_on(tmp_path: Path) -> None:
     text = replaced(
         SWEEP,
-        ("epochs = 20", "epochs = 3"),
+        ("epochs = 20", "epochs = 2"),
         ("warmup_iters = 4", "warmup_iters = 4\nstop_on_divergence = false"),
     )
     cell = launched(tmp_path, text)
     r = cell.result()
-    assert r["iterations"] == 6, (r["error"], r["log_tail"])  # every iteration of its 3 epochs, NaN or not
+    assert r["iterations"] == 4, (r["error"], r["log_tail"])  # every iteration of its 2 epochs, NaN or not
     assert r["error"] is None or not r["error"].startswith("diverged")
     assert any(" loss: nan" in log.read_text() for log in cell.work_dir().glob("*/*.log"))
+
+
+# 4. Every rank of a multi-task cell stops at the same iteration ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_every_rank_stops_at_the_iteration_where_one_rank_diverged() -> None:
+    """Two gloo processes, each feeding the hook its own losses: one rank's NaN stops both at its iteration
+    (they decide on the ranks' mean); finite losses, however different, stop neither."""
+    diverging = [[2.0, 1.5, 1.0, 0.9, 0.8], [2.1, 1.6, math.nan, 0.9, 0.8]]
+    healthy = [[2.0, 1.0, 1e30], [2.0, 1.0, 3.0]]
+    answers = run_ranks([[diverging[0], healthy[0]], [diverging[1], healthy[1]]])
+    reason = "diverged at iteration 3: loss nan"
+    assert answers == [(0, [(3, reason), (None, None)]), (1, [(3, reason), (None, None)])]
