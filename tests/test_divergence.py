@@ -22,6 +22,7 @@ import torch
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
+from ablation import load_sweep, plan
 from ablation.errors import Diverged
 from ablation.run.attempts import read_attempts
 from ablation.run.divergence import DivergenceStop, verdict
@@ -50,6 +51,38 @@ def test_the_rule(
     loss: float, early: list[float], factor: float | None, warmup: int, reason: str | None
 ) -> None:
     assert verdict(loss, early, factor, warmup) == reason
+
+
+# 1b. The settings: job settings, outside the configs --------------------------------------------------------
+
+
+def test_the_settings_change_no_config_cell_id_or_name(tmp_path: Path) -> None:
+    smoke = (REPO / "experiments/sweeps/smoke.toml").read_text()
+    tuned = replaced(
+        smoke, ("[schedule]\n", "[schedule]\nstop_on_divergence = false\ndivergence_factor = 5.0\n")
+    )
+    for name in "ab":
+        (tmp_path / name).mkdir()
+    sweeps = [
+        load_sweep(write_sweep(tmp_path / n, text, "smoke")) for n, text in [("a", smoke), ("b", tuned)]
+    ]
+    assert (sweeps[0].schedule.stop_on_divergence, sweeps[1].schedule.stop_on_divergence) == (True, False)
+    cells = [
+        [(p.name, p.cell_id, p.path.read_text()) for p in plan(sweep, tmp_path / "runs" / name).cells]
+        for sweep, name in zip(sweeps, "ab", strict=True)
+    ]
+    assert cells[0] == cells[1] and len(cells[0]) == 32
+
+
+@pytest.mark.parametrize("value", ["1", "0.5", "-2.0"])
+def test_a_factor_of_one_or_less_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, value: str
+) -> None:
+    path = write_sweep(tmp_path, f"[schedule]\ndivergence_factor = {value}\n")
+    code, out, err = run_cli("plan", "--sweep", str(path), "--root", str(tmp_path / "runs"), capsys=capsys)
+    assert (code, out) == (2, "")
+    assert err == f"error: {path}: [schedule] divergence_factor must be > 1\n"
+    assert not (tmp_path / "runs").exists()
 
 
 # 2. The hook in a real mmengine training loop ---------------------------------------------------------------
