@@ -30,7 +30,8 @@ def divergence_on_rank(rank: int, world: int, port: int, runs: list[list[float]]
         logger = MMLogger.get_instance(f"rank{rank}", log_level="CRITICAL")
         answers: list[tuple[int | None, str | None]] = []
         for losses in runs:
-            hook, stopped = DivergenceStop(), (None, None)
+            hook = DivergenceStop()
+            stopped: tuple[int | None, str | None] = (None, None)
             for i, loss in enumerate(losses):
                 runner = SimpleNamespace(iter=i, logger=logger)  # what the hook reads of mmengine's Runner
                 try:
