@@ -267,7 +267,8 @@ def test_retry_failed_runs_the_diverged_cell_again(diverged: Cell, tmp_path: Pat
     r = again.result()
     assert (code, r["attempt"], r["status"]) == (1, 2, "failed")  # it diverges again, from its checkpoint
     assert REASON.fullmatch(r["error"]), r["error"]
-    assert [a.attempt for a in read_attempts(again.work_dir())] == [1, 2]
+    records = read_attempts(again.work_dir())
+    assert [a.attempt for a in records] == [1, 2] and all(a.ended for a in records)
 
 
 @pytest.mark.slow
@@ -282,6 +283,8 @@ def test_with_the_stop_off_the_same_cell_trains_on(tmp_path: Path) -> None:
     assert r["iterations"] == 4, (r["error"], r["log_tail"])  # every iteration of its 2 epochs, NaN or not
     assert r["error"] is None or not r["error"].startswith("diverged")
     assert any(" loss: nan" in log.read_text() for log in cell.work_dir().glob("*/*.log"))
+    (attempt,) = read_attempts(cell.work_dir())  # a cell that ran to its end: one attempt, ended
+    assert attempt.ended is not None and attempt.wall_s > 0 and attempt.processes == 1
 
 
 # 4. Every rank of a multi-task cell stops at the same iteration ---------------------------------------------
