@@ -53,6 +53,7 @@ SUMMARY_OVER = 64  # a table of more rows is summarised first, the whole of it i
 STORE = locate()
 ROOT = root_dir()
 REFRESH_S = 5.0  # the Live curves page reads the cells' logs again this often while one runs
+_ACTIVE = ("running", "pending")  # the states of a cell whose curves are still to grow
 LIVE_AT_MOST = 6  # with no cell picked, the page overlays the running cells, or this many of the others
 
 
@@ -395,9 +396,9 @@ def live_page() -> None:
         st.info(f"No sweep has been launched under `{ROOT}` (`ablation launch --sweep NAME`).")
         return
     folder = st.selectbox("sweep", folders, format_func=lambda p: p.name, key="live-sweep")
-    running = any(c.state == "running" for c in _recorded(folder))
-    # while a cell runs, the section reads the logs again every REFRESH_S seconds, alone (a fragment)
-    st.fragment(run_every=REFRESH_S if running else None)(live_section)(folder, running)
+    active = any(c.state in _ACTIVE for c in _recorded(folder))
+    # while a cell runs or waits to, the section reads the logs again every REFRESH_S seconds, alone
+    st.fragment(run_every=REFRESH_S if active else None)(live_section)(folder, active)
 
 
 def _recorded(folder: Path) -> list[RecordedCell]:
@@ -410,13 +411,14 @@ def _recorded(folder: Path) -> list[RecordedCell]:
         return []
 
 
-def live_section(folder: Path, was_running: bool) -> None:
-    """The picked cells' curves; once no cell runs any more, the whole page again (which stops the
-    refreshing)."""
-    cells = [c for c in _recorded(folder) if c.state in ("running", "done", "failed")]
-    running = [c.submission.cell for c in cells if c.state == "running"]
-    if was_running and not running:
+def live_section(folder: Path, was_active: bool) -> None:
+    """The picked cells' curves; once no cell runs or waits any more, the whole page again (which stops
+    the refreshing)."""
+    recorded = _recorded(folder)
+    if was_active and not any(c.state in _ACTIVE for c in recorded):
         st.rerun()
+    cells = [c for c in recorded if c.state in ("running", "done", "failed")]
+    running = [c.submission.cell for c in cells if c.state == "running"]
     names = [c.submission.cell for c in cells]
     picked = st.multiselect(
         "cells to overlay (none picked: the running cells, else the first few)",
@@ -441,7 +443,7 @@ def live_section(folder: Path, was_running: bool) -> None:
     when = datetime.now().strftime("%H:%M:%S")
     st.caption(
         f"{len(curves)} cells; read at {when}"
-        + (f", again every {REFRESH_S:.0f} s while a cell runs ({len(running)} now)" if running else "")
+        + (f", again every {REFRESH_S:.0f} s while a cell runs or waits" if was_active else "")
     )
 
 

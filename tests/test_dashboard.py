@@ -5,6 +5,7 @@ the figures' data checked against the store, computed here independently of ``ab
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import itertools
 import json
 import math
@@ -23,6 +24,7 @@ from ablation.results.curves import work_dir_of
 from ablation.results.modelzoo import load_reference
 from ablation.results.records import RunRecord
 from ablation.results.store import Store
+from ablation.run.attempts import ATTEMPTS_FILE, Attempt
 from ablation.run.manifest import Manifest, Submission, save_manifest
 from ablation.run.result_file import RESULT_FILE, CellResult, write_result
 
@@ -734,8 +736,7 @@ def logged(cell: int, iters: int) -> list[dict[str, Any]]:
 def test_the_live_curves_page_overlays_the_picked_cells(
     monkeypatch: pytest.MonkeyPatch, store: Store, tmp_path: Path
 ) -> None:
-    root = tmp_path / "runs"
-    folder = root / "live"
+    folder = tmp_path / "runs" / "live"
     manifest = Manifest(sweep="live")
     for i, status in enumerate(("done", "failed", "done", None)):
         work = live_cell(manifest, folder, f"cell{i}", str(999_980 + i), status)
@@ -743,7 +744,7 @@ def test_the_live_curves_page_overlays_the_picked_cells(
             scalars(work, "20260101_000000", logged(i, 4 + i))
     (folder / "work" / "cell2" / "id" / "20260101_000000" / "vis_data" / "scalars.json").write_text("{not")
     save_manifest(folder, manifest)
-    at = open_app(monkeypatch, store, root=root, page="live")
+    at = open_app(monkeypatch, store, root=folder.parent, page="live")
     assert at.header[0].value == "Live curves"
     (warning,) = [w.value for w in at.warning if "cell2" in w.value]  # its corrupt log, the others drawn
     assert "line 1 is not JSON" in warning
@@ -796,6 +797,40 @@ def test_a_relative_origin_is_found_from_another_folder(
     assert not at.exception
     (curves,) = figures(at)
     assert traces(curves)["loss"]["y"] == pytest.approx([2.9, 2.8, 2.7])
+
+
+def attempt(number: int, start_h: float, hours: float, gpus: int) -> dict[str, Any]:
+    """An attempt record of a local cell's job (2 processes x 3 threads), ``hours`` long."""
+    base = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    started, ended = ((base + datetime.timedelta(hours=h)).isoformat() for h in (start_h, start_h + hours))
+    return dataclasses.asdict(Attempt(number, "local", "1", "h", 2, 3, gpus, started, ended, ended))
+
+
+def test_the_status_page_shows_each_cell_s_and_the_sweep_s_compute(
+    monkeypatch: pytest.MonkeyPatch, store: Store, tmp_path: Path
+) -> None:
+    folder = tmp_path / "runs" / "live"
+    manifest = Manifest(sweep="live")
+    records = {"cell0": [attempt(1, 0, 1.0, 2), attempt(1, 2, 0.5, 2)], "cell1": [attempt(1, 0, 2.0, 0)]}
+    for i, (name, attempts) in enumerate(records.items()):
+        work = live_cell(manifest, folder, name, str(999_970 + i), "done")
+        (work / ATTEMPTS_FILE).write_text(json.dumps({"attempts": attempts}))
+    save_manifest(folder, manifest)
+    at = open_app(monkeypatch, store, root=folder.parent, page="status")
+    table = at.dataframe[0].value
+    gpu, cpu = vocabulary.metric("gpu_hours"), vocabulary.metric("cpu_hours")
+    shown = zip(table["cell"], table["attempts"], table[gpu.name], table[cpu.name], strict=True)
+    assert {cell: rest for cell, *rest in shown} == {
+        "cell0": [
+            "2",
+            gpu.format(2 * 1.0 + 2 * 0.5),
+            cpu.format(2 * 3 * 1.5),
+        ],  # GPUs x h, processes x threads x h
+        "cell1": ["1", "-", cpu.format(2 * 3 * 2.0)],  # no GPU: no GPU-hours, not 0
+    }
+    (line,) = [m.value for m in at.markdown if m.value.startswith("compute so far")]
+    assert line.startswith("compute so far: 3 attempts, 3.0 GPU-hours, 21.0 CPU-hours")
+    assert not any("expected to finish" in m.value for m in at.markdown)  # nothing runs or waits
 
 
 def test_downloads_are_what_export_writes(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
