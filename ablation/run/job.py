@@ -63,9 +63,7 @@ class CellJob(CellIdentity):
     parallel: int = 1  # how many slots
     tasks: int = 1  # processes of one cell, one per GPU (Slurm tasks); the job runs with as many as it has
     keep_checkpoints: str = "all"  # "all", "last", or "none" (removed once the cell is done)
-    stop_on_divergence: bool = (
-        True  # fail at the first iteration whose loss is NaN or infinite (``divergence``)
-    )
+    stop_on_divergence: bool = True  # fail at the first NaN or infinite loss (``divergence``)
     divergence_factor: float | None = None  # also at a loss over this x the early median; None: no such rule
 
 
