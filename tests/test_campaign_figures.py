@@ -36,6 +36,7 @@ from ablation.results.records import (
     screen_figures,
     screen_frame,
 )
+from ablation.results.runfile import SCHEMA
 from ablation.results.store import Store
 from ablation.results.table import TableOptions, results_table
 from ablation.vocabulary import Range
@@ -45,7 +46,7 @@ from .helpers.store import grid_runs, store_with
 
 RANGES = figure_ranges()
 FIGURES = tuple(RANGES)
-INTEGERS = ("params", "epochs", "iterations")  # int64 in the store: no inf or NaN there
+INTEGERS = tuple(f for f in FIGURES if pa.types.is_integer(SCHEMA.field(f).type))  # no inf or NaN in int64
 EVERY_OPTION = TableOptions(breakdown=True, complexity=True, timing=True, baseline="0000")
 
 
