@@ -53,6 +53,7 @@ SUMMARY_OVER = 64  # a table of more rows is summarised first, the whole of it i
 STORE = locate()
 ROOT = root_dir()
 REFRESH_S = 5.0  # the Live curves page reads the cells' logs again this often while one runs
+POLL_S = 20.0  # and asks the executors (sacct on Slurm) for the cells' states this often at most
 _ACTIVE = ("running", "pending")  # the states of a cell whose curves are still to grow
 LIVE_AT_MOST = 6  # with no cell picked, the page overlays the running cells, or this many of the others
 
@@ -87,8 +88,11 @@ def main() -> None:
         st.caption(f"store: `{STORE}` ({len(frame)} runs)")
         chosen = filters(frame)
 
-    if page in ("status", "live"):
-        status_page() if page == "status" else live_page()
+    if page == "status":
+        status_page()
+        return
+    if page == "live":
+        live_page()
         return
     if frame.empty:
         st.info(
@@ -402,13 +406,20 @@ def live_page() -> None:
 
 
 def _recorded(folder: Path) -> list[RecordedCell]:
-    from ablation.run.launch import recorded_status
-
     try:
-        return recorded_status(folder)
+        return _polled(str(folder))
     except Exception as error:  # an unreadable manifest: said, and no cells
         st.warning(f"{folder}: {error}")
         return []
+
+
+@st.cache_data(ttl=POLL_S, show_spinner=False, max_entries=16)
+def _polled(folder: str) -> list[RecordedCell]:
+    """The cells' states, from one poll of their executors (sacct on Slurm): at most once in POLL_S
+    seconds, however often the page reads the logs."""
+    from ablation.run.launch import recorded_status
+
+    return recorded_status(Path(folder))
 
 
 def live_section(folder: Path, was_active: bool) -> None:
