@@ -281,3 +281,15 @@ def _alive(pid: int) -> bool:
     except ChildProcessError:
         return True
     return done == 0
+
+
+def test_status_of_a_sweep_never_launched_under_its_root_says_where_it_looked(tmp_path: Path) -> None:
+    with in_folder(tmp_path):
+        code, out, err = run_cli("status", "--sweep", "smoke", "--root", "elsewhere")
+    assert (code, err) == (0, "")
+    *_, summary, hint = out.splitlines()
+    assert summary == "32 cells: 32 planned"  # no finish line: nothing runs or waits
+    assert hint == (
+        f"no run of sweep 'smoke' under {tmp_path.resolve() / 'elsewhere'} "
+        "(launched elsewhere? --root DIR or $ABLATION_ROOT)"
+    )
