@@ -400,17 +400,20 @@ def live_page() -> None:
         st.info(f"No sweep has been launched under `{ROOT}` (`ablation launch --sweep NAME`).")
         return
     folder = st.selectbox("sweep", folders, format_func=lambda p: p.name, key="live-sweep")
-    active = any(c.state in _ACTIVE for c in _recorded(folder))
+    active = any(c.state in _ACTIVE for c in _recorded(folder, quiet=True) or [])
     # while a cell runs or waits to, the section reads the logs again every REFRESH_S seconds, alone
     st.fragment(run_every=REFRESH_S if active else None)(live_section)(folder, active)
 
 
-def _recorded(folder: Path) -> list[RecordedCell]:
+def _recorded(folder: Path, quiet: bool = False) -> list[RecordedCell] | None:
+    """The cells of a sweep folder as last polled (``_polled``); None when its manifest cannot be read,
+    said in a warning unless ``quiet``."""
     try:
         return _polled(str(folder))
     except Exception as error:  # an unreadable manifest: said, and no cells
-        st.warning(f"{folder}: {error}")
-        return []
+        if not quiet:
+            st.warning(f"{folder}: {error}")
+        return None
 
 
 @st.cache_data(ttl=POLL_S, show_spinner=False, max_entries=16)
@@ -425,7 +428,7 @@ def _polled(folder: str) -> list[RecordedCell]:
 def live_section(folder: Path, was_active: bool) -> None:
     """The picked cells' curves; once no cell runs or waits any more, the whole page again (which stops
     the refreshing)."""
-    recorded = _recorded(folder)
+    recorded = _recorded(folder) or []
     if was_active and not any(c.state in _ACTIVE for c in recorded):
         st.rerun()
     cells = [c for c in recorded if c.state in ("running", "done", "failed")]
@@ -529,20 +532,28 @@ def live_figure(curves: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> go.Figu
 
 
 def status_page() -> None:
-    from ablation.run import status_table
-    from ablation.run.eta import after_training_s, parallelism, sweep_eta
-    from ablation.run.launch import STATES, recorded_status
-
     st.header("Live sweeps")
     folders = sweep_folders()
     if not folders:
         st.info(f"No sweep has been launched under `{ROOT}` (`ablation launch --sweep NAME`).")
         return
-    for folder in folders:
-        try:
-            cells = recorded_status(folder)
-        except Exception as error:  # one unreadable manifest must not hide the others
-            st.warning(f"{folder}: {error}")
+    active = any(c.state in _ACTIVE for folder in folders for c in _recorded(folder, quiet=True) or [])
+    # while a cell runs or waits, the sweeps are shown again as often as their states are polled
+    st.fragment(run_every=POLL_S if active else None)(status_sections)(folders, active)
+
+
+def status_sections(folders: list[Path], was_active: bool) -> None:
+    """Each sweep's states, expected finish and compute, and its table; once no cell runs or waits any
+    more, the whole page again (which stops the refreshing)."""
+    from ablation.run import status_table
+    from ablation.run.eta import after_training_s, parallelism, sweep_eta
+    from ablation.run.launch import STATES
+
+    polled = {folder: _recorded(folder) for folder in folders}  # one unreadable manifest hides no other
+    if was_active and not any(c.state in _ACTIVE for cells in polled.values() for c in cells or []):
+        st.rerun()
+    for folder, cells in polled.items():
+        if cells is None:
             continue
         counts = {state: sum(1 for c in cells if c.state == state) for state in STATES}
         finished = counts["done"] + counts["failed"] + counts["lost"]

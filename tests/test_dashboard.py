@@ -833,6 +833,18 @@ def test_the_status_page_shows_each_cell_s_and_the_sweep_s_compute(
     assert not any("expected to finish" in m.value for m in at.markdown)  # nothing runs or waits
 
 
+@pytest.mark.parametrize("page", ["status", "live"])
+def test_an_unreadable_manifest_is_one_warning(
+    monkeypatch: pytest.MonkeyPatch, store: Store, tmp_path: Path, page: str
+) -> None:
+    folder = tmp_path / "runs" / "broken"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text("{not json")
+    at = open_app(monkeypatch, store, root=folder.parent, page=page)
+    assert [w.value.split(":")[0] for w in at.warning] == [str(folder)]
+    assert not at.code  # nothing else (Streamlit's magic writes a bare expression's value)
+
+
 def test_downloads_are_what_export_writes(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
     from ablation.results.export import render
     from ablation.results.table import TableOptions, results_table
