@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
 import time
 from pathlib import Path
 
@@ -25,7 +24,8 @@ from ablation.run.manifest import Submission
 from ablation.run.result_file import CellResult
 from ablation.run.status_table import cost_line, duration, eta_line
 
-from .helpers.cli import REPO, in_folder, replaced, run_cli, write_sweep
+from .helpers.cli import REPO, in_folder, replaced, run_cli
+from .helpers.live_grid import running_grid
 
 # mmengine's training line, as a real cell of the smoke sweep logs it
 LINE = (
@@ -210,13 +210,8 @@ SWEEP = replaced(
 
 @pytest.mark.slow
 def test_status_of_a_running_local_grid_shows_s_per_iter_time_left_and_the_finish(tmp_path: Path) -> None:
-    sweep_file = write_sweep(tmp_path, SWEEP, "eta")
-    root = tmp_path / "runs"
-    args = ("--sweep", str(sweep_file), "--root", str(root))
-    try:
-        with in_folder(tmp_path):  # data_root is relative: the data goes here
-            code, _, err = run_cli("launch", *args, "--executor", "local", "--parallel", "1")
-        assert code == 0, err
+    with running_grid(tmp_path, SWEEP, "eta") as root:
+        args = ("--sweep", str(tmp_path / "eta.toml"), "--root", str(root))
         seen, predicted = _watch_until_timed(args)
         head, _, *rows = seen.splitlines()
         column = {name: head.index(name) for name in ("state", "progress", "s/it", "left")}
@@ -228,9 +223,6 @@ def test_status_of_a_running_local_grid_shows_s_per_iter_time_left_and_the_finis
         assert progress == "epoch" and float(s_per_iter) > 0 and left[-1] in "smh", seen
         assert "expected to finish in ~" in seen and "1 running at once, 1 waiting" in seen, seen
         print(f"{seen}\n(the grid predicted to need {predicted:.0f} s more)")
-    finally:
-        run_cli("cancel", *args)
-        _no_job_left(root)
 
 
 def _watch_until_timed(args: tuple[str, ...], limit_s: float = 180) -> tuple[str, float]:
@@ -257,30 +249,6 @@ def _progress(states: list[CellStatus]) -> list[CellProgress]:
         for s in states
         if s.state == "running" and s.submission and (p := cell_progress(Path(s.submission.work_dir)))
     ]
-
-
-def _no_job_left(root: Path) -> None:
-    """Every local job's controller (its pid, the job id) has gone, within a few seconds of cancel."""
-    from ablation.run.manifest import load_manifest
-
-    (folder,) = [p for p in root.iterdir() if p.is_dir() and (p / "manifest.json").exists()]
-    pids = [int(s.job_id) for s in load_manifest(folder, folder.name).history if s.job_id]
-    until = time.monotonic() + 20
-    while time.monotonic() < until and any(_alive(pid) for pid in pids):
-        time.sleep(0.5)
-    assert not any(_alive(pid) for pid in pids)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie child of this process is gone for good: reap it
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return done == 0
 
 
 def test_status_of_a_sweep_never_launched_under_its_root_says_where_it_looked(tmp_path: Path) -> None:
