@@ -456,7 +456,7 @@ def live_section(folder: Path, was_active: bool) -> None:
     st.dataframe(live_table(curves, states), hide_index=True, width="stretch")
     when = datetime.now().strftime("%H:%M:%S")
     st.caption(
-        f"{len(curves)} cells; read at {when}"
+        f"{len(curves)} cell{'' if len(curves) == 1 else 's'}; read at {when}"
         + (f", again every {REFRESH_S:.0f} s while a cell runs or waits" if was_active else "")
     )
 
