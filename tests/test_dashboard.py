@@ -19,8 +19,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ablation import vocabulary
+from ablation.errors import LogFormatError
 from ablation.model.codes import ALL_CODES
-from ablation.results.curves import work_dir_of
+from ablation.results.curves import training_curves, work_dir_of
 from ablation.results.modelzoo import load_reference
 from ablation.results.records import RunRecord
 from ablation.results.store import Store
@@ -765,6 +766,16 @@ def test_the_live_curves_page_overlays_the_picked_cells(
     assert not at.exception
     assert {trace["name"] for trace in figures(at)[0]["data"]} == {"cell0"}
     assert "again every" not in at.caption[-1].value  # no cell runs: the page does not refresh itself
+
+
+def test_seconds_per_iteration_are_read_and_checked(tmp_path: Path) -> None:
+    scalars(tmp_path, "20260101_000000", [{"loss": 2.0, "time": 0.75, "iter": 1}, {"loss": 1.9, "iter": 2}])
+    train, _ = training_curves(tmp_path, seconds=True)
+    assert train["time"].iloc[0] == 0.75 and math.isnan(train["time"].iloc[1])  # a line without: NaN
+    assert "time" not in training_curves(tmp_path)[0]  # only when asked
+    scalars(tmp_path, "20260102_000000", [{"loss": 2.0, "time": "slow", "iter": 3}])
+    with pytest.raises(LogFormatError, match=r"20260102_000000.*line 1: time is 'slow', not a number"):
+        training_curves(tmp_path, seconds=True)
 
 
 def test_a_relative_origin_is_found_from_another_folder(
