@@ -1,15 +1,18 @@
-"""The ablation dashboard: accuracy-efficiency trade-offs, factor effects, runs, live status, downloads.
+"""The ablation dashboard: accuracy-efficiency trade-offs, factor effects, runs, live curves, live status,
+downloads.
 
 Started by ``ablation dashboard [--store DIR] [--root DIR] [--port N]``, which runs
 ``streamlit run dashboard/app.py`` with ABLATION_STORE and ABLATION_ROOT set (the store's location rule is
 ``ablation.results.store.locate``). The numbers come from a ``Runs`` selection (``ablation.analysis.runs``:
-the runs that count, the cells at their replicates' means, the analyses per memory kind), the figures from
-``ablation.analysis.figures`` and ``effect_charts``, the labels and units from ``ablation.vocabulary``, the
-status table from ``ablation.run.status_table``; this file only lays them out.
-``?page=effects`` (or trade-offs, runs, live, status, downloads) opens a page directly. The Live curves page
-draws the training curves of a launched sweep's cells from their work_dirs as they train, and reads them
-again every few seconds while a cell runs. A figure of the store
-that is not a finite number in its valid range is read as missing on every page, and named in a warning.
+the runs that count, the cells at their replicates' means, the analyses per memory kind, the trade-off
+axes), the figures from ``ablation.analysis.figures`` and ``effect_charts``, the labels and units from
+``ablation.vocabulary``, the status table's lines and a running cell's progress from
+``ablation.run.status_table`` and ``ablation.run.eta``, a run's curves from ``ablation.results.curves``;
+this file only lays them out (and builds the Live curves chart). ``?page=effects`` (or trade-offs, runs,
+live, status, downloads) opens a page directly. The Live curves and Status pages show the sweeps launched
+under the root; while a cell runs or waits they show it again by themselves (the logs every REFRESH_S, the
+executors' states polled every POLL_S at most). A figure of the store that is not a finite number in its
+valid range is read as missing on every page, and named in a warning.
 """
 
 from __future__ import annotations
