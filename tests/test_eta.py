@@ -159,13 +159,13 @@ def test_the_cost_so_far_and_still_to_spend() -> None:
     assert eta.spent == Cost(4, 2.5 * hour, 20 * hour, 3.5 * hour)
     assert cost_line(eta) == (
         "compute so far: 4 attempts, 3.5 GPU-hours, 20.0 CPU-hours, 2.5 h wall; "
-        "still to run: ~3.0 GPU-hours (2 cells at the done cells' mean)"
+        "still to run: ~3.0 GPU-hours (2 cells' worth at the done cells' mean)"
     )
     assert cost_line(sweep_eta([cell("pending", cost=Cost())], parallel=1)) is None  # nothing started
     cpu_only = [cell("done", total_s=10, cost=Cost(1, hour, 2 * hour)), cell("pending")]
     assert cost_line(sweep_eta(cpu_only, parallel=1)) == (
         "compute so far: 1 attempt, 2.0 CPU-hours, 1.0 h wall; "
-        "still to run: ~2.0 CPU-hours (1 cell at the done cells' mean)"
+        "still to run: ~2.0 CPU-hours (1 cell's worth at the done cells' mean)"
     )
 
 

@@ -169,7 +169,7 @@ def _clock(moment: datetime.datetime) -> str:
 
 def cost_line(eta: SweepEta) -> str | None:
     """'compute so far: 12 attempts, 3.4 GPU-hours, 27.1 CPU-hours, 5.2 h wall; still to run: ~2.1
-    GPU-hours (6 cells at the done cells' mean)'; None when no cost is known or no job has started."""
+    GPU-hours (6 cells' worth at the done cells' mean)'; None when no cost is known or no job has started."""
     if eta.spent is None or not eta.spent.attempts:  # no job has started
         return None
     line = f"compute so far: {_count(eta.spent.attempts, 'attempt')}, {_hours(eta.spent)}"
@@ -177,7 +177,8 @@ def cost_line(eta: SweepEta) -> str | None:
         cells = f"{eta.cells_left:.1f}".removesuffix(".0")
         gpu = eta.to_spend.gpu_hours
         left = f"{_h(gpu)} GPU-hours" if gpu is not None else f"{_h(eta.to_spend.cpu_hours)} CPU-hours"
-        line += f"; still to run: ~{left} ({cells} cell{'' if cells == '1' else 's'} at the done cells' mean)"
+        worth = "1 cell's" if cells == "1" else f"{cells} cells'"
+        line += f"; still to run: ~{left} ({worth} worth at the done cells' mean)"
     return line
 
 
