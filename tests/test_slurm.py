@@ -133,6 +133,12 @@ def counted(folder: Path, command: str) -> tuple[dict[str, str], Path]:
     return env, calls
 
 
+def summary_line(output: str) -> str:
+    """The '4 cells: 3 done, 1 failed' line of a status table (its ETA and cost lines come under it)."""
+    (line,) = [line for line in output.splitlines() if re.match(r"\d+ cells: ", line)]
+    return line
+
+
 def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
@@ -232,7 +238,7 @@ def test_status_from_a_fresh_process_asks_sacct_once_for_both_arrays(
         env=env,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "4 cells: 3 done, 1 failed"
+    assert summary_line(done.stdout) == "4 cells: 3 done, 1 failed"
     (row,) = [line for line in done.stdout.splitlines() if line.startswith(BROKEN)]
     assert row.split()[3] == "failed"
     arrays = {str(e["job_id"]).split("_")[0] for e in manifest(root, MINI)}
@@ -257,7 +263,7 @@ def test_retry_failed_reruns_the_failed_cell_asking_max_array_size_once(
     done = ablation(folder, "launch", *args, "--retry-failed", "--wait", env=env)
     assert done.stdout.startswith("submitted 1 of 4 cells"), done.stdout + done.stderr
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines()[-1] == "4 cells: 4 done"
+    assert summary_line(done.stdout) == "4 cells: 4 done"
     assert results(root, MINI)[BROKEN]["attempt"] == 2
     assert [call for call in lines(calls) if call.startswith("show")] == ["show config"]  # not per poll
 
@@ -398,7 +404,7 @@ def judged_where_they_run(
         wait_for(lambda e=entry: (Path(str(e["work_dir"])) / RESULT_FILE).exists(), 240, "the cells to start")
 
     shown = ablation(tmp_path, "status", *args)  # as the hint says
-    assert shown.stdout.splitlines()[-1] == "2 cells: 2 running", shown.stdout + shown.stderr
+    assert summary_line(shown.stdout) == "2 cells: 2 running", shown.stdout + shown.stderr
     again = ablation(tmp_path, "launch", *args, "--retry-failed")
     assert again.stdout.startswith("submitted 0 of 2 cells of sweep judged (slurm); left alone: 2 running")
     assert json.loads((root / "judged" / "manifest.json").read_text())["history"] == entries  # no new job
@@ -416,7 +422,7 @@ def judged_where_they_run(
     wait_for(cancelled, 120, "scancel")
     wait_for(lambda: squeue(job_ids) == [], 120, "the cancelled tasks to leave the queue")
     shown = ablation(tmp_path, "status", *args)
-    assert shown.stdout.splitlines()[-1] == "2 cells: 2 lost"
+    assert summary_line(shown.stdout) == "2 cells: 2 lost"
     again = ablation(tmp_path, "launch", *args)
     assert again.stdout.startswith("submitted 0 of 2 cells"), again.stdout  # lost needs --retry-failed
     retried = ablation(tmp_path, "launch", *args, "--retry-failed")
