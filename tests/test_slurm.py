@@ -252,7 +252,7 @@ def test_status_from_a_fresh_process_asks_sacct_once_for_both_arrays(
 
 @pytest.mark.slurm
 def test_retry_failed_reruns_the_failed_cell_asking_max_array_size_once(
-    grid: tuple[Path, Path, list[str]],
+    grid: tuple[Path, Path, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder, root, _ = grid
     (entry,) = [e for e in manifest(root, MINI) if e["cell"] == BROKEN]
@@ -266,6 +266,7 @@ def test_retry_failed_reruns_the_failed_cell_asking_max_array_size_once(
     assert summary_line(done.stdout) == "4 cells: 4 done"
     assert results(root, MINI)[BROKEN]["attempt"] == 2
     assert [call for call in lines(calls) if call.startswith("show")] == ["show config"]  # not per poll
+    assert polled_cost(folder, MINI, monkeypatch, BROKEN).attempts == 2  # its failed job and its rerun
 
 
 @pytest.mark.slurm
@@ -309,19 +310,24 @@ def requeued(tmp_path: Path, name: str, **changes: str) -> tuple[dict[str, objec
     return entry, work, one
 
 
-def polled_cost(tmp_path: Path, name: str, job_id: str, monkeypatch: pytest.MonkeyPatch) -> Cost:
-    """The cost of a one-cell sweep's cell once its job is over, as a status poll in this process gives it
-    with a counting sacct: one sacct call, and the sum of what sacct itself says of each start of the job
-    (-D: one record per start; elapsed seconds x allocated CPUs; no GPUs)."""
-    wait_for(lambda: sacct("--format=State", "-j", job_id)[0][0] not in LIVE_STATES, 60, "the job to end")
-    records = [(int(e), int(c)) for e, c in sacct("-D", "--format=ElapsedRaw,AllocCPUS", "-j", job_id)]
-    env, calls = counted(tmp_path, "sacct")
+def polled_cost(folder: Path, name: str, monkeypatch: pytest.MonkeyPatch, cell: str | None = None) -> Cost:
+    """The cost of the sweep ``name``'s cell ``cell`` (None: its only one; sweep file and root in ``folder``)
+    once its jobs are over, as a status poll in this process gives it with a counting sacct: one sacct call,
+    and the sum over every job of the cell of what sacct itself says of each start (-D: one record per
+    start; elapsed seconds x allocated CPUs; no GPUs)."""
+    ids = ",".join(str(e["job_id"]) for e in manifest(folder / "runs", name) if cell in (None, e["cell"]))
+    wait_for(lambda: all(s not in LIVE_STATES for (s,) in sacct("--format=State", "-j", ids)), 60, "the end")
+    records = [(int(e), int(c)) for e, c in sacct("-D", "--format=ElapsedRaw,AllocCPUS", "-j", ids)]
+    probe = folder / f"poll-{uuid.uuid4().hex[:6]}"  # its own count of calls
+    probe.mkdir()
+    env, calls = counted(probe, "sacct")
     monkeypatch.setenv("PATH", env["PATH"])
-    (cell,) = status(load_sweep(tmp_path / f"{name}.toml"), tmp_path / "runs")
+    states = status(load_sweep(folder / f"{name}.toml"), folder / "runs")
+    (one,) = [s for s in states if cell in (None, s.name)]
     assert len(lines(calls)) == 1  # the one call of the poll gave states and costs
     wall, cpu = sum(e for e, _ in records), sum(e * c for e, c in records)
     expected = Cost(attempts=len(records), wall_s=wall, cpu_s=cpu, gpu_s=None)
-    assert cell.cost == expected
+    assert one.cost == expected
     return expected
 
 
@@ -332,9 +338,9 @@ def test_a_requeued_cell_resumes_from_its_checkpoint(
     """Slurm gives a requeued job KillWait (30 s) to end before killing it: the cell is long enough to be
     killed mid-training (an epoch of the smoke detector takes 0.5-1 s here, by the machine, so 120 outlast
     the 30 s). Its cost counts both starts of its job."""
-    entry, _, one = requeued(tmp_path, "requeue", **{"epochs = 2": "epochs = 120"})
+    _, _, one = requeued(tmp_path, "requeue", **{"epochs = 2": "epochs = 120"})
     assert (one["status"], one["epochs"], one["iterations"]) == ("done", 120, 240)
-    assert polled_cost(tmp_path, "requeue", str(entry["job_id"]), monkeypatch).attempts == 2
+    assert polled_cost(tmp_path, "requeue", monkeypatch).attempts == 2
 
 
 @pytest.mark.slurm
@@ -363,7 +369,7 @@ def test_a_cell_at_its_time_limit_is_requeued_and_finishes(
     (entry,) = manifest(root, "timeout")
     work = Path(str(entry["work_dir"]))
     assert len(list(work.glob("*/*.log"))) >= 2  # more than one attempt: it was requeued
-    assert polled_cost(tmp_path, "timeout", str(entry["job_id"]), monkeypatch).attempts >= 2
+    assert polled_cost(tmp_path, "timeout", monkeypatch).attempts >= 2
 
 
 @pytest.mark.slurm
