@@ -41,6 +41,9 @@ def sweep_text(**changes: str) -> str:
     for old, new in {
         'codes = "all"': 'codes = ["0000", "1111"]',
         "synthetic = [6, 3]": "synthetic = [4, 2]",
+        # The smoke schedule stretched to 100s of epochs sometimes reaches a NaN loss (a busy CI's time-limit
+        # cell: "diverged at iteration 47"); these tests are about jobs, not learning, so they train through.
+        "log_interval = 2": "log_interval = 2\nstop_on_divergence = false",
     }.items():
         assert old in text
         text = text.replace(old, new)
