@@ -392,15 +392,17 @@ def _clean(value: Any) -> Any:
 
 
 def sweep_folders() -> list[Path]:
-    """The sweeps launched under the root: the folders with a manifest."""
-    return sorted(p.parent for p in ROOT.glob("*/manifest.json"))
+    """The sweeps launched under the root: the folders with a manifest; with none, says how to launch one."""
+    folders = sorted(p.parent for p in ROOT.glob("*/manifest.json"))
+    if not folders:
+        st.info(f"No sweep has been launched under `{ROOT}` (`ablation launch --sweep NAME`).")
+    return folders
 
 
 def live_page() -> None:
     st.header("Live curves")
     folders = sweep_folders()
     if not folders:
-        st.info(f"No sweep has been launched under `{ROOT}` (`ablation launch --sweep NAME`).")
         return
     folder = st.selectbox("sweep", folders, format_func=lambda p: p.name, key="live-sweep")
     active = any(c.state in _ACTIVE for c in _recorded(folder, quiet=True) or [])
@@ -538,7 +540,6 @@ def status_page() -> None:
     st.header("Live sweeps")
     folders = sweep_folders()
     if not folders:
-        st.info(f"No sweep has been launched under `{ROOT}` (`ablation launch --sweep NAME`).")
         return
     active = any(c.state in _ACTIVE for folder in folders for c in _recorded(folder, quiet=True) or [])
     # while a cell runs or waits, the sweeps are shown again as often as their states are polled
